@@ -1,0 +1,63 @@
+"""The contract every detector backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from labelsift.models import DetectorInfo, Label
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One image handed to a detector.
+
+    `uri` is `s3://bucket/key` or a local path. `read` returns the bytes to send when the
+    backend needs them (the local model always; Rekognition for local files, other regions
+    and transcoded images). `format` is Pillow's name for the stored format (JPEG, PNG, ...).
+    """
+
+    uri: str
+    read: Callable[[], bytes]
+    format: str | None = None
+    size: int | None = None
+    version_id: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass(frozen=True)
+class Detection:
+    labels: list[Label]
+    model_version: str | None = None
+
+
+class DetectorError(Exception):
+    """The detector could not label this image.
+
+    `code` is stable (it lands in the manifest's `error.code`); `billable` says whether the
+    failed call still cost money; `fatal` means no further image can succeed (bad credentials,
+    access denied) and the run must stop instead of recording an error per image.
+    """
+
+    def __init__(self, code: str, message: str, *, billable: bool = False, fatal: bool = False) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.billable = billable
+        self.fatal = fatal
+
+
+class Detector(Protocol):
+    @property
+    def info(self) -> DetectorInfo: ...
+
+    @property
+    def billable(self) -> bool:
+        """Whether each call costs money (Rekognition) or not (the local model)."""
+        ...
+
+    def detect(self, image: ImageInput) -> Detection:
+        """Label one image. Safe to call from several threads at once. Raises DetectorError."""
+        ...

@@ -1,0 +1,161 @@
+"""The manifest's data model: what a detector saw in one image, and what a run did.
+
+Every backend returns these models; every exporter reads them. `schemas/` is generated from here
+(`python -m labelsift.schemas`).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Confidence = Annotated[float, Field(ge=0.0, le=100.0, description="Confidence in percent, 0-100.")]
+# Rekognition documents that box ratios may fall slightly outside [0, 1]; exporters clip them.
+Ratio = Annotated[float, Field(ge=-0.5, le=1.5, description="A fraction of the image side.")]
+Extent = Annotated[float, Field(ge=0.0, le=2.0, description="A fraction of the image side.")]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Instance(_Model):
+    """One occurrence of a label in the image: a box as ratios of the displayed image."""
+
+    left: Ratio
+    top: Ratio
+    width: Extent
+    height: Extent
+    confidence: Confidence
+
+    @field_validator("left", "top", "width", "height", "confidence")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class Label(_Model):
+    """A label as the detector named it, with its place in the detector's taxonomy."""
+
+    name: Annotated[str, Field(min_length=1)]
+    confidence: Confidence
+    parents: list[str] = []
+    aliases: list[str] = []
+    categories: list[str] = []
+    instances: list[Instance] = []
+
+
+class ScanStatus(StrEnum):
+    LABELED = "labeled"
+    SKIPPED = "skipped"
+    ERROR = "error"
+
+
+class Reason(_Model):
+    """Why an image was skipped or failed: a stable code for programs, a message for people."""
+
+    code: Annotated[str, Field(min_length=1, description="Stable machine-readable code.")]
+    message: str
+
+
+class DetectorInfo(_Model):
+    name: Annotated[str, Field(min_length=1)]
+    model_version: str | None = None
+
+
+class Verdict(_Model):
+    """A person's decision about one label on one image."""
+
+    label: Annotated[str, Field(min_length=1)]
+    accepted: bool
+    who: str = "reviewer"
+    at: datetime = Field(default_factory=utc_now)
+    instances: list[Instance] | None = Field(
+        default=None, description="Boxes a person drew or confirmed; null keeps the detector's."
+    )
+
+
+class ImageRecord(_Model):
+    """One line of the manifest: everything known about one source image."""
+
+    source: Annotated[str, Field(min_length=1, description="URI of the image: s3://bucket/key or a path.")]
+    etag: str | None = None
+    version_id: str | None = None
+    size: Annotated[int, Field(ge=0)] | None = None
+    width: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed width in pixels.")
+    height: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed height in pixels.")
+    format: str | None = None
+    orientation: Annotated[int, Field(ge=1, le=8)] | None = Field(
+        default=None, description="EXIF orientation tag of the stored image (1 = as stored)."
+    )
+    status: ScanStatus
+    error: Reason | None = None
+    detector: DetectorInfo | None = None
+    labels: list[Label] = []
+    review: list[Verdict] = []
+    scanned_at: datetime = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _status_is_consistent(self) -> ImageRecord:
+        if self.status is ScanStatus.LABELED:
+            if self.error is not None:
+                raise ValueError("error: must be null when status is 'labeled'")
+            if self.detector is None:
+                raise ValueError("detector: required when status is 'labeled'")
+        elif self.error is None:
+            raise ValueError(f"error: a reason is required when status is '{self.status.value}'")
+        elif self.labels:
+            raise ValueError(f"labels: must be empty when status is '{self.status.value}'")
+        return self
+
+
+class VerdictEntry(_Model):
+    """A manifest line that records a person's verdict on an image already in the manifest."""
+
+    kind: Literal["verdict"] = "verdict"
+    source: Annotated[str, Field(min_length=1)]
+    verdict: Verdict
+
+
+class StopReason(StrEnum):
+    EXHAUSTED = "exhausted"  # every source was scanned
+    MAX_IMAGES = "max_images"
+    TARGET = "target"
+    PATIENCE = "patience"
+    BUDGET = "budget"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+class RunSummary(_Model):
+    """What one scan did: counts, money and why it stopped."""
+
+    source: str
+    manifest: str
+    detector: DetectorInfo
+    labels: list[str] = []
+    threshold: Confidence | None = None
+    listed: Annotated[int, Field(ge=0)] = 0
+    already_done: Annotated[int, Field(ge=0, description="Skipped because the manifest had them.")] = 0
+    scanned: Annotated[int, Field(ge=0, description="Records written by this run.")] = 0
+    billed: Annotated[int, Field(ge=0, description="Detector calls that cost money.")] = 0
+    labeled: Annotated[int, Field(ge=0)] = 0
+    skipped: Annotated[int, Field(ge=0)] = 0
+    errors: Annotated[int, Field(ge=0)] = 0
+    hits: Annotated[int, Field(ge=0)] = 0
+    cost_usd: Annotated[float, Field(ge=0)] = 0.0
+    stopped: StopReason
+    started_at: datetime
+    finished_at: datetime
+    top_labels: list[tuple[str, int]] = []
+    suggestion: str | None = Field(default=None, description="A seen label close to the asked one.")
