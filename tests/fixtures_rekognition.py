@@ -1,0 +1,1 @@
+"""Rekognition fixtures (owned by the Rekognition work)."""

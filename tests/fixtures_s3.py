@@ -1,0 +1,1 @@
+"""S3 fixtures (owned by the storage work)."""
