@@ -1,0 +1,383 @@
+"""The manifest: JSON Lines, one self-contained record per image, append-only.
+
+Readers stream through smart-open (local path, `.gz`, `s3://`) and keep memory flat whatever the
+length: the per-source bookkeeping that resuming, de-duplicating and merging need lives in a
+temporary SQLite file, not in Python dictionaries. Writers append one whole line at a time and
+flush it, so a killed process leaves at most one torn last line, which the next writer repairs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any
+
+import smart_open
+from pydantic import ValidationError
+
+from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
+
+log = logging.getLogger(__name__)
+
+_VERDICT_PREFIX = '{"kind":"verdict"'
+
+
+class ManifestError(Exception):
+    """A manifest line that cannot be read, with where it is."""
+
+    def __init__(self, uri: str, line_no: int, message: str) -> None:
+        super().__init__(
+            f"{uri}, line {line_no}: {message}. Fix or delete that line; every other line is intact."
+        )
+        self.uri = uri
+        self.line_no = line_no
+
+
+def is_local(uri: str) -> bool:
+    return "://" not in uri
+
+
+def _open_text(uri: str, mode: str) -> IO[str]:
+    stream: IO[str] = smart_open.open(uri, mode, encoding="utf-8")
+    return stream
+
+
+def exists(uri: str) -> bool:
+    if is_local(uri):
+        return Path(uri).expanduser().exists()
+    try:
+        with smart_open.open(uri, "rb") as stream:
+            stream.read(1)
+    except (OSError, ValueError) as exc:
+        if "NoSuchKey" in str(exc) or "not found" in str(exc).lower() or isinstance(exc, FileNotFoundError):
+            return False
+        raise
+    return True
+
+
+def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
+    """Yield (line number, text) of every complete line; a torn last line is skipped with a warning."""
+    if is_local(uri) and not Path(uri).expanduser().exists():
+        return
+    with _open_text(str(Path(uri).expanduser()) if is_local(uri) else uri, "r") as stream:
+        for line_no, raw in enumerate(stream, start=1):
+            if not raw.endswith("\n") and not _parses(raw):
+                log.warning("%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no)
+                return
+            text = raw.strip()
+            if text:
+                yield line_no, text
+
+
+def _parses(text: str) -> bool:
+    try:
+        json.loads(text)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def parse_line(uri: str, line_no: int, text: str) -> ImageRecord | VerdictEntry:
+    try:
+        if text.startswith(_VERDICT_PREFIX):
+            return VerdictEntry.model_validate_json(text)
+        return ImageRecord.model_validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ManifestError(uri, line_no, f"not a valid record ({problems})") from None
+
+
+def _head(uri: str, line_no: int, text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ManifestError(uri, line_no, f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(value, dict) or not isinstance(value.get("source"), str):
+        raise ManifestError(uri, line_no, "no 'source' field")
+    return value
+
+
+class SourceIndex(AbstractContextManager["SourceIndex"]):
+    """source -> (etag, status, where) for every source in one or more manifests, kept on disk.
+
+    Used to resume a scan (what is done?), to drop superseded records while reading, and to pick
+    the newest record per source when merging shards. Memory stays flat however many sources.
+    """
+
+    def __init__(self) -> None:
+        self._dir = tempfile.TemporaryDirectory(prefix="labelsift-index-")
+        self._db = sqlite3.connect(os.path.join(self._dir.name, "index.sqlite"), check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=OFF")
+        self._db.execute("PRAGMA synchronous=OFF")
+        self._db.execute(
+            "CREATE TABLE records (source TEXT PRIMARY KEY, etag TEXT, status TEXT, "
+            "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER)"
+        )
+        self._lock = threading.Lock()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
+
+    def add(
+        self,
+        source: str,
+        etag: str | None,
+        status: str,
+        *,
+        scanned_at: str = "",
+        shard: int = 0,
+        line: int = 0,
+        newest_by_time: bool = False,
+    ) -> None:
+        """Record a sighting; a later sighting wins (or the later `scanned_at` if newest_by_time)."""
+        condition = "WHERE excluded.scanned_at >= records.scanned_at" if newest_by_time else ""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT(source) DO UPDATE SET "
+                "etag=excluded.etag, status=excluded.status, scanned_at=excluded.scanned_at, "
+                f"shard=excluded.shard, line=excluded.line, copies=records.copies + 1 {condition}",
+                (source, etag, status, scanned_at, shard, line),
+            )
+
+    def get(self, source: str) -> tuple[str | None, ScanStatus] | None:
+        with self._lock:
+            row = self._db.execute("SELECT etag, status FROM records WHERE source = ?", (source,)).fetchone()
+        return None if row is None else (row[0], ScanStatus(row[1]))
+
+    def winner(self, source: str) -> tuple[int, int] | None:
+        with self._lock:
+            row = self._db.execute("SELECT shard, line FROM records WHERE source = ?", (source,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def has_repeats(self) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM records WHERE copies > 1 LIMIT 1").fetchone() is not None
+
+    def count(self, status: ScanStatus | None = None) -> int:
+        with self._lock:
+            if status is None:
+                row = self._db.execute("SELECT COUNT(*) FROM records").fetchone()
+            else:
+                row = self._db.execute("SELECT COUNT(*) FROM records WHERE status = ?", (status,)).fetchone()
+        return int(row[0])
+
+    def sources(self, status: ScanStatus) -> Iterator[str]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source FROM records WHERE status = ? ORDER BY source", (status,)
+            ).fetchall()
+        for (source,) in rows:
+            yield source
+
+
+def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, list[Verdict]] | None) -> int:
+    """Add every record line of `uri` to the index (and collect its verdicts); returns records seen."""
+    seen = 0
+    for line_no, text in iter_lines(uri):
+        if text.startswith(_VERDICT_PREFIX):
+            if verdicts is not None:
+                entry = parse_line(uri, line_no, text)
+                assert isinstance(entry, VerdictEntry)
+                verdicts.setdefault(entry.source, []).append(entry.verdict)
+            continue
+        head = _head(uri, line_no, text)
+        index.add(
+            head["source"],
+            head.get("etag"),
+            str(head.get("status", ScanStatus.ERROR.value)),
+            scanned_at=str(head.get("scanned_at", "")),
+            shard=shard,
+            line=line_no,
+            newest_by_time=verdicts is None,
+        )
+        seen += 1
+    return seen
+
+
+def build_index(uri: str) -> SourceIndex:
+    """Index the records of one manifest (the last record of a source wins)."""
+    index = SourceIndex()
+    try:
+        _index_into(index, uri, 0, {})
+    except BaseException:
+        index.close()
+        raise
+    return index
+
+
+def iter_records(uri: str) -> Iterator[ImageRecord]:
+    """Stream the effective records: the newest record per source, people's verdicts folded in.
+
+    A first pass indexes sources on disk and collects verdict lines (as many as people made, not
+    as many as images); the second drops records superseded by a later one. Memory stays flat.
+    """
+    verdicts: dict[str, list[Verdict]] = {}
+    with SourceIndex() as index:
+        _index_into(index, uri, 0, verdicts)
+        check_repeats = index.has_repeats()
+        for line_no, text in iter_lines(uri):
+            if text.startswith(_VERDICT_PREFIX):
+                continue
+            if check_repeats and index.winner(_head(uri, line_no, text)["source"]) != (0, line_no):
+                continue
+            entry = parse_line(uri, line_no, text)
+            assert isinstance(entry, ImageRecord)
+            extra = verdicts.get(entry.source)
+            yield entry.model_copy(update={"review": [*entry.review, *extra]}) if extra else entry
+
+
+def iter_raw(uri: str) -> Iterator[ImageRecord | VerdictEntry]:
+    """Every line as written, in order, validated."""
+    for line_no, text in iter_lines(uri):
+        yield parse_line(uri, line_no, text)
+
+
+def to_line(entry: ImageRecord | VerdictEntry) -> str:
+    return entry.model_dump_json() + "\n"
+
+
+def repair(path: str | Path) -> int:
+    """Cut a torn last line off a local manifest; returns how many bytes were removed."""
+    target = Path(path).expanduser()
+    if not target.exists() or target.stat().st_size == 0:
+        return 0
+    with target.open("rb+") as stream:
+        stream.seek(0, os.SEEK_END)
+        size = stream.tell()
+        stream.seek(size - 1)
+        if stream.read(1) == b"\n":
+            return 0
+        block = 1 << 16
+        position = size
+        cut = 0
+        while position > 0:
+            start = max(0, position - block)
+            stream.seek(start)
+            chunk = stream.read(position - start)
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                cut = start + newline + 1
+                break
+            position = start
+        stream.seek(cut)
+        torn = stream.read()
+        if _parses(torn.decode("utf-8", errors="replace")):
+            stream.write(b"\n")
+            log.warning("%s: the last line had no newline; added one", target)
+            return 0
+        stream.truncate(cut)
+    log.warning(
+        "%s: removed a torn last line (%d bytes) left by a run that was killed while writing it; "
+        "that image will be scanned again",
+        target,
+        len(torn),
+    )
+    return len(torn)
+
+
+class ManifestWriter(AbstractContextManager["ManifestWriter"]):
+    """Appends whole lines to a local manifest, one flushed write per record; thread-safe."""
+
+    def __init__(self, path: str | Path, *, fsync_every: int = 0) -> None:
+        if not is_local(str(path)):
+            raise ValueError(
+                f"{path}: a scan appends to a local manifest. Write it locally, then copy it "
+                "(every reader and `labelsift merge` accept s3:// and .gz manifests)."
+            )
+        self.path = Path(path).expanduser()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        repair(self.path)
+        self._stream = self.path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._fsync_every = fsync_every
+        self._written = 0
+
+    def append(self, entry: ImageRecord | VerdictEntry) -> None:
+        line = to_line(entry)
+        with self._lock:
+            self._stream.write(line)
+            self._stream.flush()
+            self._written += 1
+            if self._fsync_every and self._written % self._fsync_every == 0:
+                os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._stream.closed:
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+                self._stream.close()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def append_verdict(path: str | Path, source: str, verdict: Verdict) -> None:
+    with ManifestWriter(path, fsync_every=1) as writer:
+        writer.append(VerdictEntry(source=source, verdict=verdict))
+
+
+def write_records(uri: str, entries: Iterable[ImageRecord | VerdictEntry]) -> int:
+    """Write a whole manifest to any smart-open URI (local, `.gz`, `s3://`); returns lines written."""
+    count = 0
+    target = str(Path(uri).expanduser()) if is_local(uri) else uri
+    if is_local(uri):
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    with _open_text(target, "w") as stream:
+        for entry in entries:
+            stream.write(to_line(entry))
+            count += 1
+    return count
+
+
+@dataclass(frozen=True)
+class MergeResult:
+    records: int
+    verdicts: int
+    superseded: int
+
+
+def merge(shards: list[str], output: str) -> MergeResult:
+    """Merge manifests into one: the newest record per source (by `scanned_at`) wins; verdicts kept.
+
+    Two streaming passes over the shards, the bookkeeping in an on-disk index.
+    """
+    with SourceIndex() as index:
+        total = sum(_index_into(index, shard, shard_no, None) for shard_no, shard in enumerate(shards))
+        records = 0
+        verdicts = 0
+
+        def winners() -> Iterator[ImageRecord | VerdictEntry]:
+            nonlocal records, verdicts
+            for shard_no, shard in enumerate(shards):
+                for line_no, text in iter_lines(shard):
+                    if not text.startswith(_VERDICT_PREFIX):
+                        source = _head(shard, line_no, text)["source"]
+                        if index.winner(source) != (shard_no, line_no):
+                            continue
+                        records += 1
+                    else:
+                        verdicts += 1
+                    yield parse_line(shard, line_no, text)
+
+        write_records(output, winners())
+    return MergeResult(records=records, verdicts=verdicts, superseded=total - records)
