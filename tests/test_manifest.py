@@ -1,0 +1,131 @@
+import gzip
+import json
+import logging
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from labelsift.manifest import (
+    ManifestError,
+    ManifestWriter,
+    append_verdict,
+    build_index,
+    iter_raw,
+    iter_records,
+    merge,
+    write_records,
+)
+from labelsift.models import DetectorInfo, ImageRecord, Label, Reason, ScanStatus, Verdict
+
+DETECTOR = DetectorInfo(name="local", model_version="1")
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def labeled(source: str, *, at: datetime = T0, label: str = "Bird", etag: str = "e1") -> ImageRecord:
+    return ImageRecord(
+        source=source,
+        etag=etag,
+        status=ScanStatus.LABELED,
+        detector=DETECTOR,
+        labels=[Label(name=label, confidence=90.0)],
+        scanned_at=at,
+    )
+
+
+def failed(source: str) -> ImageRecord:
+    return ImageRecord(source=source, status=ScanStatus.ERROR, error=Reason(code="Throttled", message="slow down"))
+
+
+def test_append_then_stream_keeps_order(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    with ManifestWriter(path) as writer:
+        for i in range(50):
+            writer.append(labeled(f"img/{i:03}.jpg"))
+    assert [r.source for r in iter_records(str(path))] == [f"img/{i:03}.jpg" for i in range(50)]
+    assert all(line.endswith("}") for line in path.read_text().splitlines())
+
+
+def test_a_torn_last_line_is_skipped_by_readers_and_cut_by_the_next_writer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "m.jsonl"
+    write_records(str(path), [labeled("a.jpg"), labeled("b.jpg")])
+    whole = path.read_bytes()
+    torn = labeled("c.jpg").model_dump_json()[:37]
+    path.write_bytes(whole + torn.encode())
+    with caplog.at_level(logging.WARNING):
+        assert [r.source for r in iter_records(str(path))] == ["a.jpg", "b.jpg"]
+    assert "torn" in caplog.text
+    with ManifestWriter(path) as writer:
+        writer.append(labeled("c.jpg"))
+    assert path.read_bytes().startswith(whole)
+    assert [r.source for r in iter_records(str(path))] == ["a.jpg", "b.jpg", "c.jpg"]
+    assert "removed a torn last line" in caplog.text
+
+
+def test_a_later_record_of_the_same_source_supersedes_the_earlier(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    write_records(str(path), [failed("a.jpg"), labeled("b.jpg"), labeled("a.jpg")])
+    records = list(iter_records(str(path)))
+    assert [(r.source, r.status) for r in records] == [("b.jpg", ScanStatus.LABELED), ("a.jpg", ScanStatus.LABELED)]
+    with build_index(str(path)) as index:
+        assert index.get("a.jpg") == ("e1", ScanStatus.LABELED)
+        assert index.get("missing.jpg") is None
+        assert index.count() == 2
+
+
+def test_verdicts_are_folded_into_their_records(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    write_records(str(path), [labeled("a.jpg"), labeled("b.jpg")])
+    append_verdict(path, "b.jpg", Verdict(label="Bird", accepted=False, who="ana"))
+    append_verdict(path, "b.jpg", Verdict(label="Bird", accepted=True, who="ben"))
+    by_source = {r.source: r for r in iter_records(str(path))}
+    assert by_source["a.jpg"].review == []
+    assert [(v.who, v.accepted) for v in by_source["b.jpg"].review] == [("ana", False), ("ben", True)]
+    kinds = [type(entry).__name__ for entry in iter_raw(str(path))]
+    assert kinds == ["ImageRecord", "ImageRecord", "VerdictEntry", "VerdictEntry"]
+
+
+def test_gzip_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl.gz"
+    write_records(str(path), [labeled(f"{i}.jpg") for i in range(10)])
+    with gzip.open(path, "rt") as stream:
+        assert json.loads(stream.readline())["source"] == "0.jpg"
+    assert len(list(iter_records(str(path)))) == 10
+
+
+def test_an_invalid_line_names_its_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    write_records(str(path), [labeled("a.jpg")])
+    with path.open("a") as stream:
+        stream.write('{"source": "b.jpg", "status": "labeled", "width": -4}\n')
+    with pytest.raises(ManifestError, match=r"line 2: .*width"):
+        list(iter_records(str(path)))
+
+
+def test_merge_keeps_the_newest_record_per_source_and_every_verdict(tmp_path: Path) -> None:
+    old, new = tmp_path / "old.jsonl", tmp_path / "new.jsonl"
+    write_records(str(old), [labeled("a.jpg", label="Cat"), labeled("b.jpg", at=T0 + timedelta(days=2))])
+    write_records(str(new), [labeled("a.jpg", at=T0 + timedelta(days=1), label="Dog"), labeled("b.jpg")])
+    append_verdict(old, "a.jpg", Verdict(label="Dog", accepted=True))
+    out = tmp_path / "merged.jsonl.gz"
+    result = merge([str(old), str(new)], str(out))
+    assert (result.records, result.verdicts, result.superseded) == (2, 1, 2)
+    merged = {r.source: r for r in iter_records(str(out))}
+    assert merged["a.jpg"].labels[0].name == "Dog"
+    assert merged["b.jpg"].scanned_at == T0 + timedelta(days=2)
+    assert len(merged["a.jpg"].review) == 1
+
+
+def test_manifest_on_s3_round_trips(aws_env: None, bucket: str) -> None:
+    uri = f"s3://{bucket}/manifests/run one.jsonl.gz"
+    write_records(uri, [labeled(f"s3://{bucket}/{i}.jpg") for i in range(25)])
+    assert [r.source for r in iter_records(uri)] == [f"s3://{bucket}/{i}.jpg" for i in range(25)]
+    merged = f"s3://{bucket}/manifests/merged.jsonl"
+    assert merge([uri, uri], merged).records == 25
+
+
+def test_writer_refuses_remote_targets() -> None:
+    with pytest.raises(ValueError, match="local manifest"):
+        ManifestWriter("s3://bucket/m.jsonl")
