@@ -1,0 +1,320 @@
+"""What every exporter shares: the class list, splits, safe file names, boxes, and output places.
+
+- Class order: the order the labels were given to the `Selection` (renamed through `names`), the
+  same in every file and split of an export.
+- Split: `val` when a hash of the source URI falls under `val_fraction`, else `train`; it depends on
+  nothing but the source, so adding images never moves old ones.
+- File names: `<sanitised key path>-<12 hex of sha1(source)>.<ext>`: unique even when two sources
+  share a basename, a single path segment (no `/`, never `.` or `..`), so it cannot leave the
+  destination.
+- Boxes: converted by `labelsift.geometry` in the displayed frame; every dropped box is counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+import smart_open
+
+from labelsift.geometry import DropReason, PixelBox, to_pixels
+from labelsift.manifest import iter_records
+from labelsift.models import ImageRecord, Instance
+from labelsift.select import Decision, LabelDecision, Outcome, Selection
+
+from .summary import ExportSummary
+
+TRAIN = "train"
+VAL = "val"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_EXTENSIONS = {"JPEG": ".jpg", "JPG": ".jpg", "PNG": ".png"}
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+
+
+class StorageLike(Protocol):
+    """The part of `labelsift.storage.Storage` the exporters use."""
+
+    def copy(self, src_uri: str, dst_uri: str, overwrite: bool = False) -> bool: ...
+
+    def write(self, uri: str, data: bytes) -> None: ...
+
+
+def is_s3(uri: str) -> bool:
+    return uri.startswith("s3://")
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[str]:
+    """Output class names in selection order; `names` maps a query label to another name."""
+    mapping = {k.lower(): v for k, v in (names or {}).items()}
+    queries = {q.lower() for q in selection.labels}
+    unknown = [k for k in (names or {}) if k.lower() not in queries]
+    if unknown:
+        raise ValueError(f"names: {unknown} are not among the labels {list(selection.labels)}")
+    out = [mapping.get(q.lower(), q) for q in selection.labels]
+    for name in out:
+        if not name.strip():
+            raise ValueError("names: a class name is empty")
+    if len({n.lower() for n in out}) != len(out):
+        raise ValueError(f"names: class names must be distinct, got {out}")
+    return out
+
+
+def split_for(source: str, val_fraction: float) -> str:
+    """`val` or `train`, from a hash of the source alone (stable as the dataset grows)."""
+    if not 0.0 <= val_fraction <= 1.0:
+        raise ValueError(f"val_fraction: {val_fraction} is not within 0-1")
+    digest = hashlib.sha1(source.encode("utf-8")).digest()
+    return VAL if int.from_bytes(digest[:8], "big") / 2.0**64 < val_fraction else TRAIN
+
+
+def key_path(source: str) -> str:
+    """The path part of a source: the key for `s3://bucket/key`, else the path without its anchor."""
+    if is_s3(source):
+        return split_s3(source)[1]
+    if "://" in source:
+        return source.split("://", 1)[1]
+    return Path(source).as_posix().lstrip("/")
+
+
+def suffix_for(source: str, image_format: str | None) -> str:
+    suffix = os.path.splitext(key_path(source))[1].lower()
+    if suffix in _IMAGE_SUFFIXES:
+        return suffix
+    return _EXTENSIONS.get((image_format or "").upper(), ".jpg")
+
+
+def safe_stem(source: str, max_len: int = 100) -> str:
+    """A unique, single-segment file stem derived from the source's key path."""
+    stem = os.path.splitext(key_path(source))[0]
+    clean = _UNSAFE.sub("_", stem.replace("/", "_")).strip("._") or "image"
+    if len(clean) > max_len:
+        clean = clean[-max_len:].lstrip("._") or "image"
+    return f"{clean}-{hashlib.sha1(source.encode('utf-8')).hexdigest()[:12]}"
+
+
+def check_relative(rel: str) -> str:
+    """Refuse a relative destination path that is absolute or could climb out of its root."""
+    parts = rel.split("/")
+    if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"{rel!r} is not a safe relative path under the destination")
+    return rel
+
+
+class OutputDir:
+    """A destination folder, local or `s3://`: joins, small writes, streamed writes, copies in."""
+
+    def __init__(self, root: str, storage: StorageLike | None) -> None:
+        self.root = root.rstrip("/") if is_s3(root) else str(Path(root).expanduser())
+        self.storage = storage
+        self._made: set[str] = set()
+
+    @property
+    def local(self) -> bool:
+        return not is_s3(self.root)
+
+    def uri(self, rel: str) -> str:
+        check_relative(rel)
+        return f"{self.root}/{rel}" if not self.local else os.path.join(self.root, *rel.split("/"))
+
+    def _parent(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        if parent not in self._made:
+            os.makedirs(parent, exist_ok=True)
+            self._made.add(parent)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        target = self.uri(rel)
+        if self.local:
+            self._parent(target)
+            with open(target, "wb") as stream:
+                stream.write(data)
+        else:
+            self._need_storage().write(target, data)
+
+    def open_text(self, rel: str) -> IO[str]:
+        """A text stream to `rel`: a local file, or a streamed (multipart) S3 upload."""
+        target = self.uri(rel)
+        if self.local:
+            self._parent(target)
+            return open(target, "w", encoding="utf-8")
+        stream: IO[str] = smart_open.open(target, "w", encoding="utf-8")
+        return stream
+
+    def copy_in(self, source: str, rel: str, *, overwrite: bool) -> bool:
+        """Copy an image to `rel` (server-side for S3 -> S3); False when the same object was there."""
+        target = self.uri(rel)
+        if self.local:
+            self._parent(target)
+        return self._need_storage().copy(source, target, overwrite=overwrite)
+
+    def _need_storage(self) -> StorageLike:
+        if self.storage is None:
+            raise ValueError(f"{self.root}: writing here needs a `storage`")
+        return self.storage
+
+
+def pixel_boxes(
+    record: ImageRecord, instances: tuple[Instance, ...], drops: Counter[str]
+) -> list[tuple[Instance, PixelBox]]:
+    """The usable boxes of `instances` in pixels; each unusable one is counted in `drops` by reason."""
+    if not instances:
+        return []
+    if record.width is None or record.height is None:
+        drops[DropReason.NO_IMAGE_SIZE.value] += len(instances)
+        return []
+    out: list[tuple[Instance, PixelBox]] = []
+    for inst in instances:
+        box = to_pixels(inst.left, inst.top, inst.width, inst.height, record.width, record.height)
+        if isinstance(box, DropReason):
+            drops[box.value] += 1
+        else:
+            out.append((inst, box))
+    return out
+
+
+def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
+    """Stream decisions for every effective record, counting records and held-out images."""
+    classes = summary.classes
+    for record in iter_records(manifest_uri):
+        summary.records += 1
+        decision = selection.decide(record)
+        for i, label in enumerate(decision.labels):
+            if label.outcome is Outcome.REVIEW:
+                summary.per_label[classes[i]].held_out += 1
+        yield decision
+
+
+@dataclass
+class DetectionObject:
+    class_id: int
+    box: PixelBox
+    confidence: float  # 0-100; 100 for a person's box
+    human: bool
+
+
+@dataclass
+class DetectionImage:
+    record: ImageRecord
+    split: str
+    stem: str
+    suffix: str
+    objects: list[DetectionObject] = field(default_factory=list)
+    labels: list[tuple[int, LabelDecision]] = field(default_factory=list)  # selected labels with boxes
+
+    @property
+    def width(self) -> int:
+        assert self.record.width is not None
+        return self.record.width
+
+    @property
+    def height(self) -> int:
+        assert self.record.height is not None
+        return self.record.height
+
+    @property
+    def human(self) -> bool:
+        return any(d.human for _, d in self.labels)
+
+
+def detection_images(
+    manifest_uri: str, selection: Selection, summary: ExportSummary, *, val_fraction: float
+) -> Iterator[DetectionImage]:
+    """Selected images with at least one usable box, one object per box, in class order.
+
+    Skips (counted in the summary): records without a displayed size, and images whose selected
+    labels have no usable box. A selected label without boxes on an image that has other boxes is
+    warned about (`without_boxes`): the image is exported without it.
+    """
+    classes = summary.classes
+    for decision in iter_decisions(manifest_uri, selection, summary):
+        selected = [(i, d) for i, d in enumerate(decision.labels) if d.selected]
+        if not selected:
+            continue
+        record = decision.record
+        drops: Counter[str] = Counter()
+        image = DetectionImage(
+            record,
+            split_for(record.source, val_fraction),
+            safe_stem(record.source),
+            suffix_for(record.source, record.format),
+        )
+        for class_id, label in selected:
+            if label.below_threshold_boxes:
+                drops[DropReason.BELOW_THRESHOLD.value] += label.below_threshold_boxes
+            boxes = pixel_boxes(record, label.instances, drops)
+            if not boxes:
+                continue
+            image.labels.append((class_id, label))
+            for inst, box in boxes:
+                confidence = 100.0 if label.human else inst.confidence
+                image.objects.append(DetectionObject(class_id, box, confidence, label.human))
+        summary.drop_boxes(drops)
+        if record.width is None or record.height is None:
+            summary.skip(record.source, "no_image_size", "the record has no width/height; boxes need them")
+            continue
+        if not image.objects:
+            summary.skip(record.source, "no_boxes", "selected, but no usable box for any selected label")
+            continue
+        with_boxes = {i for i, _ in image.labels}
+        for class_id, _ in selected:
+            if class_id not in with_boxes:
+                summary.per_label[classes[class_id]].without_boxes += 1
+                summary.warn(
+                    record.source,
+                    "label_without_boxes",
+                    "selected for this label but it has no usable box here; exported without it",
+                    classes[class_id],
+                )
+        yield image
+
+
+def count_detection(summary: ExportSummary, image: DetectionImage) -> None:
+    """Count an image once it has been written."""
+    classes = summary.classes
+    summary.count_export(image.split)
+    per_class: Counter[int] = Counter(obj.class_id for obj in image.objects)
+    for class_id, label in image.labels:
+        summary.count_image(classes[class_id], image.split, per_class[class_id], human=label.human)
+
+
+def error_code(error: Exception) -> str:
+    """A short code for a per-image failure: the storage error's code, else the exception's name."""
+    return str(getattr(error, "code", "") or type(error).__name__)
+
+
+def dump_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+class Closing(AbstractContextManager["Closing"]):
+    """Close several streams together (all of them, even if one fails)."""
+
+    def __init__(self) -> None:
+        self._streams: list[IO[str]] = []
+
+    def add(self, stream: IO[str]) -> IO[str]:
+        self._streams.append(stream)
+        return stream
+
+    def __exit__(self, *exc: object) -> None:
+        errors: list[BaseException] = []
+        for stream in reversed(self._streams):
+            try:
+                stream.close()
+            except BaseException as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]

@@ -1,0 +1,93 @@
+"""Pascal VOC detection: `Annotations/<name>.xml`, `JPEGImages/<name>.<ext>`, `ImageSets/Main/`.
+
+One XML per image with `filename`, `size` (width, height, depth 3) and an `object` per box
+(`name`, `pose` Unspecified, `truncated` 1 when the box was clipped at the image edge, `difficult`
+0, `bndbox` as 1-based inclusive integer corners). `ImageSets/Main/train.txt` and `val.txt` list the
+image names of each split; `labels.txt` lists the classes in the export's one order.
+Pixels are in the DISPLAYED frame (after EXIF orientation); images are copied unchanged, so a
+loader must apply the EXIF tag (OpenCV's `imread` does by default, PIL needs `exif_transpose`).
+`copy_images=False` writes the annotations only (`filename` still names the image a copy would have).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from xml.sax.saxutils import escape
+
+from labelsift.geometry import voc_box
+from labelsift.select import Selection
+
+from .common import (
+    TRAIN,
+    VAL,
+    Closing,
+    DetectionImage,
+    OutputDir,
+    StorageLike,
+    class_names,
+    count_detection,
+    detection_images,
+    error_code,
+)
+from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
+
+
+def voc_xml(image: DetectionImage, classes: list[str], depth: int = 3) -> str:
+    filename = image.stem + image.suffix
+    parts = [
+        "<annotation>\n",
+        "  <folder>JPEGImages</folder>\n",
+        f"  <filename>{escape(filename)}</filename>\n",
+        f"  <path>{escape(image.record.source)}</path>\n",
+        "  <source><database>labelsift</database></source>\n",
+        f"  <size><width>{image.width}</width><height>{image.height}</height><depth>{depth}</depth></size>\n",
+        "  <segmented>0</segmented>\n",
+    ]
+    for obj in image.objects:
+        xmin, ymin, xmax, ymax = voc_box(obj.box)
+        parts.append(
+            f"  <object><name>{escape(classes[obj.class_id])}</name><pose>Unspecified</pose>"
+            f"<truncated>{int(obj.box.clipped)}</truncated><difficult>0</difficult>"
+            f"<bndbox><xmin>{xmin}</xmin><ymin>{ymin}</ymin><xmax>{xmax}</xmax><ymax>{ymax}</ymax></bndbox>"
+            "</object>\n"
+        )
+    parts.append("</annotation>\n")
+    return "".join(parts)
+
+
+def export_voc(
+    manifest_uri: str,
+    dest: str,
+    selection: Selection,
+    *,
+    storage: StorageLike | None = None,
+    names: Mapping[str, str] | None = None,
+    val_fraction: float = 0.2,
+    copy_images: bool = True,
+    overwrite: bool = False,
+    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+) -> ExportSummary:
+    classes = class_names(selection, names)
+    out = OutputDir(dest, storage)
+    summary = ExportSummary.start("voc", manifest_uri, dest, classes, detail_limit=detail_limit)
+    with Closing() as closing:
+        lists = {split: closing.add(out.open_text(f"ImageSets/Main/{split}.txt")) for split in (TRAIN, VAL)}
+        for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
+            if copy_images:
+                rel = f"JPEGImages/{image.stem}{image.suffix}"
+                try:
+                    if out.copy_in(image.record.source, rel, overwrite=overwrite):
+                        summary.copied += 1
+                    else:
+                        summary.already_present += 1
+                except Exception as error:  # one bad image never stops the export
+                    summary.skip(image.record.source, error_code(error), str(error))
+                    continue
+            out.write_bytes(f"Annotations/{image.stem}.xml", voc_xml(image, classes).encode("utf-8"))
+            lists[image.split].write(image.stem + "\n")
+            summary.files_written += 1
+            count_detection(summary, image)
+    summary.files_written += 2
+    out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
+    summary.files_written += 1
+    return summary

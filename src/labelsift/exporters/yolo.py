@@ -1,0 +1,64 @@
+"""Ultralytics YOLO detection: `images/<split>/`, `labels/<split>/` (same stem), `data.yaml`.
+
+Each label file has one line per box, `class_id x_centre y_centre width height`, normalised 0-1,
+class ids from 0 in selection order; `data.yaml` names the same classes in the same order.
+Pixels (before normalising) are in the DISPLAYED frame (after EXIF orientation); images are
+copied unchanged, and Ultralytics applies the EXIF tag when it loads them, so the two agree.
+`copy_images=False` writes the labels and `data.yaml` only.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from labelsift.geometry import yolo_box
+from labelsift.select import Selection
+
+from .common import OutputDir, StorageLike, class_names, count_detection, detection_images, error_code
+from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
+
+
+def data_yaml(path: str, classes: list[str]) -> str:
+    """The dataset file; strings are JSON-quoted, which YAML reads as double-quoted scalars."""
+    lines = [f"path: {json.dumps(path)}", "train: images/train", "val: images/val", "names:"]
+    lines += [f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(classes)]
+    return "\n".join(lines) + "\n"
+
+
+def export_yolo(
+    manifest_uri: str,
+    dest: str,
+    selection: Selection,
+    *,
+    storage: StorageLike | None = None,
+    names: Mapping[str, str] | None = None,
+    val_fraction: float = 0.2,
+    copy_images: bool = True,
+    overwrite: bool = False,
+    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+) -> ExportSummary:
+    classes = class_names(selection, names)
+    out = OutputDir(dest, storage)
+    summary = ExportSummary.start("yolo", manifest_uri, dest, classes, detail_limit=detail_limit)
+    for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
+        if copy_images:
+            rel = f"images/{image.split}/{image.stem}{image.suffix}"
+            try:
+                if out.copy_in(image.record.source, rel, overwrite=overwrite):
+                    summary.copied += 1
+                else:
+                    summary.already_present += 1
+            except Exception as error:  # one bad image never stops the export
+                summary.skip(image.record.source, error_code(error), str(error))
+                continue
+        lines = []
+        for obj in image.objects:
+            xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
+            lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
+        out.write_bytes(f"labels/{image.split}/{image.stem}.txt", "".join(lines).encode("utf-8"))
+        summary.files_written += 1
+        count_detection(summary, image)
+    out.write_bytes("data.yaml", data_yaml(out.root, classes).encode("utf-8"))
+    summary.files_written += 1
+    return summary

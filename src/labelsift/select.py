@@ -1,0 +1,228 @@
+"""Selection: which images (and boxes) count as a label, decided from the manifest, never a rescan.
+
+A query label matches a detected label case-insensitively by its name, any of its aliases and, if
+`include_parents`, any of its parents (so `Animal` matches a Bird whose parents include Animal).
+
+Per query label an image is, in this order of precedence:
+1. not selected, whatever else, when its record's status is not `labeled`;
+2. decided by a person when a verdict names the query label (newest verdict wins): a reject is
+   never selected, an accept is selected (below threshold too) with the person's boxes when the
+   verdict carries `instances`, else the boxes of every matching label; the decision is `human`;
+3. held out for review when a label matched and its best confidence lies in `band` (inclusive),
+   even above the threshold: people decide those;
+4. selected when the best matching confidence reaches the query's threshold (`thresholds[label]`
+   or `threshold`), with the matching labels' boxes whose own confidence reaches it too
+   (identical boxes reported by several matching labels, e.g. Bird and Animal, are kept once);
+5. otherwise not selected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from labelsift.models import ImageRecord, Instance, Label, ScanStatus, Verdict
+
+
+class Outcome(StrEnum):
+    SELECTED = "selected"
+    REVIEW = "review"  # held out: inside the review band, for people to decide
+    NOT_SELECTED = "not_selected"
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A query label reached its threshold: the best matching detected label and its confidence."""
+
+    query: str
+    label: Label
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class LabelDecision:
+    query: str
+    outcome: Outcome
+    confidence: float  # best matching model confidence, 0-100 (0 when nothing matched)
+    instances: tuple[Instance, ...] = ()  # boxes to export when selected
+    human: bool = False  # a person's verdict decided
+    below_threshold_boxes: int = 0  # matching boxes left out for their own low confidence
+
+    @property
+    def selected(self) -> bool:
+        return self.outcome is Outcome.SELECTED
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    record: ImageRecord
+    labels: tuple[LabelDecision, ...]  # one per query label, in query order
+
+    @property
+    def selected(self) -> list[LabelDecision]:
+        return [d for d in self.labels if d.outcome is Outcome.SELECTED]
+
+    @property
+    def held_out(self) -> list[LabelDecision]:
+        return [d for d in self.labels if d.outcome is Outcome.REVIEW]
+
+    @property
+    def any_selected(self) -> bool:
+        return any(d.outcome is Outcome.SELECTED for d in self.labels)
+
+
+def _check_confidence(name: str, value: float) -> None:
+    if not 0.0 <= value <= 100.0:
+        raise ValueError(f"{name}: {value} is not a confidence in percent (0-100)")
+
+
+@dataclass(frozen=True)
+class Selection:
+    labels: tuple[str, ...]
+    threshold: float = 50.0
+    thresholds: Mapping[str, float] = field(default_factory=dict, hash=False)
+    include_parents: bool = True
+    band: tuple[float, float] | None = None
+    # query (lower case) -> index in `labels`; built once, so matching a record is dictionary look-ups
+    _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
+    _limits: tuple[float, ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.labels, str):
+            raise TypeError("labels: give a tuple of label names, not one string")
+        if not self.labels:
+            raise ValueError("labels: give at least one label")
+        index: dict[str, int] = {}
+        for i, name in enumerate(self.labels):
+            key = name.strip().lower()
+            if not key:
+                raise ValueError("labels: a label name is empty")
+            if key in index:
+                raise ValueError(f"labels: {name!r} is given twice")
+            index[key] = i
+        _check_confidence("threshold", self.threshold)
+        per_label: dict[int, float] = {}
+        for name, value in self.thresholds.items():
+            if name.strip().lower() not in index:
+                raise ValueError(f"thresholds: {name!r} is not one of the labels {list(self.labels)}")
+            _check_confidence(f"thresholds[{name!r}]", value)
+            per_label[index[name.strip().lower()]] = value
+        if self.band is not None:
+            low, high = self.band
+            _check_confidence("band low", low)
+            _check_confidence("band high", high)
+            if low > high:
+                raise ValueError(f"band: low {low} is above high {high}")
+        object.__setattr__(self, "_index", index)
+        object.__setattr__(
+            self, "_limits", tuple(per_label.get(i, self.threshold) for i in range(len(self.labels)))
+        )
+
+    def threshold_for(self, query: str) -> float:
+        return self._limits[self._index[query.strip().lower()]]
+
+    def _matches(self, labels: Sequence[Label]) -> list[list[Label]]:
+        """For each query, the detected labels that match it (name, alias or parent)."""
+        found: list[list[Label]] = [[] for _ in self.labels]
+        index = self._index
+        for label in labels:
+            hit: set[int] = set()
+            i = index.get(label.name.lower())
+            if i is not None:
+                hit.add(i)
+            for alias in label.aliases:
+                i = index.get(alias.lower())
+                if i is not None:
+                    hit.add(i)
+            if self.include_parents:
+                for parent in label.parents:
+                    i = index.get(parent.lower())
+                    if i is not None:
+                        hit.add(i)
+            for i in hit:
+                found[i].append(label)
+        return found
+
+    @staticmethod
+    def _best(query: str, matched: list[Label]) -> Label | None:
+        """Highest confidence; on a tie the label named like the query wins."""
+        best: Label | None = None
+        for label in matched:
+            if (
+                best is None
+                or label.confidence > best.confidence
+                or (label.confidence == best.confidence and label.name.lower() == query.lower())
+            ):
+                best = label
+        return best
+
+    def hits(self, labels: Sequence[Label]) -> list[Hit]:
+        """Query labels whose best match reaches their threshold, in query order (model only)."""
+        out: list[Hit] = []
+        for i, matched in enumerate(self._matches(labels)):
+            if not matched:
+                continue
+            best = self._best(self.labels[i], matched)
+            if best is not None and best.confidence >= self._limits[i]:
+                out.append(Hit(self.labels[i], best, best.confidence))
+        return out
+
+    def _verdict(self, record: ImageRecord, query: str) -> Verdict | None:
+        key = query.lower()
+        for verdict in reversed(record.review):
+            if verdict.label.lower() == key:
+                return verdict
+        return None
+
+    def decide(self, record: ImageRecord) -> Decision:
+        if record.status is not ScanStatus.LABELED:
+            return Decision(record, tuple(LabelDecision(q, Outcome.NOT_SELECTED, 0.0) for q in self.labels))
+        matches = self._matches(record.labels)
+        out: list[LabelDecision] = []
+        for i, query in enumerate(self.labels):
+            matched = matches[i]
+            best = self._best(query, matched)
+            confidence = best.confidence if best is not None else 0.0
+            limit = self._limits[i]
+            verdict = self._verdict(record, query) if record.review else None
+            if verdict is not None:
+                if not verdict.accepted:
+                    out.append(LabelDecision(query, Outcome.NOT_SELECTED, confidence, human=True))
+                    continue
+                boxes = (
+                    tuple(verdict.instances)
+                    if verdict.instances is not None
+                    else _unique_boxes(matched, 0.0)[0]
+                )
+                out.append(LabelDecision(query, Outcome.SELECTED, confidence, boxes, human=True))
+                continue
+            if best is not None and self.band is not None and self.band[0] <= confidence <= self.band[1]:
+                out.append(LabelDecision(query, Outcome.REVIEW, confidence))
+                continue
+            if best is not None and confidence >= limit:
+                boxes, low = _unique_boxes(matched, limit)
+                out.append(
+                    LabelDecision(query, Outcome.SELECTED, confidence, boxes, below_threshold_boxes=low)
+                )
+                continue
+            out.append(LabelDecision(query, Outcome.NOT_SELECTED, confidence))
+        return Decision(record, tuple(out))
+
+
+def _unique_boxes(matched: list[Label], limit: float) -> tuple[tuple[Instance, ...], int]:
+    """Boxes of the matching labels at or above `limit`, each distinct box once; and how many fell short."""
+    seen: set[tuple[float, float, float, float]] = set()
+    boxes: list[Instance] = []
+    low = 0
+    for label in matched:
+        for instance in label.instances:
+            key = (instance.left, instance.top, instance.width, instance.height)
+            if key in seen:
+                continue
+            seen.add(key)
+            if instance.confidence < limit:
+                low += 1
+                continue
+            boxes.append(instance)
+    return tuple(boxes), low
