@@ -147,13 +147,19 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
         newest_by_time: bool = False,
     ) -> None:
         """Record a sighting; a later sighting wins (or the later `scanned_at` if newest_by_time)."""
+        self.add_many([(source, etag, status, scanned_at, shard, line)], newest_by_time=newest_by_time)
+
+    def add_many(
+        self, rows: list[tuple[str, str | None, str, str, int, int]], *, newest_by_time: bool = False
+    ) -> None:
+        """Rows of (source, etag, status, scanned_at, shard, line), added in one statement."""
         condition = "WHERE excluded.scanned_at >= records.scanned_at" if newest_by_time else ""
         with self._lock:
-            self._db.execute(
+            self._db.executemany(
                 "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT(source) DO UPDATE SET "
                 "etag=excluded.etag, status=excluded.status, scanned_at=excluded.scanned_at, "
                 f"shard=excluded.shard, line=excluded.line, copies=records.copies + 1 {condition}",
-                (source, etag, status, scanned_at, shard, line),
+                rows,
             )
 
     def get(self, source: str) -> tuple[str | None, ScanStatus] | None:
@@ -161,10 +167,14 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
             row = self._db.execute("SELECT etag, status FROM records WHERE source = ?", (source,)).fetchone()
         return None if row is None else (row[0], ScanStatus(row[1]))
 
-    def winner(self, source: str) -> tuple[int, int] | None:
+    def winners(self) -> Iterator[tuple[int, int]]:
+        """(shard, line) of the record that wins for each source, in file order, streamed."""
         with self._lock:
-            row = self._db.execute("SELECT shard, line FROM records WHERE source = ?", (source,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
+            self._db.execute("CREATE INDEX IF NOT EXISTS by_place ON records (shard, line)")
+            cursor = self._db.execute("SELECT shard, line FROM records ORDER BY shard, line")
+        while rows := cursor.fetchmany(10_000):
+            for shard, line in rows:
+                yield int(shard), int(line)
 
     def has_repeats(self) -> bool:
         with self._lock:
@@ -190,6 +200,7 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
 def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, list[Verdict]] | None) -> int:
     """Add every record line of `uri` to the index (and collect its verdicts); returns records seen."""
     seen = 0
+    batch: list[tuple[str, str | None, str, str, int, int]] = []
     for line_no, text in iter_lines(uri):
         if text.startswith(_VERDICT_PREFIX):
             if verdicts is not None:
@@ -198,16 +209,14 @@ def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, li
                 verdicts.setdefault(entry.source, []).append(entry.verdict)
             continue
         head = _head(uri, line_no, text)
-        index.add(
-            head["source"],
-            head.get("etag"),
-            str(head.get("status", ScanStatus.ERROR.value)),
-            scanned_at=str(head.get("scanned_at", "")),
-            shard=shard,
-            line=line_no,
-            newest_by_time=verdicts is None,
-        )
+        status = str(head.get("status", ScanStatus.ERROR.value))
+        scanned_at = str(head.get("scanned_at", ""))
+        batch.append((head["source"], head.get("etag"), status, scanned_at, shard, line_no))
         seen += 1
+        if len(batch) >= 5000:
+            index.add_many(batch, newest_by_time=verdicts is None)
+            batch.clear()
+    index.add_many(batch, newest_by_time=verdicts is None)
     return seen
 
 
@@ -222,6 +231,19 @@ def build_index(uri: str) -> SourceIndex:
     return index
 
 
+class _Winners:
+    """Walks the winning (shard, line) places in file order alongside a reader."""
+
+    def __init__(self, index: SourceIndex) -> None:
+        self._places = index.winners()
+        self._next = next(self._places, None)
+
+    def wins(self, shard: int, line: int) -> bool:
+        while self._next is not None and self._next < (shard, line):
+            self._next = next(self._places, None)
+        return self._next == (shard, line)
+
+
 def iter_records(uri: str) -> Iterator[ImageRecord]:
     """Stream the effective records: the newest record per source, people's verdicts folded in.
 
@@ -231,11 +253,9 @@ def iter_records(uri: str) -> Iterator[ImageRecord]:
     verdicts: dict[str, list[Verdict]] = {}
     with SourceIndex() as index:
         _index_into(index, uri, 0, verdicts)
-        check_repeats = index.has_repeats()
+        winners = _Winners(index) if index.has_repeats() else None
         for line_no, text in iter_lines(uri):
-            if text.startswith(_VERDICT_PREFIX):
-                continue
-            if check_repeats and index.winner(_head(uri, line_no, text)["source"]) != (0, line_no):
+            if text.startswith(_VERDICT_PREFIX) or (winners is not None and not winners.wins(0, line_no)):
                 continue
             entry = parse_line(uri, line_no, text)
             assert isinstance(entry, ImageRecord)
@@ -365,14 +385,14 @@ def merge(shards: list[str], output: str) -> MergeResult:
         total = sum(_index_into(index, shard, shard_no, None) for shard_no, shard in enumerate(shards))
         records = 0
         verdicts = 0
+        places = _Winners(index)
 
         def winners() -> Iterator[ImageRecord | VerdictEntry]:
             nonlocal records, verdicts
             for shard_no, shard in enumerate(shards):
                 for line_no, text in iter_lines(shard):
                     if not text.startswith(_VERDICT_PREFIX):
-                        source = _head(shard, line_no, text)["source"]
-                        if index.winner(source) != (shard_no, line_no):
+                        if not places.wins(shard_no, line_no):
                             continue
                         records += 1
                     else:
