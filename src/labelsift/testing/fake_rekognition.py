@@ -498,6 +498,7 @@ class CallRecord:
     status: int
     error: str | None
     access_key: str | None
+    region: str | None  # the region of the SigV4 credential scope
 
 
 @dataclass
@@ -551,6 +552,8 @@ class FakeRekognition:
         self._lock = threading.Lock()
         self._state = _State()
         self._s3: S3Client | None = None
+        self._s3_for: str | None = None
+        self._signing = threading.local()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -687,6 +690,7 @@ class FakeRekognition:
             self._state.bytes_received += received
 
     def _authenticate(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
+        """The caller's access key, if the SigV4 signature is valid for a known key."""
         header = headers.get("authorization", "")
         match = re.match(
             r"AWS4-HMAC-SHA256\s+Credential=([^/\s]+)/(\d{8})/([^/]+)/([^/]+)/aws4_request,\s*"
@@ -698,6 +702,7 @@ class FakeRekognition:
                 "UnrecognizedClientException", "Missing or malformed AWS4-HMAC-SHA256 authorization."
             )
         access_key, _day, region, service, signed, signature = match.groups()
+        self._signing.region = region
         with self._lock:
             secret = self._credentials.get(access_key)
             expired = access_key in self._expired
@@ -767,7 +772,7 @@ class FakeRekognition:
 
     def _s3_client(self) -> S3Client:
         with self._lock:
-            if self._s3 is None:
+            if self._s3 is None or self._s3_for != self.s3_endpoint_url:
                 if self.s3_endpoint_url is None:
                     raise _error("InvalidS3ObjectException", "This endpoint has no S3 server configured.")
                 self._s3 = boto3.session.Session(
@@ -779,6 +784,7 @@ class FakeRekognition:
                     endpoint_url=self.s3_endpoint_url,
                     config=Config(retries={"mode": "standard", "max_attempts": 2}, max_pool_connections=64),
                 )
+                self._s3_for = self.s3_endpoint_url
             return self._s3
 
     def _fetch_s3(self, spec: Mapping[str, Any]) -> bytes:
@@ -878,6 +884,7 @@ class FakeRekognition:
         target = headers.get("x-amz-target", "")
         image_key: str | None = None
         access_key: str | None = None
+        self._signing.region = None
         try:
             if method != "POST" or path != "/":
                 raise _error("UnknownOperationException", f"{method} {path} is not a Rekognition operation.")
@@ -908,7 +915,8 @@ class FakeRekognition:
                 {"__type": "InternalServerError", "Message": repr(exc)},
                 "InternalServerError",
             )
-        record = CallRecord(time.monotonic(), target, image_key, status, error, access_key)
+        region = self._signing.region
+        record = CallRecord(time.monotonic(), target, image_key, status, error, access_key, region)
         return status, payload, record
 
 

@@ -1,0 +1,185 @@
+"""Make image bytes Rekognition will accept, in memory, changing them only when it must.
+
+Rekognition's `Image.Bytes` takes JPEG or PNG, at most 5 MiB, each side 80..10000 pixels.
+
+- A JPEG/PNG within those limits passes through untouched (same bytes).
+- WebP, GIF, TIFF, BMP (any other format Pillow reads), CMYK/YCCK JPEG and 16-bit PNG are
+  transcoded: JPEG quality 90, or PNG when the image has transparency that is actually used.
+- Over 5 MiB or a side over 10000 px: downscaled, aspect ratio kept, until it fits.
+- A side under 80 px (in the displayed frame): `ImagePrepError("ImageTooSmall")`, before any call.
+- Bytes Pillow cannot read: `ImagePrepError("CorruptImage")`.
+
+Geometry: whenever the pixels are re-encoded, EXIF orientation is applied first
+(`ImageOps.exif_transpose`), so the prepared image is the *displayed* frame. Untouched JPEGs keep
+their EXIF tag and Rekognition applies it itself (AWS: box coordinates are translated to the
+orientation-corrected image), so boxes are always ratios of the displayed image. Rekognition
+reports boxes as ratios of the image side; a uniform downscale multiplies both sides by the same
+factor, so those ratios stay valid for the original image: no box is ever rescaled.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_BYTES = 5 * 1024 * 1024
+MIN_SIDE = 80
+MAX_SIDE = 10000
+JPEG_QUALITY = 90
+ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "MPO"})  # MPO is a JPEG with extra frames appended
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+_ROTATED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
+_ORIENTATION_TAG = 0x0112
+
+
+class ImagePrepError(ValueError):
+    """The image cannot be made acceptable. `code`: ImageTooSmall | CorruptImage | ImageTooLarge."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    data: bytes
+    format: str  # "JPEG" or "PNG"
+    transcoded: bool
+    reason: str | None  # why the bytes were changed; None when they pass through
+    width: int  # of the prepared image (the displayed frame when transcoded)
+    height: int
+
+
+def _png_bit_depth(data: bytes) -> int | None:
+    if data.startswith(_PNG_MAGIC) and data[12:16] == b"IHDR" and len(data) > 24:
+        return data[24]
+    return None
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(_ORIENTATION_TAG, 1)
+    except Exception:  # a broken EXIF block must not stop the image from being labeled
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _has_used_alpha(image: Image.Image) -> bool:
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        alpha = image.getchannel("A")
+        low, _high = alpha.getextrema()
+        return bool(low < 255)  # type: ignore[operator]
+    if image.mode == "P" and "transparency" in image.info:
+        return _has_used_alpha(image.convert("RGBA"))
+    return False
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """A mode JPEG or PNG encoders take at 8 bits per channel."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        return image.convert("I").point(lambda value: value / 256).convert("L")
+    if image.mode == "F":
+        return image.point(lambda value: value * 255 if value <= 1.0 else value).convert("L")
+    return image
+
+
+def _encode(image: Image.Image, keep_alpha: bool) -> tuple[bytes, str]:
+    out = io.BytesIO()
+    image = _to_8bit(image)
+    if keep_alpha:
+        image.convert("RGBA").save(out, format="PNG", optimize=False)
+        return out.getvalue(), "PNG"
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    image.save(out, format="JPEG", quality=JPEG_QUALITY)
+    return out.getvalue(), "JPEG"
+
+
+def _fit_scale(width: int, height: int) -> float:
+    return min(1.0, MAX_SIDE / max(width, height))
+
+
+def _check_not_too_small(width: int, height: int, scale: float = 1.0) -> None:
+    w, h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    if min(w, h) < MIN_SIDE:
+        if scale < 1.0:
+            raise ImagePrepError(
+                "ImageTooSmall",
+                f"the image is {width}x{height} px; fitting it into Rekognition's limits (5 MiB, "
+                f"{MAX_SIDE} px a side) would leave a side under {MIN_SIDE} px. Crop it first.",
+            )
+        raise ImagePrepError(
+            "ImageTooSmall",
+            f"the image is {width}x{height} px; Rekognition needs at least {MIN_SIDE} px on each side. "
+            "It was not sent (no charge).",
+        )
+
+
+def prepare_for_rekognition(data: bytes) -> PreparedImage:
+    """Bytes for `Image.Bytes`: untouched when acceptable, otherwise transcoded or downscaled."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            stored_format = image.format or "unknown"
+            width, height = image.size
+    except Image.DecompressionBombError as error:
+        raise ImagePrepError(
+            "ImageTooLarge", f"the image has too many pixels to decode safely: {error}"
+        ) from error
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ImagePrepError(
+            "CorruptImage", f"the bytes are not an image Pillow can read ({error})."
+        ) from error
+
+    orientation = _orientation(image)
+    shown_w, shown_h = (height, width) if orientation in _ROTATED else (width, height)
+    _check_not_too_small(shown_w, shown_h)
+
+    reasons: list[str] = []
+    if stored_format not in ACCEPTED_FORMATS:
+        reasons.append(f"{stored_format} is not accepted by Rekognition (JPEG or PNG only)")
+    elif stored_format in ("JPEG", "MPO") and image.mode in ("CMYK", "YCCK"):
+        reasons.append(f"{image.mode} JPEG")
+    elif stored_format == "PNG" and _png_bit_depth(data) == 16:
+        reasons.append("16-bit PNG")
+    if max(width, height) > MAX_SIDE:
+        reasons.append(f"a side of {max(width, height)} px is over the {MAX_SIDE} px limit")
+    if len(data) > MAX_BYTES:
+        reasons.append(f"{len(data) / 2**20:.1f} MiB is over the 5 MiB limit")
+    if not reasons:
+        fmt = "JPEG" if stored_format == "MPO" else stored_format
+        return PreparedImage(data, fmt, False, None, width, height)
+
+    scale = _fit_scale(shown_w, shown_h)
+    _check_not_too_small(shown_w, shown_h, scale)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if scale < 1.0 and stored_format == "JPEG":
+                # Let libjpeg decode at a reduced size: much less memory and time for huge images.
+                image.draft(image.mode, (math.ceil(width * scale), math.ceil(height * scale)))
+            image.load()
+            shown: Image.Image = ImageOps.exif_transpose(image)
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImagePrepError("CorruptImage", f"the image could not be decoded ({error}).") from error
+
+    keep_alpha = _has_used_alpha(shown)
+    full_w, full_h = shown_w, shown_h
+    while True:
+        target = (max(1, round(full_w * scale)), max(1, round(full_h * scale)))
+        resized = shown if target == shown.size else shown.resize(target, Image.Resampling.LANCZOS)
+        encoded, fmt = _encode(resized, keep_alpha)
+        if len(encoded) <= MAX_BYTES:
+            break
+        # Shrink by the area ratio (a bit more, for safety) and try again.
+        scale *= min(0.9, math.sqrt(MAX_BYTES / len(encoded)) * 0.95)
+        _check_not_too_small(full_w, full_h, scale)
+    if target != (full_w, full_h):
+        reasons.append(f"downscaled from {full_w}x{full_h} to {target[0]}x{target[1]}")
+    return PreparedImage(encoded, fmt, True, "; ".join(reasons), target[0], target[1])
