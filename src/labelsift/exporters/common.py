@@ -30,7 +30,7 @@ from labelsift.manifest import iter_records
 from labelsift.models import ImageRecord, Instance
 from labelsift.select import Decision, LabelDecision, Outcome, Selection
 
-from .summary import ExportSummary
+from .summary import ALL, ExportSummary
 
 TRAIN = "train"
 VAL = "val"
@@ -230,11 +230,12 @@ class DetectionImage:
 
 
 def detection_images(
-    manifest_uri: str, selection: Selection, summary: ExportSummary, *, val_fraction: float
+    manifest_uri: str, selection: Selection, summary: ExportSummary, *, val_fraction: float | None
 ) -> Iterator[DetectionImage]:
     """Selected images with at least one usable box, one object per box, in class order.
 
-    Skips (counted in the summary): records without a displayed size, and images whose selected
+    `val_fraction=None` puts every image in the one split `all`. Skips (counted in the summary):
+    records without a displayed size, and images whose selected
     labels have no usable box. A selected label without boxes on an image that has other boxes is
     warned about (`without_boxes`): the image is exported without it.
     """
@@ -247,7 +248,7 @@ def detection_images(
         drops: Counter[str] = Counter()
         image = DetectionImage(
             record,
-            split_for(record.source, val_fraction),
+            ALL if val_fraction is None else split_for(record.source, val_fraction),
             safe_stem(record.source),
             suffix_for(record.source, record.format),
         )
@@ -293,6 +294,16 @@ def count_detection(summary: ExportSummary, image: DetectionImage) -> None:
 def error_code(error: Exception) -> str:
     """A short code for a per-image failure: the storage error's code, else the exception's name."""
     return str(getattr(error, "code", "") or type(error).__name__)
+
+
+def open_output_file(uri: str) -> IO[str]:
+    """A text stream to one output file, local (parents made) or `s3://` (streamed upload)."""
+    if is_s3(uri):
+        stream: IO[str] = smart_open.open(uri, "w", encoding="utf-8")
+        return stream
+    path = Path(uri).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("w", encoding="utf-8")
 
 
 def dump_json(value: Any) -> str:

@@ -1,0 +1,192 @@
+"""SageMaker Ground Truth output manifests (JSON Lines), the input Custom Labels imports.
+
+`task`:
+- `classification`: one attribute; an image selected for several labels gets the most confident
+  (a person's accept counts as certain) and a warning.
+- `multilabel`: `groundtruth/image-classification-multilabel` (Ground Truth's own type; Custom
+  Labels does not import it, so it is not checked against Custom Labels).
+- `per-label`: one classification attribute per label, `<attribute><class id>` (e.g. `label0`,
+  `label1`): the shape Custom Labels accepts for several labels on one image.
+- `boxes`: `groundtruth/object-detection`, integer pixels in the DISPLAYED frame (after EXIF
+  orientation) with top-left origin, `image_size` of that frame, the complete `class-map`.
+
+Confidence is 0-1 (1 where a person decided); `human-annotated` is "yes" where a person's verdict
+decided, else "no"; `creation-date` is the verdict's time or the scan's, UTC ISO-8601 without
+offset like Ground Truth writes; `job-name` is `labeling-job/<attribute>`. Class ids are the
+export's one class order. Every written line is checked against the Custom Labels rules
+(`validation.py`) while streaming; violations are reported with line numbers in the summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from labelsift.geometry import gt_box
+from labelsift.models import ImageRecord
+from labelsift.select import LabelDecision, Selection
+
+from .common import (
+    class_names,
+    count_detection,
+    detection_images,
+    dump_json,
+    iter_decisions,
+    open_output_file,
+)
+from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
+from .validation import CLASSIFICATION, DETECTION, MULTILABEL, CustomLabelsChecker, attribute_problem
+
+Task = Literal["classification", "multilabel", "per-label", "boxes"]
+DEFAULT_ATTRIBUTE: dict[str, str] = {
+    "classification": "class",
+    "multilabel": "labels",
+    "per-label": "label",
+    "boxes": "bounding-box",
+}
+
+
+def gt_date(when: datetime) -> str:
+    """UTC, ISO-8601, microseconds, no offset: `2026-11-29T10:00:00.000000`."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")
+
+
+def _decided_at(record: ImageRecord, decision: LabelDecision) -> datetime:
+    if decision.human:
+        for verdict in reversed(record.review):
+            if verdict.label.lower() == decision.query.lower():
+                return verdict.at
+    return record.scanned_at
+
+
+def _confidence(decision: LabelDecision) -> float:
+    return 1.0 if decision.human else round(decision.confidence / 100.0, 4)
+
+
+def _yes(human: bool) -> str:
+    return "yes" if human else "no"
+
+
+def export_groundtruth(
+    manifest_uri: str,
+    dest: str,
+    selection: Selection,
+    *,
+    task: Task = "boxes",
+    attribute: str | None = None,
+    names: Mapping[str, str] | None = None,
+    check: bool = True,
+    test_dataset: bool = False,
+    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+) -> ExportSummary:
+    """Write the manifest to `dest` (a file: local path or `s3://`); returns what was written."""
+    if task not in DEFAULT_ATTRIBUTE:
+        raise ValueError(f"task: {task!r} is not one of {list(DEFAULT_ATTRIBUTE)}")
+    attr = attribute if attribute is not None else DEFAULT_ATTRIBUTE[task]
+    classes = class_names(selection, names)
+    for name in [f"{attr}{i}" for i in range(len(classes))] if task == "per-label" else [attr]:
+        why = attribute_problem(name)
+        if why is not None:
+            raise ValueError(f"attribute: {why}")
+    summary = ExportSummary.start(
+        f"groundtruth-{task}", manifest_uri, dest, classes, detail_limit=detail_limit
+    )
+    checker = CustomLabelsChecker(test_dataset=test_dataset) if check and task != "multilabel" else None
+    with open_output_file(dest) as stream:
+
+        def emit(line: dict[str, Any]) -> None:
+            text = dump_json(line) + "\n"
+            stream.write(text)
+            summary.lines_written += 1
+            if checker is not None:
+                for violation in checker.check(summary.lines_written, line, len(text.encode("utf-8"))):
+                    summary.violate(violation.line, violation.rule, violation.message, violation.source)
+
+        if task == "boxes":
+            class_map = {str(i): name for i, name in enumerate(classes)}
+            for image in detection_images(manifest_uri, selection, summary, val_fraction=None):
+                record = image.record
+                annotations = []
+                objects = []
+                for obj in image.objects:
+                    left, top, width, height = gt_box(obj.box)
+                    annotations.append(
+                        {"class_id": obj.class_id, "left": left, "top": top, "width": width, "height": height}
+                    )
+                    objects.append({"confidence": 1.0 if obj.human else round(obj.confidence / 100.0, 4)})
+                dates = [_decided_at(record, d) for _, d in image.labels]
+                emit(
+                    {
+                        "source-ref": record.source,
+                        attr: {
+                            "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
+                            "annotations": annotations,
+                        },
+                        f"{attr}-metadata": {
+                            "objects": objects,
+                            "class-map": class_map,
+                            "type": DETECTION,
+                            "human-annotated": _yes(image.human),
+                            "creation-date": gt_date(max(dates)),
+                            "job-name": f"labeling-job/{attr}",
+                        },
+                    }
+                )
+                count_detection(summary, image)
+        else:
+            for decision in iter_decisions(manifest_uri, selection, summary):
+                chosen = [(i, d) for i, d in enumerate(decision.labels) if d.selected]
+                if not chosen:
+                    continue
+                record = decision.record
+                line: dict[str, Any] = {"source-ref": record.source}
+                if task == "classification":
+                    if len(chosen) > 1:
+                        summary.warn(
+                            record.source,
+                            "several_labels",
+                            f"selected for {[classes[i] for i, _ in chosen]}; single-label classification "
+                            "keeps the most confident",
+                        )
+                        chosen = [max(chosen, key=lambda c: (c[1].human, c[1].confidence))]
+                    i, d = chosen[0]
+                    line[attr] = i
+                    line[f"{attr}-metadata"] = _class_metadata(classes[i], d, record, attr)
+                elif task == "per-label":
+                    for i, d in chosen:
+                        line[f"{attr}{i}"] = i
+                        line[f"{attr}{i}-metadata"] = _class_metadata(classes[i], d, record, f"{attr}{i}")
+                else:
+                    line[attr] = [i for i, _ in chosen]
+                    line[f"{attr}-metadata"] = {
+                        "class-map": {str(i): classes[i] for i, _ in chosen},
+                        "confidence-map": {str(i): _confidence(d) for i, d in chosen},
+                        "type": MULTILABEL,
+                        "job-name": f"labeling-job/{attr}",
+                        "human-annotated": _yes(any(d.human for _, d in chosen)),
+                        "creation-date": gt_date(max(_decided_at(record, d) for _, d in chosen)),
+                    }
+                emit(line)
+                summary.count_export(ALL)
+                for i, d in chosen:
+                    summary.count_image(classes[i], ALL, 0, human=d.human)
+    summary.files_written = 1
+    if checker is not None:
+        for violation in checker.finish():
+            summary.violate(violation.line, violation.rule, violation.message)
+        summary.invalid_lines = checker.invalid_lines
+    return summary
+
+
+def _class_metadata(name: str, decision: LabelDecision, record: ImageRecord, attr: str) -> dict[str, Any]:
+    return {
+        "class-name": name,
+        "confidence": _confidence(decision),
+        "type": CLASSIFICATION,
+        "job-name": f"labeling-job/{attr}",
+        "human-annotated": _yes(decision.human),
+        "creation-date": gt_date(_decided_at(record, decision)),
+    }

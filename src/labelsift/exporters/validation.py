@@ -1,0 +1,293 @@
+"""What Rekognition Custom Labels accepts in a Ground Truth manifest, checked line by line.
+
+`CustomLabelsChecker` takes each manifest line (parsed, with its size in bytes) as it is written or
+read, and reports every broken rule with the line number; `finish()` adds the whole-file rules
+(line 0). It keeps only counters and the set of class names, so it streams. Rules (ids as reported):
+
+- `source-ref`: present and an `s3://bucket/key` URI.
+- `attribute-name`: a label attribute must not contain `-metadata` nor end in `-ref`;
+  `metadata`: every attribute has its `<attr>-metadata` object (and no orphan metadata).
+- `line-type`: only `groundtruth/image-classification` and `groundtruth/object-detection` lines
+  (several labels on one image = one classification attribute per label, not the multilabel type).
+- `classification-metadata`: `class-name`, `confidence` (0-1), `type`, `human-annotated`
+  (`yes`/`no`), `creation-date` (ISO-8601).
+- `detection-format`: `image_size` a one-element list with positive width/height, `annotations`
+  with integer class_id/left/top/width/height, as many `objects` as `annotations` with confidence
+  0-1, `class-map` containing every `class_id` used, `human-annotated`, `creation-date`.
+- `box-inside-image`: no negative or off-frame box; `box-too-small`: each side of a box must be
+  larger than 1 px after the image is scaled so its longest side is at most 1280 px.
+- `labels-per-image` (<= 50), `boxes-per-image` (<= 50).
+- Whole file: `manifest-lines` (<= 250,000), `manifest-size` (<= 1 GB), `label-count` (2-250 for
+  classification, >= 1 for detection), `test-images-per-label` (<= 1,000, test datasets only),
+  `invalid-lines` (import fails when more than 20 % of the lines are invalid).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .summary import Violation
+
+CLASSIFICATION = "groundtruth/image-classification"
+DETECTION = "groundtruth/object-detection"
+MULTILABEL = "groundtruth/image-classification-multilabel"
+MAX_LINES = 250_000
+MAX_BYTES = 1_000_000_000
+MAX_LABELS_PER_IMAGE = 50
+MAX_BOXES_PER_IMAGE = 50
+MIN_CLASSIFICATION_LABELS = 2
+MAX_CLASSIFICATION_LABELS = 250
+MAX_TEST_IMAGES_PER_LABEL = 1000
+SCALED_LONGEST_SIDE = 1280
+MAX_INVALID_SHARE = 0.20
+
+
+def attribute_problem(name: str) -> str | None:
+    """Why `name` cannot be a label attribute name, or None."""
+    if not name:
+        return "an attribute name is empty"
+    if "-metadata" in name:
+        return f"attribute {name!r} contains '-metadata'"
+    if name.endswith("-ref"):
+        return f"attribute {name!r} ends in '-ref'"
+    return None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _in_unit(value: Any) -> bool:
+    """A number within 0-1 (a Ground Truth confidence)."""
+    return _is_number(value) and 0.0 <= float(value) <= 1.0
+
+
+def _is_iso(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _common_metadata(meta: dict[str, Any], problems: list[tuple[str, str]], rule: str) -> None:
+    if meta.get("human-annotated") not in ("yes", "no"):
+        problems.append((rule, "'human-annotated' must be 'yes' or 'no'"))
+    if not _is_iso(meta.get("creation-date")):
+        problems.append((rule, "'creation-date' must be an ISO-8601 date"))
+
+
+@dataclass
+class CustomLabelsChecker:
+    test_dataset: bool = False
+    lines: int = 0
+    bytes: int = 0
+    invalid_lines: int = 0
+    kinds: Counter[str] = field(default_factory=Counter)
+    classes: set[str] = field(default_factory=set)
+    images_per_class: Counter[str] = field(default_factory=Counter)
+
+    def check(self, line_no: int, line: dict[str, Any], size: int) -> list[Violation]:
+        """The rules this line breaks (empty when it is valid)."""
+        self.lines += 1
+        self.bytes += size
+        problems: list[tuple[str, str]] = []
+        source = line.get("source-ref")
+        if not isinstance(source, str) or not source.startswith("s3://") or "/" not in source[5:].strip("/"):
+            problems.append(("source-ref", f"'source-ref' must be an s3://bucket/key URI, got {source!r}"))
+        attributes = [k for k in line if k != "source-ref" and not k.endswith("-metadata")]
+        for key in line:
+            if key.endswith("-metadata") and key[: -len("-metadata")] not in line:
+                problems.append(("metadata", f"{key!r} has no attribute {key[: -len('-metadata')]!r}"))
+        labels: set[str] = set()
+        boxes = 0
+        for attr in attributes:
+            why = attribute_problem(attr)
+            if why is not None:
+                problems.append(("attribute-name", why))
+            meta = line.get(f"{attr}-metadata")
+            if not isinstance(meta, dict):
+                problems.append(("metadata", f"attribute {attr!r} has no '{attr}-metadata' object"))
+                continue
+            kind = meta.get("type")
+            self.kinds[str(kind)] += 1
+            if kind == CLASSIFICATION:
+                name = self._classification(attr, line[attr], meta, problems)
+                if name is not None:
+                    labels.add(name)
+            elif kind == DETECTION:
+                found, count = self._detection(line[attr], meta, problems)
+                labels |= found
+                boxes += count
+            else:
+                problems.append(("line-type", f"attribute {attr!r}: type {kind!r} is not accepted"))
+        if not attributes:
+            problems.append(("metadata", "the line has no label attribute"))
+        if len(labels) > MAX_LABELS_PER_IMAGE:
+            problems.append(("labels-per-image", f"{len(labels)} labels (at most {MAX_LABELS_PER_IMAGE})"))
+        if boxes > MAX_BOXES_PER_IMAGE:
+            problems.append(("boxes-per-image", f"{boxes} boxes (at most {MAX_BOXES_PER_IMAGE})"))
+        self.classes |= labels
+        for name in labels:
+            self.images_per_class[name] += 1
+        if problems:
+            self.invalid_lines += 1
+        src = source if isinstance(source, str) else None
+        return [Violation(line=line_no, rule=rule, message=message, source=src) for rule, message in problems]
+
+    def _classification(
+        self, attr: str, value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
+    ) -> str | None:
+        rule = "classification-metadata"
+        name = meta.get("class-name")
+        if not isinstance(name, str) or not name:
+            problems.append((rule, f"{attr!r}: 'class-name' is missing"))
+            name = None
+        confidence = meta.get("confidence")
+        if not _in_unit(confidence):
+            problems.append((rule, f"{attr!r}: 'confidence' must be a number within 0-1, got {confidence!r}"))
+        if not _is_int(value):
+            problems.append((rule, f"{attr!r}: the value must be an integer class id, got {value!r}"))
+        _common_metadata(meta, problems, rule)
+        return name
+
+    def _detection(
+        self, value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
+    ) -> tuple[set[str], int]:
+        rule = "detection-format"
+        if not isinstance(value, dict):
+            problems.append((rule, "the attribute must hold 'image_size' and 'annotations'"))
+            return set(), 0
+        size = value.get("image_size")
+        width = height = None
+        if (
+            isinstance(size, list)
+            and len(size) == 1
+            and isinstance(size[0], dict)
+            and _is_number(size[0].get("width"))
+            and _is_number(size[0].get("height"))
+            and size[0]["width"] > 0
+            and size[0]["height"] > 0
+        ):
+            width, height = float(size[0]["width"]), float(size[0]["height"])
+        else:
+            problems.append((rule, "'image_size' must be a one-element list with width and height"))
+        annotations = value.get("annotations")
+        if not isinstance(annotations, list):
+            problems.append((rule, "'annotations' must be a list"))
+            return set(), 0
+        objects = meta.get("objects")
+        if not isinstance(objects, list) or len(objects) != len(annotations):
+            problems.append((rule, "'objects' must have one entry per annotation"))
+        else:
+            for obj in objects:
+                confidence = obj.get("confidence") if isinstance(obj, dict) else None
+                if not _in_unit(confidence):
+                    problems.append((rule, f"object confidence must be within 0-1, got {confidence!r}"))
+                    break
+        class_map = meta.get("class-map")
+        if not isinstance(class_map, dict):
+            problems.append((rule, "'class-map' is missing"))
+            class_map = {}
+        _common_metadata(meta, problems, rule)
+        scale = 1.0
+        if width is not None and height is not None:
+            scale = min(1.0, SCALED_LONGEST_SIDE / max(width, height))
+        labels: set[str] = set()
+        for i, ann in enumerate(annotations):
+            keys = ("class_id", "left", "top", "width", "height")
+            if not isinstance(ann, dict) or not all(_is_int(ann.get(k)) for k in keys):
+                problems.append((rule, f"annotation {i}: needs integer {', '.join(keys)}"))
+                continue
+            name = class_map.get(str(ann["class_id"]))
+            if name is None:
+                problems.append((rule, f"annotation {i}: class_id {ann['class_id']} is not in 'class-map'"))
+            else:
+                labels.add(str(name))
+            left, top, w, h = ann["left"], ann["top"], ann["width"], ann["height"]
+            if (
+                left < 0
+                or top < 0
+                or w <= 0
+                or h <= 0
+                or (width is not None and left + w > width)
+                or (height is not None and top + h > height)
+            ):
+                problems.append(
+                    ("box-inside-image", f"annotation {i}: box {[left, top, w, h]} is off the image")
+                )
+            elif w * scale <= 1.0 or h * scale <= 1.0:
+                problems.append(
+                    (
+                        "box-too-small",
+                        f"annotation {i}: {w}x{h} px is not larger than 1x1 px once the image is "
+                        f"scaled by {scale:.4f} to a longest side of {SCALED_LONGEST_SIDE}",
+                    )
+                )
+        return labels, len(annotations)
+
+    def finish(self) -> list[Violation]:
+        """The whole-manifest rules, reported on line 0."""
+        out: list[Violation] = []
+
+        def add(rule: str, message: str) -> None:
+            out.append(Violation(line=0, rule=rule, message=message))
+
+        if self.lines > MAX_LINES:
+            add("manifest-lines", f"{self.lines} lines (at most {MAX_LINES})")
+        if self.bytes > MAX_BYTES:
+            add("manifest-size", f"{self.bytes} bytes (at most {MAX_BYTES})")
+        if self.kinds[CLASSIFICATION] and not (
+            MIN_CLASSIFICATION_LABELS <= len(self.classes) <= MAX_CLASSIFICATION_LABELS
+        ):
+            add(
+                "label-count",
+                f"{len(self.classes)} labels; classification needs "
+                f"{MIN_CLASSIFICATION_LABELS}-{MAX_CLASSIFICATION_LABELS}",
+            )
+        if self.kinds[DETECTION] and not self.classes:
+            add("label-count", "no labels; object detection needs at least one")
+        if self.test_dataset:
+            for name, count in sorted(self.images_per_class.items()):
+                if count > MAX_TEST_IMAGES_PER_LABEL:
+                    add("test-images-per-label", f"{name!r}: {count} test images (at most 1000)")
+        if self.lines and self.invalid_lines / self.lines > MAX_INVALID_SHARE:
+            add(
+                "invalid-lines",
+                f"{self.invalid_lines} of {self.lines} lines are invalid (import fails above 20%)",
+            )
+        return out
+
+
+def validate_lines(lines: Iterator[str], *, test_dataset: bool = False) -> list[Violation]:
+    """Check an existing Ground Truth manifest's lines; a line that is not JSON is a violation too."""
+    checker = CustomLabelsChecker(test_dataset=test_dataset)
+    out: list[Violation] = []
+    for line_no, text in enumerate(lines, start=1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            checker.lines += 1
+            checker.invalid_lines += 1
+            out.append(Violation(line=line_no, rule="json", message=f"not JSON: {exc.msg}"))
+            continue
+        if not isinstance(value, dict):
+            checker.lines += 1
+            checker.invalid_lines += 1
+            out.append(Violation(line=line_no, rule="json", message="a line must be a JSON object"))
+            continue
+        out.extend(checker.check(line_no, value, len(text.encode("utf-8")) + 1))
+    return out + checker.finish()
