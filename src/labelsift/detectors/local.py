@@ -1,0 +1,362 @@
+"""The offline detector: NanoDet-m (80 COCO classes, boxes) + EfficientNet-Lite0 (1000 ImageNet classes).
+
+Both models ship as ONNX files in `labelsift/detectors/weights/` (see its NOTICE and
+`tools/build_models.py`); nothing is downloaded and nothing here opens a socket.
+
+One image:
+1. Decode with Pillow (a JPEG is decoded at a reduced DCT scale, never below 416 px a side),
+   apply the EXIF orientation so boxes are ratios of the *displayed* image, convert any mode
+   (CMYK, 16-bit, palette, alpha over white) to 8-bit RGB.
+2. NanoDet: squash-resize to 416×416, BGR, mean/std normalisation; decode the three strides'
+   distance distributions (11 bins, anchor centres at +0.5 cell), per-class NMS (IoU 0.5).
+   A label's confidence is its best instance's score × 100.
+3. EfficientNet-Lite0 on the same pixels squashed to 224×224, (x − 127) / 128. The softmax is
+   summed over each taxonomy node's classes (P(Cat) = P(tabby) + P(tiger cat) + …); the `top_k`
+   best class names and every node at or above `classifier_threshold` become labels without
+   instances.
+4. Both are merged through `Taxonomy.labels`: a name seen by both keeps the higher confidence
+   and every ancestor is a label too, as Rekognition returns them.
+
+Threads: the scan calls `detect` from many threads. Each model has one `InferenceSession`
+shared by all of them (`run` is thread-safe and releases the GIL), created on first use.
+Decoding and resizing run outside a semaphore that admits `max_concurrent_runs` inferences at
+once (default: the CPU count), so one thread's decode overlaps another's inference.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import warnings
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from labelsift.detectors.base import Detection, DetectorError, ImageInput
+from labelsift.detectors.taxonomy import Taxonomy, coco_label, imagenet_family, imagenet_label
+from labelsift.models import DetectorInfo, Instance, Label
+
+NANODET_SIZE = 416
+NANODET_STRIDES = (8, 16, 32)
+NANODET_BINS = 11
+NANODET_MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # BGR
+NANODET_STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
+CLASSIFIER_SIZE = 224
+MODEL_VERSION = "nanodet-m-416+efficientnet-lite0"
+
+FloatArray = npt.NDArray[np.float32]
+
+
+def weights_dir() -> Path:
+    return Path(str(resources.files("labelsift.detectors") / "weights"))
+
+
+@dataclass(frozen=True)
+class Box:
+    """A detection in ratios of the image: corners, class index and score (0-1)."""
+
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    score: float
+    class_index: int
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") else max(float(pixels.max()), 1.0)
+        if image.mode == "F":
+            top = 1.0 if pixels.max() <= 1.0 else 255.0
+        gray = np.clip(pixels * (255.0 / top), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode == "P" and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def decode(data: bytes, min_side: int = NANODET_SIZE) -> Image.Image:
+    """Displayed-frame RGB pixels of an encoded image; JPEGs decoded at a reduced scale when large."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            stored = Image.open(io.BytesIO(data))
+            if stored.format == "JPEG":
+                stored.draft("RGB", (min_side, min_side))
+            displayed = ImageOps.exif_transpose(stored)
+            displayed.load()
+            return _to_rgb(displayed)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise DetectorError("CorruptImage", f"not an image Pillow can read: {exc}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise DetectorError("CorruptImage", f"the image could not be decoded: {exc}") from exc
+
+
+def nanodet_input(image: Image.Image) -> FloatArray:
+    """(1, 3, 416, 416) float32: squashed, BGR, normalised."""
+    resized = image.resize((NANODET_SIZE, NANODET_SIZE), Image.Resampling.BILINEAR)
+    pixels = np.asarray(resized, dtype=np.float32)[:, :, ::-1]
+    normalised = (pixels - NANODET_MEAN) / NANODET_STD
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def classifier_input(image: Image.Image) -> FloatArray:
+    """(1, 3, 224, 224) float32: squashed, RGB, (x − 127) / 128 as EfficientNet-Lite was trained."""
+    resized = image.resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE), Image.Resampling.BILINEAR)
+    pixels = (np.asarray(resized, dtype=np.float32) - 127.0) / 128.0
+    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+def _softmax(values: FloatArray, axis: int = -1) -> FloatArray:
+    shifted = np.exp(values - values.max(axis=axis, keepdims=True))
+    result: FloatArray = shifted / shifted.sum(axis=axis, keepdims=True)
+    return result
+
+
+def nanodet_boxes(
+    outputs: dict[str, FloatArray], score_threshold: float, iou_threshold: float = 0.5, max_boxes: int = 100
+) -> list[Box]:
+    """Decode NanoDet's per-stride class scores and distance distributions into boxes, then NMS."""
+    corners: list[FloatArray] = []
+    scores: list[FloatArray] = []
+    classes: list[npt.NDArray[np.intp]] = []
+    for stride in NANODET_STRIDES:
+        cls = outputs[f"cls_{stride}"][0]
+        anchors, class_ids = np.nonzero(cls > score_threshold)
+        if anchors.size == 0:
+            continue
+        cells = NANODET_SIZE // stride
+        reg = outputs[f"reg_{stride}"][0][anchors].reshape(-1, 4, NANODET_BINS)
+        distances = (_softmax(reg) @ np.arange(NANODET_BINS, dtype=np.float32)) * stride
+        cx = (anchors % cells + 0.5) * stride
+        cy = (anchors // cells + 0.5) * stride
+        box = np.stack(
+            [cx - distances[:, 0], cy - distances[:, 1], cx + distances[:, 2], cy + distances[:, 3]], axis=1
+        )
+        corners.append(np.clip(box / NANODET_SIZE, 0.0, 1.0).astype(np.float32))
+        scores.append(cls[anchors, class_ids])
+        classes.append(class_ids)
+    if not corners:
+        return []
+    all_boxes = np.concatenate(corners)
+    all_scores = np.concatenate(scores)
+    all_classes = np.concatenate(classes)
+    kept: list[Box] = []
+    for class_id in np.unique(all_classes):
+        members = np.flatnonzero(all_classes == class_id)
+        for index in _nms(all_boxes[members], all_scores[members], iou_threshold):
+            x1, y1, x2, y2 = (float(v) for v in all_boxes[members[index]])
+            kept.append(Box(x1, y1, x2, y2, float(all_scores[members[index]]), int(class_id)))
+    kept.sort(key=lambda box: -box.score)
+    return kept[:max_boxes]
+
+
+def _nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> list[int]:
+    order = np.argsort(-scores)
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    keep: list[int] = []
+    while order.size:
+        best = int(order[0])
+        keep.append(best)
+        rest = order[1:]
+        width = np.clip(
+            np.minimum(boxes[best, 2], boxes[rest, 2]) - np.maximum(boxes[best, 0], boxes[rest, 0]), 0, None
+        )
+        height = np.clip(
+            np.minimum(boxes[best, 3], boxes[rest, 3]) - np.maximum(boxes[best, 1], boxes[rest, 1]), 0, None
+        )
+        overlap = width * height
+        iou = overlap / np.maximum(areas[best] + areas[rest] - overlap, 1e-9)
+        order = rest[iou <= iou_threshold]
+    return keep
+
+
+class LocalDetector:
+    """Offline labels and boxes, shaped like Rekognition's, from the models shipped in the package."""
+
+    def __init__(
+        self,
+        *,
+        score_threshold: float = 0.3,
+        classifier: bool = True,
+        classifier_threshold: float = 0.2,
+        top_k: int = 5,
+        intra_op_threads: int = 1,
+        max_concurrent_runs: int | None = None,
+        weights: Path | None = None,
+    ) -> None:
+        if not 0.0 < score_threshold < 1.0 or not 0.0 < classifier_threshold <= 1.0:
+            raise ValueError("thresholds are probabilities in (0, 1)")
+        self.score_threshold = score_threshold
+        self.classifier_threshold = classifier_threshold
+        self.top_k = top_k
+        self.use_classifier = classifier
+        self.intra_op_threads = intra_op_threads
+        self._weights = weights or weights_dir()
+        self._runs = threading.BoundedSemaphore(max_concurrent_runs or os.cpu_count() or 1)
+        self._load_lock = threading.Lock()
+        self._models: _Models | None = None
+
+    @property
+    def info(self) -> DetectorInfo:
+        version = MODEL_VERSION if self.use_classifier else MODEL_VERSION.split("+")[0]
+        return DetectorInfo(name="local", model_version=version)
+
+    @property
+    def billable(self) -> bool:
+        return False
+
+    def models(self) -> _Models:
+        """The loaded sessions and class tables (loaded once, on first use, by whichever thread asks)."""
+        if self._models is None:
+            with self._load_lock:
+                if self._models is None:
+                    self._models = _Models.load(self._weights, self.intra_op_threads, self.use_classifier)
+        return self._models
+
+    def detect(self, image: ImageInput) -> Detection:
+        try:
+            data = image.read()
+        except OSError as exc:
+            raise DetectorError("ReadError", f"could not read {image.uri}: {exc}") from exc
+        pixels = decode(data)
+        detector_input = nanodet_input(pixels)
+        classifier_pixels = classifier_input(pixels) if self.use_classifier else None
+        return Detection(
+            labels=self.labels(detector_input, classifier_pixels), model_version=self.info.model_version
+        )
+
+    def labels(self, detector_input: FloatArray, classifier_pixels: FloatArray | None) -> list[Label]:
+        """Labels from preprocessed model inputs (see `nanodet_input`, `classifier_input`)."""
+        models = self.models()
+        with self._runs:
+            outputs = models.nanodet.run(None, {"image": detector_input})
+            logits = (
+                models.classifier.run(None, {"image": classifier_pixels})[0]
+                if models.classifier is not None and classifier_pixels is not None
+                else None
+            )
+        named = dict(zip(models.nanodet_outputs, outputs, strict=True))
+        confidences: dict[str, float] = {}
+        instances: dict[str, list[Instance]] = {}
+        for box in nanodet_boxes(named, self.score_threshold):
+            name = models.coco_names[box.class_index]
+            confidence = 100.0 * box.score
+            confidences[name] = max(confidences.get(name, 0.0), confidence)
+            instances.setdefault(name, []).append(
+                Instance(
+                    left=box.x1,
+                    top=box.y1,
+                    width=box.x2 - box.x1,
+                    height=box.y2 - box.y1,
+                    confidence=confidence,
+                )
+            )
+        if logits is not None:
+            for name, confidence in models.classify(logits[0], self.classifier_threshold, self.top_k).items():
+                confidences[name] = max(confidences.get(name, 0.0), confidence)
+        return models.taxonomy.labels(confidences, instances)
+
+
+@dataclass(frozen=True)
+class _Models:
+    nanodet: Any
+    nanodet_outputs: tuple[str, ...]
+    coco_names: tuple[str, ...]
+    classifier: Any | None
+    imagenet_names: tuple[str, ...]
+    node_names: tuple[str, ...]
+    node_members: npt.NDArray[np.float32]  # (nodes, 1000): 1 where the class is the node or below it
+    taxonomy: Taxonomy
+
+    @classmethod
+    def load(cls, weights: Path, intra_op_threads: int, use_classifier: bool) -> _Models:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = ["CPUExecutionProvider"]
+        try:
+            nanodet = ort.InferenceSession(str(weights / "nanodet-m-416.onnx"), options, providers=providers)
+            coco = (weights / "nanodet-classes.txt").read_text().splitlines()
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DetectorError(
+                "ModelUnavailable", f"cannot load NanoDet from {weights}: {exc}", fatal=True
+            ) from exc
+        coco_names = tuple(coco_label(name) for name in coco)
+        taxonomy = Taxonomy()
+        classifier = None
+        imagenet_names: tuple[str, ...] = ()
+        node_names: tuple[str, ...] = ()
+        members = np.zeros((0, 0), dtype=np.float32)
+        if use_classifier:
+            try:
+                classifier = ort.InferenceSession(
+                    str(weights / "efficientnet-lite0.onnx"), options, providers=providers
+                )
+                synonyms = (weights / "imagenet-classes.txt").read_text().splitlines()
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise DetectorError(
+                    "ModelUnavailable", f"cannot load EfficientNet-Lite0 from {weights}: {exc}", fatal=True
+                ) from exc
+            labelled = [imagenet_label(index, line) for index, line in enumerate(synonyms)]
+            imagenet_names = tuple(name for name, _ in labelled)
+            parents: dict[str, tuple[str, ...]] = {}
+            aliases: dict[str, tuple[str, ...]] = {}
+            for index, (name, synonyms_of) in enumerate(labelled):
+                family = imagenet_family(index)
+                if family is not None and family != name:
+                    parents.setdefault(name, (family,))
+                aliases[name] = tuple(dict.fromkeys(aliases.get(name, ()) + synonyms_of))
+            taxonomy = taxonomy.extended(parents, aliases)
+            nodes: dict[str, list[int]] = {}
+            for index, name in enumerate(imagenet_names):
+                for node in (name, *taxonomy.ancestors(name)):
+                    nodes.setdefault(node, []).append(index)
+            node_names = tuple(nodes)
+            members = np.zeros((len(node_names), len(imagenet_names)), dtype=np.float32)
+            for row, indices in enumerate(nodes.values()):
+                members[row, indices] = 1.0
+        return cls(
+            nanodet=nanodet,
+            nanodet_outputs=tuple(output.name for output in nanodet.get_outputs()),
+            coco_names=coco_names,
+            classifier=classifier,
+            imagenet_names=imagenet_names,
+            node_names=node_names,
+            node_members=members,
+            taxonomy=taxonomy,
+        )
+
+    def classify(self, logits: FloatArray, threshold: float, top_k: int) -> dict[str, float]:
+        """Confidences (0-100) of the best class names and of every taxonomy node above the threshold."""
+        probabilities = _softmax(logits.astype(np.float32))
+        summed = self.node_members @ probabilities
+        leaves = set(self.imagenet_names)
+        found: dict[str, float] = {}
+        for index in np.argsort(-probabilities)[:top_k]:
+            name = self.imagenet_names[int(index)]
+            row = self.node_names.index(name)
+            if summed[row] >= threshold:
+                found[name] = 100.0 * float(summed[row])
+        for node_row in np.flatnonzero(summed >= threshold):
+            name = self.node_names[int(node_row)]
+            if name not in leaves or name in found:
+                found[name] = 100.0 * float(summed[row])
+        return found
