@@ -197,7 +197,7 @@ class RekognitionDetector:
         self.min_confidence = min_confidence
         self.max_labels = max_labels
         self._config = Config(
-            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
