@@ -255,16 +255,11 @@ class LocalDetector:
         instances: dict[str, list[Instance]] = {}
         for box in nanodet_boxes(named, self.score_threshold):
             name = models.coco_names[box.class_index]
-            confidence = 100.0 * box.score
+            confidence = round(100.0 * box.score, 3)
             confidences[name] = max(confidences.get(name, 0.0), confidence)
+            left, top, right, bottom = (round(value, 6) for value in (box.x1, box.y1, box.x2, box.y2))
             instances.setdefault(name, []).append(
-                Instance(
-                    left=box.x1,
-                    top=box.y1,
-                    width=box.x2 - box.x1,
-                    height=box.y2 - box.y1,
-                    confidence=confidence,
-                )
+                Instance(left=left, top=top, width=right - left, height=bottom - top, confidence=confidence)
             )
         if logits is not None:
             for name, confidence in models.classify(logits[0], self.classifier_threshold, self.top_k).items():
@@ -358,5 +353,5 @@ class _Models:
         for node_row in np.flatnonzero(summed >= threshold):
             name = self.node_names[int(node_row)]
             if name not in leaves or name in found:
-                found[name] = 100.0 * float(summed[row])
+                found[name] = 100.0 * float(summed[node_row])
         return found
