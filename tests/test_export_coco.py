@@ -105,11 +105,11 @@ def test_human_boxes_replace_the_model_and_copy_images(tmp_path: Path) -> None:
     )
 
     class LocalCopy:
-        def copy(self, src_uri: str, dst_uri: str, overwrite: bool = False) -> bool:
-            target = Path(dst_uri)
+        def copy(self, src: str, dst: str, *, overwrite: bool = False) -> bool:
+            target = Path(dst)
             if target.exists():
                 return False
-            target.write_bytes(Path(src_uri).read_bytes())
+            target.write_bytes(Path(src).read_bytes())
             return True
 
         def write(self, uri: str, data: bytes) -> None:

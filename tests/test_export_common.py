@@ -142,3 +142,60 @@ def test_summary_keeps_counts_complete_when_details_are_capped() -> None:
     assert summary.skipped == {"bad": 10} and len(summary.skipped_images) == 3
     assert summary.violations == {"rule": 10} and len(summary.violation_lines) == 3
     assert summary.details_truncated
+
+
+def test_exporting_never_loads_a_detector(tmp_path: Path) -> None:
+    """Run every exporter in a fresh interpreter and list what it imported."""
+    import subprocess
+
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [record("s3://b/a.jpg", label("Bird", 90, box(0, 0, 1, 1)))]
+    )
+    code = f"""
+import sys
+from labelsift.select import Selection
+from labelsift.exporters.coco import export_coco
+from labelsift.exporters.groundtruth import export_groundtruth
+from labelsift.exporters.yolo import export_yolo
+from labelsift.exporters.voc import export_voc
+from labelsift.exporters.review_queue import export_review_queue
+from labelsift.exporters.custom_labels import export_custom_labels
+m, out, s = {str(manifest)!r}, {str(tmp_path / "out")!r}, Selection(("Bird",), band=(0, 50))
+export_coco(m, out + "/coco", s)
+export_groundtruth(m, out + "/gt.manifest", s)
+export_yolo(m, out + "/yolo", s, copy_images=False)
+export_voc(m, out + "/voc", s, copy_images=False)
+export_review_queue(m, out + "/queue.manifest", s)
+export_custom_labels(m, out + "/cl", s, dry_run=True)
+print("\\n".join(sorted(sys.modules)))
+"""
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
+    assert "labelsift.exporters.coco" in loaded
+    assert [m for m in loaded if m.startswith(("labelsift.detectors", "labelsift.scan", "onnxruntime"))] == []
+    assert not any("rekognition" in m for m in loaded)
+
+
+def test_review_queue_lists_band_images_by_confidence(tmp_path: Path) -> None:
+    import json
+
+    from labelsift.exporters.review_queue import export_review_queue
+
+    records = [
+        record("s3://b/60.jpg", label("Bird", 60)),
+        record("s3://b/45.jpg", label("Bird", 45), label("Dog", 55)),
+        record("s3://b/90.jpg", label("Bird", 90)),
+        record("s3://b/55.jpg", label("Dog", 55), review=(Verdict(label="dog", accepted=True),)),
+        record("/local/50.jpg", label("Bird", 50)),
+        record("s3://b/52.jpg", label("Dog", 52)),
+    ]
+    manifest = write_manifest(tmp_path / "m.jsonl", records)
+    out = tmp_path / "queue.manifest"
+    summary = export_review_queue(manifest, str(out), Selection(("Bird", "Dog"), band=(40, 70)))
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert lines == [{"source-ref": f"s3://b/{n}.jpg"} for n in (45, 52, 60)]
+    assert summary.skipped == {"not_s3": 1}
+    assert summary.per_label["Bird"].held_out == 3 and summary.per_label["Dog"].held_out == 2
+    with pytest.raises(ValueError, match="band"):
+        export_review_queue(manifest, str(out), Selection(("Bird",)))

@@ -1,0 +1,61 @@
+"""A Ground Truth labelling-job input manifest of the images people should decide.
+
+One `{"source-ref": "s3://..."}` line per image held out by the selection's review band (its best
+matching confidence for a query label lies inside the band), sorted by that confidence, lowest
+first (an image in the band for several labels is listed once, at its lowest). Sorting happens in
+a temporary on-disk SQLite table, so memory stays flat however many images are held out.
+Ground Truth reads images from S3: local sources are skipped (code `not_s3`) unless `allow_local`.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import tempfile
+
+from labelsift.select import Selection
+
+from .common import class_names, dump_json, is_s3, iter_decisions, open_output_file
+from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
+
+
+def export_review_queue(
+    manifest_uri: str,
+    dest: str,
+    selection: Selection,
+    *,
+    allow_local: bool = False,
+    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+) -> ExportSummary:
+    """Write the queue to `dest` (a file: local path or `s3://`)."""
+    if selection.band is None:
+        raise ValueError("selection.band: a review queue needs a band (low, high) of confidences")
+    classes = class_names(selection, None)
+    summary = ExportSummary.start("review", manifest_uri, dest, classes, detail_limit=detail_limit)
+    with tempfile.TemporaryDirectory(prefix="labelsift-review-") as tmp:
+        db = sqlite3.connect(os.path.join(tmp, "queue.sqlite"))
+        try:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("CREATE TABLE queue (source TEXT PRIMARY KEY, confidence REAL)")
+            for decision in iter_decisions(manifest_uri, selection, summary):
+                held = decision.held_out
+                if not held:
+                    continue
+                source = decision.record.source
+                if not is_s3(source) and not allow_local:
+                    summary.skip(source, "not_s3", "Ground Truth reads images from S3 only")
+                    continue
+                db.execute(
+                    "INSERT INTO queue VALUES (?, ?) ON CONFLICT(source) DO UPDATE SET "
+                    "confidence = min(confidence, excluded.confidence)",
+                    (source, min(d.confidence for d in held)),
+                )
+            with open_output_file(dest) as stream:
+                for (source,) in db.execute("SELECT source FROM queue ORDER BY confidence, source"):
+                    stream.write(dump_json({"source-ref": source}) + "\n")
+                    summary.lines_written += 1
+                    summary.count_export(ALL)
+        finally:
+            db.close()
+    summary.files_written = 1
+    return summary

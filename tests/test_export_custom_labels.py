@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PIL import Image
+from test_export_common import box, label, make_jpeg, record, write_manifest
+
+from labelsift.exporters.custom_labels import export_custom_labels
+from labelsift.select import Selection
+from labelsift.storage import Storage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mypy_boto3_s3 import S3Client
+
+
+def _jpeg(width: int = 100, height: int = 80) -> bytes:
+    data = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(data, "JPEG")
+    return data.getvalue()
+
+
+def _keys(client: S3Client, bucket: str) -> set[str]:
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+
+
+def _source_bucket(client: S3Client, bucket: str, manifest: Path) -> str:
+    for key in ("raw/birds/1.jpg", "raw/2.jpg", "raw/3.jpg", "raw/tiny.jpg", "raw/x.gif"):
+        client.put_object(Bucket=bucket, Key=key, Body=_jpeg())
+    records = [
+        record(f"s3://{bucket}/raw/birds/1.jpg", label("Bird", 95, parents=("Animal",))),
+        record(f"s3://{bucket}/raw/2.jpg", label("Bird", 90), label("Dog", 92)),
+        record(f"s3://{bucket}/raw/3.jpg", label("Dog", 30)),
+        record(f"s3://{bucket}/raw/tiny.jpg", label("Bird", 99), width=32, height=32),
+        record(f"s3://{bucket}/raw/x.gif", label("Bird", 99), fmt="GIF"),
+    ]
+    return write_manifest(manifest, records)
+
+
+def test_copies_to_label_folders_server_side_once(
+    tmp_path: Path, bucket: str, make_bucket: Callable[[], str], storage: Storage, s3_client: S3Client
+) -> None:
+    manifest = _source_bucket(s3_client, bucket, tmp_path / "m.jsonl")
+    dest_bucket = make_bucket()
+    dest = f"s3://{dest_bucket}/dataset"
+    selection = Selection(("Bird", "Dog"))
+    summary = export_custom_labels(manifest, dest, selection, storage=storage)
+    expected = {
+        "dataset/Bird/raw/birds/1.jpg",
+        "dataset/Bird/raw/2.jpg",
+        "dataset/Dog/raw/2.jpg",  # an image matching two labels goes in both
+    }
+    assert _keys(s3_client, dest_bucket) == expected
+    assert summary.copied == 3 and summary.already_present == 0
+    assert summary.skipped == {"dimensions": 1, "format": 1}
+    assert summary.per_label["Bird"].images == {"all": 2} and summary.per_label["Dog"].images == {"all": 1}
+
+    again = export_custom_labels(manifest, dest, selection, storage=storage)
+    assert again.copied == 0 and again.already_present == 3
+    assert _keys(s3_client, dest_bucket) == expected
+
+    # a different object where a copy would go is refused, unless overwriting is allowed
+    s3_client.put_object(Bucket=dest_bucket, Key="dataset/Dog/raw/2.jpg", Body=b"not the same object")
+    refused = export_custom_labels(manifest, dest, selection, storage=storage)
+    assert refused.skipped.get("Exists") == 1 and refused.copied == 0
+    forced = export_custom_labels(manifest, dest, selection, storage=storage, overwrite=True)
+    assert forced.copied == 1
+    body = s3_client.get_object(Bucket=dest_bucket, Key="dataset/Dog/raw/2.jpg")["Body"].read()
+    assert body == s3_client.get_object(Bucket=bucket, Key="raw/2.jpg")["Body"].read()
+
+
+def test_dry_run_names_and_threshold(
+    tmp_path: Path, bucket: str, make_bucket: Callable[[], str], storage: Storage, s3_client: S3Client
+) -> None:
+    manifest = _source_bucket(s3_client, bucket, tmp_path / "m.jsonl")
+    dest_bucket = make_bucket()
+    plan = export_custom_labels(
+        manifest, f"s3://{dest_bucket}/ds", Selection(("Animal",)), storage=storage, dry_run=True
+    )
+    assert _keys(s3_client, dest_bucket) == set()
+    assert [(p.source, p.destination) for p in plan.plan] == [
+        (f"s3://{bucket}/raw/birds/1.jpg", f"s3://{dest_bucket}/ds/Animal/raw/birds/1.jpg")
+    ]
+    export_custom_labels(
+        manifest,
+        f"s3://{dest_bucket}/ds",
+        Selection(("Dog",), threshold=25),
+        storage=storage,
+        names={"dog": "dogs"},
+    )
+    assert _keys(s3_client, dest_bucket) == {"ds/dogs/raw/2.jpg", "ds/dogs/raw/3.jpg"}
+
+
+def test_local_sources_keep_their_path_under_the_common_root(tmp_path: Path) -> None:
+    a = make_jpeg(tmp_path / "photos" / "2024" / "a.jpg", 100, 100)
+    b = make_jpeg(tmp_path / "photos" / "2025" / "a.jpg", 100, 100)
+    manifest = write_manifest(
+        tmp_path / "m.jsonl",
+        [record(str(a), label("Bird", 90, box(0, 0, 1, 1))), record(str(b), label("Bird", 90))],
+    )
+    out = tmp_path / "out"
+    summary = export_custom_labels(manifest, str(out), Selection(("bird",)), storage=Storage())
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["bird/2024/a.jpg", "bird/2025/a.jpg"]
+    assert summary.copied == 2
