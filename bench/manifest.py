@@ -34,9 +34,7 @@ def generate(path: Path, count: int, seed: int) -> None:
                     "parents": ["Animal"] if name in ("Bird", "Dog", "Cat") else [],
                     "aliases": [],
                     "categories": ["Animals and Pets"],
-                    "instances": [
-                        {"left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4, "confidence": 88.0}
-                    ]
+                    "instances": [{"left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4, "confidence": 88.0}]
                     if name != "Animal"
                     else [],
                 }
@@ -88,7 +86,10 @@ def child(task: str, paths: list[str]) -> None:
 
 def measure(task: str, paths: list[Path]) -> dict[str, float]:
     output = subprocess.run(
-        [sys.executable, __file__, "--child", task, *map(str, paths)], check=True, capture_output=True, text=True
+        [sys.executable, __file__, "--child", task, *map(str, paths)],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     result: dict[str, float] = json.loads(output.strip().splitlines()[-1])
     return result
@@ -115,11 +116,17 @@ def main() -> None:
             shard_a.unlink()
             shard_b.unlink()
         smallest = rows[0]
-        print(f"{'records':>10} {'task':>8} {'records/s':>11} {'vs json.loads':>14} {'peak MB':>8} {'peak vs first':>14}")
+        print(
+            f"{'records':>10} {'task':>8} {'records/s':>11} {'vs json.loads':>14} "
+            f"{'peak MB':>8} {'peak vs first':>14}"
+        )
         for size, base, read, merged in rows:
             base_rate = base["count"] / base["seconds"]
-            for name, result, first in (("baseline", base, smallest[1]), ("read", read, smallest[2]),
-                                        ("merge", merged, smallest[3])):
+            for name, result, first in (
+                ("baseline", base, smallest[1]),
+                ("read", read, smallest[2]),
+                ("merge", merged, smallest[3]),
+            ):
                 rate = result["count"] / result["seconds"]
                 print(
                     f"{size:>10} {name:>8} {rate:>11,.0f} {rate / base_rate:>14.2f} "

@@ -34,7 +34,9 @@ def labeled(source: str, *, at: datetime = T0, label: str = "Bird", etag: str = 
 
 
 def failed(source: str) -> ImageRecord:
-    return ImageRecord(source=source, status=ScanStatus.ERROR, error=Reason(code="Throttled", message="slow down"))
+    return ImageRecord(
+        source=source, status=ScanStatus.ERROR, error=Reason(code="Throttled", message="slow down")
+    )
 
 
 def test_append_then_stream_keeps_order(tmp_path: Path) -> None:
@@ -68,9 +70,12 @@ def test_a_later_record_of_the_same_source_supersedes_the_earlier(tmp_path: Path
     path = tmp_path / "m.jsonl"
     write_records(str(path), [failed("a.jpg"), labeled("b.jpg"), labeled("a.jpg")])
     records = list(iter_records(str(path)))
-    assert [(r.source, r.status) for r in records] == [("b.jpg", ScanStatus.LABELED), ("a.jpg", ScanStatus.LABELED)]
+    assert [(r.source, r.status) for r in records] == [
+        ("b.jpg", ScanStatus.LABELED),
+        ("a.jpg", ScanStatus.LABELED),
+    ]
     with build_index(str(path)) as index:
-        assert index.get("a.jpg") == ("e1", ScanStatus.LABELED)
+        assert index.get("a.jpg") == ("e1", ScanStatus.LABELED, None)
         assert index.get("missing.jpg") is None
         assert index.count() == 2
 

@@ -55,10 +55,14 @@ def test_error_status_needs_a_reason_and_labeled_needs_a_detector() -> None:
         ImageRecord(source="a.jpg", status=ScanStatus.ERROR)
     with pytest.raises(ValidationError, match="detector: required"):
         ImageRecord(source="a.jpg", status=ScanStatus.LABELED)
-    record = ImageRecord(source="a.jpg", status=ScanStatus.SKIPPED, error=Reason(code="EmptyObject", message="0 B"))
+    record = ImageRecord(
+        source="a.jpg", status=ScanStatus.SKIPPED, error=Reason(code="EmptyObject", message="0 B")
+    )
     assert record.error is not None and record.error.code == "EmptyObject"
 
 
 def test_unknown_fields_are_refused() -> None:
     with pytest.raises(ValidationError, match="colour"):
-        ImageRecord.model_validate({"source": "a.jpg", "status": "error", "error": {"code": "X", "message": ""}, "colour": 1})
+        ImageRecord.model_validate(
+            {"source": "a.jpg", "status": "error", "error": {"code": "X", "message": ""}, "colour": 1}
+        )

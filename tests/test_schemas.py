@@ -21,4 +21,7 @@ def test_drift_is_detected(tmp_path: Path) -> None:
 def test_record_schema_requires_source_and_status() -> None:
     schema = json.loads((SCHEMA_DIR / "image-record.schema.json").read_text())
     assert {"source", "status"} <= set(schema["required"])
-    assert ImageRecord.model_json_schema(mode="serialization")["properties"].keys() == schema["properties"].keys()
+    assert (
+        ImageRecord.model_json_schema(mode="serialization")["properties"].keys()
+        == schema["properties"].keys()
+    )

@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import smart_open
 from pydantic import ValidationError
@@ -108,6 +108,12 @@ def _head(uri: str, line_no: int, text: str) -> dict[str, Any]:
     return value
 
 
+class Known(NamedTuple):
+    etag: str | None
+    status: ScanStatus
+    hit: bool | None
+
+
 class SourceIndex(AbstractContextManager["SourceIndex"]):
     """source -> (etag, status, where) for every source in one or more manifests, kept on disk.
 
@@ -122,7 +128,7 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
         self._db.execute("PRAGMA synchronous=OFF")
         self._db.execute(
             "CREATE TABLE records (source TEXT PRIMARY KEY, etag TEXT, status TEXT, "
-            "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER)"
+            "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER, hit INTEGER)"
         )
         self._lock = threading.Lock()
 
@@ -145,27 +151,39 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
         shard: int = 0,
         line: int = 0,
         newest_by_time: bool = False,
+        hit: bool | None = None,
     ) -> None:
-        """Record a sighting; a later sighting wins (or the later `scanned_at` if newest_by_time)."""
-        self.add_many([(source, etag, status, scanned_at, shard, line)], newest_by_time=newest_by_time)
+        """Record a sighting; a later sighting wins (or the later `scanned_at` if newest_by_time).
+        `hit` is what a scan decided for this source under its selection."""
+        row = (source, etag, status, scanned_at, shard, line)
+        self.add_many([row], newest_by_time=newest_by_time, hit=hit)
 
     def add_many(
-        self, rows: list[tuple[str, str | None, str, str, int, int]], *, newest_by_time: bool = False
+        self,
+        rows: list[tuple[str, str | None, str, str, int, int]],
+        *,
+        newest_by_time: bool = False,
+        hit: bool | None = None,
     ) -> None:
         """Rows of (source, etag, status, scanned_at, shard, line), added in one statement."""
         condition = "WHERE excluded.scanned_at >= records.scanned_at" if newest_by_time else ""
         with self._lock:
             self._db.executemany(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT(source) DO UPDATE SET "
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, 1, ?) ON CONFLICT(source) DO UPDATE SET "
                 "etag=excluded.etag, status=excluded.status, scanned_at=excluded.scanned_at, "
-                f"shard=excluded.shard, line=excluded.line, copies=records.copies + 1 {condition}",
-                rows,
+                f"shard=excluded.shard, line=excluded.line, copies=records.copies + 1, hit=excluded.hit "
+                f"{condition}",
+                [(*row, hit) for row in rows],
             )
 
-    def get(self, source: str) -> tuple[str | None, ScanStatus] | None:
+    def get(self, source: str) -> Known | None:
         with self._lock:
-            row = self._db.execute("SELECT etag, status FROM records WHERE source = ?", (source,)).fetchone()
-        return None if row is None else (row[0], ScanStatus(row[1]))
+            row = self._db.execute(
+                "SELECT etag, status, hit FROM records WHERE source = ?", (source,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Known(row[0], ScanStatus(row[1]), None if row[2] is None else bool(row[2]))
 
     def winners(self) -> Iterator[tuple[int, int]]:
         """(shard, line) of the record that wins for each source, in file order, streamed."""

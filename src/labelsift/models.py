@@ -93,7 +93,7 @@ class ImageRecord(_Model):
     version_id: str | None = None
     size: Annotated[int, Field(ge=0)] | None = None
     width: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed width in pixels.")
-    height: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed height in pixels.")
+    height: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed height, pixels.")
     format: str | None = None
     orientation: Annotated[int, Field(ge=1, le=8)] | None = Field(
         default=None, description="EXIF orientation tag of the stored image (1 = as stored)."

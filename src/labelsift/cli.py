@@ -1,0 +1,322 @@
+"""The command line: parse, call the library, print. No logic of its own."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from types import FrameType
+from typing import Annotated, Literal, NoReturn
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from labelsift import cost as cost_module
+from labelsift.detectors.base import DetectorError
+from labelsift.detectors.factory import DetectorSettings, build_detector
+from labelsift.display import label_hint, scan_progress, summary_table
+from labelsift.manifest import ManifestError, merge
+from labelsift.models import RunSummary, StopReason
+from labelsift.scan import MixedDetectorsError, ScanAborted, ScanOptions, scan
+from labelsift.select import Selection
+from labelsift.storage import ObjectInfo, Storage, StorageError, is_s3, join, split_s3
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    CANNOT_PROCEED = 3
+    BAD_MANIFEST = 4
+    INTERRUPTED = 130
+
+
+app = typer.Typer(
+    name="labelsift",
+    help="Turn a dirty pile of images into clean, annotated training data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+_debug = {"on": False}
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
+) -> None:
+    _debug["on"] = debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+def fail(message: str, code: ExitCode) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(int(code))
+
+
+@contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Turn the library's errors into one paragraph and a documented exit code."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        if _debug["on"]:
+            raise
+        if isinstance(exc, ScanAborted):
+            out.print(summary_table(exc.summary))
+            fail(str(exc), ExitCode.CANNOT_PROCEED)
+        if isinstance(exc, StorageError | DetectorError | MixedDetectorsError):
+            fail(str(exc), ExitCode.CANNOT_PROCEED)
+        if isinstance(exc, ManifestError):
+            fail(str(exc), ExitCode.BAD_MANIFEST)
+        if isinstance(exc, FileNotFoundError):
+            fail(f"{exc.filename}: no such file or folder.", ExitCode.CANNOT_PROCEED)
+        fail(
+            f"unexpected {type(exc).__name__}: {exc}. Rerun with --debug for the traceback.", ExitCode.FAILED
+        )
+
+
+@contextmanager
+def graceful_interrupt() -> Iterator[threading.Event]:
+    """The first Ctrl-C asks the run to stop cleanly; the second stops at once."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("stopping: finishing the requests in flight (Ctrl-C again to quit now)…")
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", "-l", help="Label to look for (name, alias or parent); repeatable."),
+]
+ThresholdOption = Annotated[float, typer.Option(help="Minimum confidence (0-100) for a hit.", min=0, max=100)]
+DetectorOption = Annotated[
+    Literal["local", "rekognition"],
+    typer.Option(
+        "--detector", "-d", help="local: offline model (default, free). rekognition: Amazon Rekognition."
+    ),
+]
+
+
+def _selection(labels: list[str] | None, threshold: float, parents: bool) -> Selection | None:
+    return Selection(labels=tuple(labels), threshold=threshold, include_parents=parents) if labels else None
+
+
+def _settings(
+    min_confidence: float, retry_mode: str, max_attempts: int, rate: float | None
+) -> DetectorSettings:
+    mode: Literal["standard", "adaptive"] = "adaptive" if retry_mode == "adaptive" else "standard"
+    return DetectorSettings(
+        min_confidence=min_confidence, retry_mode=mode, max_attempts=max_attempts, rate_limit=rate
+    )
+
+
+def _run_scan(
+    source: str,
+    manifest: Path,
+    detector_name: Literal["local", "rekognition"],
+    options: ScanOptions,
+    settings: DetectorSettings,
+    on_hit: Callable[[ObjectInfo], None] | None = None,
+) -> RunSummary:
+    storage = Storage()
+    detector = build_detector(detector_name, storage, settings)
+    with (
+        graceful_interrupt() as stop,
+        scan_progress(out, lambda: sum(1 for _ in Storage().list(source)), options.max_images) as show,
+    ):
+        summary = scan(
+            source, str(manifest), detector, storage, options, on_progress=show, on_hit=on_hit, stop=stop
+        )
+    out.print(summary_table(summary))
+    hint = label_hint(summary)
+    if hint:
+        out.print(hint, highlight=False)
+    return summary
+
+
+def _finish(summary: RunSummary) -> None:
+    if summary.stopped is StopReason.INTERRUPTED:
+        err.print("interrupted: the manifest is complete up to here; rerun the same command to resume.")
+        raise typer.Exit(int(ExitCode.INTERRUPTED))
+
+
+@app.command("scan")
+def scan_command(
+    source: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (appended; resumes).")],
+    detector: DetectorOption = "local",
+    label: LabelOption = None,
+    threshold: ThresholdOption = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match (Animal matches Bird).")] = True,
+    max_images: Annotated[int | None, typer.Option(help="Consider at most N images.", min=1)] = None,
+    target: Annotated[int | None, typer.Option(help="Stop after N hits.", min=1)] = None,
+    patience: Annotated[int | None, typer.Option(help="Stop after N misses in a row.", min=1)] = None,
+    budget: Annotated[float | None, typer.Option(help="Spend at most this many US dollars.", min=0)] = None,
+    workers: Annotated[int, typer.Option(help="Concurrent requests.", min=1, max=256)] = 16,
+    retry_errors: Annotated[bool, typer.Option(help="Try again the images that failed before.")] = False,
+    allow_mixed_detectors: Annotated[
+        bool, typer.Option(help="Allow several detectors in one manifest.")
+    ] = False,
+    min_confidence: Annotated[float, typer.Option(help="Rekognition MinConfidence.", min=0, max=100)] = 50.0,
+    rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
+    retry_mode: Annotated[str, typer.Option(help="botocore retry mode: standard or adaptive.")] = "standard",
+    max_attempts: Annotated[int, typer.Option(help="botocore max attempts per call.", min=1)] = 5,
+    prices: Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
+    free_images: Annotated[
+        int | None, typer.Option(help="Free-tier images you still have this month.")
+    ] = None,
+) -> None:
+    """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
+    with friendly_errors():
+        options = ScanOptions(
+            selection=_selection(label, threshold, parents),
+            max_images=max_images,
+            target=target,
+            patience=patience,
+            budget=budget,
+            workers=workers,
+            retry_errors=retry_errors,
+            allow_mixed_detectors=allow_mixed_detectors,
+            prices=cost_module.load_prices(prices, free_images_left=free_images),
+        )
+        summary = _run_scan(
+            source, output, detector, options, _settings(min_confidence, retry_mode, max_attempts, rate)
+        )
+    _finish(summary)
+
+
+def hit_destination(source_root: str, dest: str, folder: str, hit: ObjectInfo) -> str:
+    """Where `filter` copies a hit: DEST/FOLDER/<key> (the S3 key, or the path under the folder)."""
+    key = split_s3(hit.uri)[1] if is_s3(hit.uri) else hit.key
+    return join(join(dest, folder), key.lstrip("/"))
+
+
+@app.command("filter")
+def filter_command(
+    source: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder.")],
+    dest: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder for the hits.")],
+    label: Annotated[list[str], typer.Option("--label", "-l", help="Label to keep; repeatable.")],
+    name: Annotated[str | None, typer.Option(help="Folder under DEST (default: the label).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option("--manifest", "-o", help="Manifest (default beside cwd).")
+    ] = None,
+    detector: DetectorOption = "local",
+    threshold: ThresholdOption = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    max_images: Annotated[int | None, typer.Option(min=1, help="Consider at most N images.")] = None,
+    target: Annotated[int | None, typer.Option(min=1, help="Stop after N hits.")] = None,
+    patience: Annotated[int | None, typer.Option(min=1, help="Stop after N misses in a row.")] = None,
+    budget: Annotated[float | None, typer.Option(min=0, help="Spend at most this many US dollars.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Concurrent requests.")] = 16,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace different objects already at the destination.")
+    ] = False,
+    rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
+) -> None:
+    """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
+    folder = name or label[0]
+    manifest_path = manifest or Path(f"labelsift-{folder}.jsonl")
+    storage = Storage()
+    copies = ThreadPoolExecutor(8, "labelsift-copy")
+    copied: list[int] = [0]
+    futures = []
+
+    def copy_hit(hit: ObjectInfo) -> None:
+        target_uri = hit_destination(source, dest, folder, hit)
+        futures.append(copies.submit(storage.copy, hit.uri, target_uri, overwrite=overwrite))
+
+    with friendly_errors():
+        options = ScanOptions(
+            selection=_selection(label, threshold, parents),
+            max_images=max_images,
+            target=target,
+            patience=patience,
+            budget=budget,
+            workers=workers,
+        )
+        try:
+            summary = _run_scan(
+                source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copy_hit
+            )
+        finally:
+            copies.shutdown(wait=True)
+        for future in futures:
+            if future.result():
+                copied[0] += 1
+        out.print(f"copied {copied[0]} new hits into {join(dest, folder)} ({len(futures)} hits in all)")
+    _finish(summary)
+
+
+@app.command("estimate")
+def estimate_command(
+    source: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder.")],
+    rate: Annotated[float, typer.Option(help="Requests per second you expect (your account quota).")] = 50.0,
+    detector: DetectorOption = "rekognition",
+    prices: Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
+    free_images: Annotated[
+        int | None, typer.Option(help="Free-tier images you still have this month.")
+    ] = None,
+) -> None:
+    """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
+    with friendly_errors():
+        table = cost_module.load_prices(prices, free_images_left=free_images)
+        images = 0
+        total_bytes = 0
+        for info in Storage().list(source):
+            images += 1
+            total_bytes += info.size
+        result = cost_module.estimate(
+            images, total_bytes, table, rate_per_second=rate, billable=detector == "rekognition"
+        )
+    hours, rest = divmod(result.seconds, 3600)
+    out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
+    out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
+    out.print(f"time at {rate:g} images/s: {int(hours)} h {rest / 60:.0f} min")
+    out.print(f"crowd labelling instead: ${result.crowd_usd_low:,.2f}–${result.crowd_usd_high:,.2f}")
+
+
+@app.command("merge")
+def merge_command(
+    shards: Annotated[list[str], typer.Argument(help="Manifests to merge (local, .gz or s3://).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Merged manifest to write.")],
+) -> None:
+    """Merge manifests into one; the newest record per source wins."""
+    with friendly_errors():
+        result = merge(shards, output)
+    out.print(
+        f"{result.records} records, {result.verdicts} verdicts, {result.superseded} superseded → {output}"
+    )
+
+
+def run() -> None:
+    app(prog_name="labelsift")
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,115 @@
+"""What the command line shows: a live progress bar on a terminal, plain lines elsewhere, summaries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from labelsift.models import RunSummary
+from labelsift.scan import ScanProgress
+
+
+def _line(progress: ScanProgress) -> str:
+    return (
+        f"{progress.considered} images ({progress.already_done} done before), "
+        f"{progress.rate:.1f}/s, hits {progress.hits}, misses in a row {progress.misses_in_row}, "
+        f"errors {progress.errors}, ${progress.cost_usd:.3f}"
+    )
+
+
+@contextmanager
+def scan_progress(
+    console: Console, count_total: Callable[[], int] | None, limit: int | None
+) -> Iterator[Callable[[ScanProgress], None]]:
+    """Yield a callback that shows scan progress; the total is counted in the background."""
+    if not console.is_terminal:
+        last = [0.0]
+
+        def plain(progress: ScanProgress) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 5.0:
+                last[0] = now
+                console.print(_line(progress), highlight=False)
+
+        yield plain
+        return
+    bar = Progress(
+        TextColumn("[bold]scan"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("{task.fields[rate]:.1f} img/s"),
+        TextColumn("hits {task.fields[hits]}"),
+        TextColumn("misses-in-row {task.fields[misses]}"),
+        TextColumn("errors {task.fields[errors]}"),
+        TextColumn("${task.fields[cost]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    task: TaskID = bar.add_task("scan", total=limit, rate=0.0, hits=0, misses=0, errors=0, cost=0.0)
+
+    def count() -> None:
+        assert count_total is not None
+        try:
+            total = count_total()
+        except Exception:  # the count only feeds the bar; the scan reports real errors itself
+            return
+        bar.update(task, total=min(total, limit) if limit is not None else total)
+
+    if count_total is not None:
+        threading.Thread(target=count, name="labelsift-count", daemon=True).start()
+
+    def live(progress: ScanProgress) -> None:
+        bar.update(
+            task,
+            completed=progress.considered,
+            rate=progress.rate,
+            hits=progress.hits,
+            misses=progress.misses_in_row,
+            errors=progress.errors,
+            cost=progress.cost_usd,
+        )
+
+    with bar:
+        yield live
+
+
+def summary_table(summary: RunSummary) -> Table:
+    table = Table(title="scan summary", show_header=False)
+    table.add_column("what", style="bold")
+    table.add_column("value")
+    rows = [
+        ("source", summary.source),
+        ("manifest", summary.manifest),
+        ("detector", f"{summary.detector.name} {summary.detector.model_version or ''}".strip()),
+        ("listed", str(summary.listed)),
+        ("recorded before", str(summary.already_done)),
+        ("scanned now", str(summary.scanned)),
+        ("labeled / skipped / errors", f"{summary.labeled} / {summary.skipped} / {summary.errors}"),
+        ("hits" + (f" for {', '.join(summary.labels)}" if summary.labels else ""), str(summary.hits)),
+        ("billed calls", str(summary.billed)),
+        ("cost", f"${summary.cost_usd:.4f}"),
+        ("stopped because", summary.stopped.value),
+        ("took", f"{(summary.finished_at - summary.started_at).total_seconds():.1f} s"),
+    ]
+    for what, value in rows:
+        table.add_row(what, value)
+    return table
+
+
+def label_hint(summary: RunSummary) -> str | None:
+    """Which labels a run saw most, when it found few or no hits for the label asked."""
+    if not summary.labels or (summary.hits > 0 and summary.hits * 20 >= max(1, summary.scanned)):
+        return None
+    seen = ", ".join(f"{name} ({count})" for name, count in summary.top_labels[:8]) or "none"
+    hint = f"Few hits for {', '.join(summary.labels)}. Labels seen most often: {seen}."
+    if summary.suggestion:
+        hint += f" Did you mean '{summary.suggestion}'?"
+    return hint

@@ -1,0 +1,381 @@
+"""The scan stage: ask a detector about every image of a source, appending one record per image.
+
+Requests run in a bounded pool; the stopping rules (max images, target hits, patience, budget)
+are evaluated in source order, so the same input stops at the same place whatever the thread
+timing, and after a stop only the requests already in flight are spent. Rerunning with the same
+manifest resumes: sources recorded with the same etag are not sent to the detector again.
+"""
+
+from __future__ import annotations
+
+import difflib
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from labelsift.cost import PriceTable
+from labelsift.detectors.base import Detector, DetectorError, ImageInput
+from labelsift.manifest import ManifestWriter, SourceIndex, iter_records
+from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopReason
+from labelsift.probe import ProbeError, probe
+from labelsift.select import Selection
+from labelsift.storage import ObjectInfo, Storage, StorageError
+
+SKIP_CODES = frozenset(
+    {"EmptyObject", "NotAnImage", "ImageTooSmall", "UnsupportedFormat", "ArchivedObject", "Vanished"}
+)
+_STORAGE_SKIPS = {"NoSuchKey": "Vanished", "NotFound": "Vanished", "InvalidObjectState": "ArchivedObject"}
+
+
+class ScanAborted(Exception):
+    """A fault that no further image can get past (credentials, access, a missing bucket)."""
+
+    def __init__(self, message: str, summary: RunSummary) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class MixedDetectorsError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    selection: Selection | None = None
+    max_images: int | None = None
+    target: int | None = None
+    patience: int | None = None
+    budget: float | None = None
+    workers: int = 16
+    retry_errors: bool = False
+    allow_mixed_detectors: bool = False
+    prices: PriceTable = field(default_factory=PriceTable)
+
+
+@dataclass
+class ScanProgress:
+    """A snapshot for progress displays."""
+
+    considered: int = 0
+    scanned: int = 0
+    already_done: int = 0
+    hits: int = 0
+    misses_in_row: int = 0
+    errors: int = 0
+    skipped: int = 0
+    billed: int = 0
+    cost_usd: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.scanned / elapsed if elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one source came to, in source order: a hit, a miss or neither (skipped/error)."""
+
+    info: ObjectInfo
+    record: ImageRecord | None
+    hit: bool | None
+    billed: bool
+    fresh: bool
+
+
+def _is_hit(selection: Selection | None, record: ImageRecord) -> bool | None:
+    if record.status is not ScanStatus.LABELED:
+        return None
+    if selection is None or not selection.labels:
+        return None
+    return bool(selection.hits(record.labels))
+
+
+def _load_prior(
+    manifest: str, selection: Selection | None, detector: Detector, allow_mixed: bool, seen: Counter[str]
+) -> SourceIndex:
+    """Index what the manifest already holds and whether each earlier record is a hit now; count
+    the labels it saw into `seen`."""
+    index = SourceIndex()
+    other_detectors: set[str] = set()
+    try:
+        for record in iter_records(manifest):
+            index.add(record.source, record.etag, record.status.value, hit=_is_hit(selection, record))
+            seen.update(label.name for label in record.labels)
+            if record.detector is not None and record.detector.name != detector.info.name:
+                other_detectors.add(record.detector.name)
+    except BaseException:
+        index.close()
+        raise
+    if other_detectors and not allow_mixed:
+        index.close()
+        raise MixedDetectorsError(
+            f"{manifest} already holds records made by {', '.join(sorted(other_detectors))}; this scan "
+            f"uses {detector.info.name}. Write to a new manifest, or pass --allow-mixed-detectors to "
+            "keep both in one file."
+        )
+    return index
+
+
+def label_image(storage: Storage, detector: Detector, info: ObjectInfo) -> tuple[ImageRecord, bool]:
+    """Probe and label one image; returns its record and whether the detector call was billed."""
+    base: dict[str, Any] = {"source": info.uri, "etag": info.etag, "version_id": info.version_id}
+    base["size"] = info.size
+    try:
+        header = probe(storage, info.uri, size=info.size)
+    except ProbeError as exc:
+        return _failed(base, exc.code, str(exc)), False
+    except StorageError as exc:
+        if exc.fatal:
+            raise
+        return _failed(base, _STORAGE_SKIPS.get(exc.code, exc.code), str(exc)), False
+    base |= {
+        "width": header.width,
+        "height": header.height,
+        "format": header.format,
+        "orientation": header.orientation,
+    }
+    image = ImageInput(
+        uri=info.uri,
+        read=lambda: storage.read(info.uri),
+        format=header.format,
+        size=info.size,
+        version_id=info.version_id,
+        width=header.width,
+        height=header.height,
+    )
+    try:
+        detection = detector.detect(image)
+    except DetectorError as exc:
+        if exc.fatal:
+            raise
+        return _failed(base, exc.code, exc.message), exc.billable and detector.billable
+    except StorageError as exc:
+        if exc.fatal:
+            raise
+        return _failed(base, _STORAGE_SKIPS.get(exc.code, exc.code), str(exc)), False
+    info_used = detector.info
+    if detection.model_version and info_used.model_version != detection.model_version:
+        info_used = info_used.model_copy(update={"model_version": detection.model_version})
+    record = ImageRecord(**base, status=ScanStatus.LABELED, detector=info_used, labels=detection.labels)
+    return record, detector.billable
+
+
+def _failed(base: dict[str, Any], code: str, message: str) -> ImageRecord:
+    status = ScanStatus.SKIPPED if code in SKIP_CODES else ScanStatus.ERROR
+    return ImageRecord(**base, status=status, error=Reason(code=code, message=message))
+
+
+@dataclass
+class _Rules:
+    """The stopping rules, fed outcomes in source order."""
+
+    options: ScanOptions
+    progress: ScanProgress
+    seen_labels: Counter[str] = field(default_factory=Counter)
+    stopped: StopReason | None = None
+
+    def feed(self, outcome: Outcome) -> None:
+        progress = self.progress
+        progress.considered += 1
+        record = outcome.record
+        if record is not None and outcome.fresh:
+            progress.scanned += 1
+            if record.status is ScanStatus.ERROR:
+                progress.errors += 1
+            elif record.status is ScanStatus.SKIPPED:
+                progress.skipped += 1
+        if record is not None and outcome.fresh:
+            self.seen_labels.update(label.name for label in record.labels)
+        if outcome.hit is True:
+            progress.hits += 1
+            progress.misses_in_row = 0
+        elif outcome.hit is False:
+            progress.misses_in_row += 1
+        options = self.options
+        if options.target is not None and progress.hits >= options.target:
+            self.stopped = StopReason.TARGET
+        elif options.patience is not None and progress.misses_in_row >= options.patience:
+            self.stopped = StopReason.PATIENCE
+        elif options.max_images is not None and progress.considered >= options.max_images:
+            self.stopped = StopReason.MAX_IMAGES
+
+
+def scan(
+    source: str,
+    manifest: str,
+    detector: Detector,
+    storage: Storage,
+    options: ScanOptions,
+    *,
+    on_progress: Callable[[ScanProgress], None] | None = None,
+    on_hit: Callable[[ObjectInfo], None] | None = None,
+    stop: threading.Event | None = None,
+) -> RunSummary:
+    """Scan `source` into `manifest` (a local path, appended to) and return what the run did.
+
+    `on_hit` is called in source order for every hit up to the stop point, including hits that
+    an earlier run recorded. Limits count the sources considered in source order, earlier records
+    included, so rerunning the same command resumes instead of extending; `budget` is what this
+    run may spend. Raises ScanAborted (with the summary so far) on a fault no image can get past.
+    """
+    started_at = datetime.now(UTC)
+    progress = ScanProgress()
+    rules = _Rules(options, progress)
+    stop = stop or threading.Event()
+    billable_budget = options.budget is not None and detector.billable
+    prior = _load_prior(
+        manifest, options.selection, detector, options.allow_mixed_detectors, rules.seen_labels
+    )
+    listed = 0
+    out_of_budget = False
+    fatal: DetectorError | StorageError | None = None
+    pending: dict[Future[tuple[ImageRecord, bool]], tuple[int, ObjectInfo, float]] = {}
+    ready: dict[int, Outcome] = {}
+    next_to_evaluate = 0
+    window = max(1, options.workers) * 4
+
+    def evaluate_ready() -> None:
+        nonlocal next_to_evaluate
+        while rules.stopped is None and next_to_evaluate in ready:
+            outcome = ready.pop(next_to_evaluate)
+            next_to_evaluate += 1
+            rules.feed(outcome)
+            if outcome.hit and on_hit is not None:
+                on_hit(outcome.info)
+
+    def earlier_outcome(info: ObjectInfo) -> Outcome | None:
+        known = prior.get(info.uri)
+        if known is None or known.etag != info.etag:
+            return None
+        if known.status is ScanStatus.ERROR and options.retry_errors:
+            return None
+        progress.already_done += 1
+        return Outcome(info, None, known.hit, billed=False, fresh=False)
+
+    def reserved() -> float:
+        return sum(price for _, _, price in pending.values())
+
+    with ManifestWriter(manifest) as writer, ThreadPoolExecutor(options.workers, "labelsift-scan") as pool:
+        sources: Iterator[ObjectInfo] = storage.list(source)
+        exhausted = False
+        position = 0
+        try:
+            while True:
+                if stop.is_set() and rules.stopped is None:
+                    rules.stopped = StopReason.INTERRUPTED
+                while rules.stopped is None and not exhausted and position < next_to_evaluate + window:
+                    if options.max_images is not None and position >= options.max_images:
+                        exhausted = True
+                        break
+                    info = next(sources, None)
+                    if info is None:
+                        exhausted = True
+                        break
+                    listed += 1
+                    known = earlier_outcome(info)
+                    if known is not None:
+                        ready[position] = known
+                        position += 1
+                        continue
+                    price = 0.0
+                    if billable_budget:
+                        price = options.prices.price_of_image(progress.billed + len(pending))
+                        if progress.cost_usd + reserved() + price > (options.budget or 0.0) + 1e-9:
+                            exhausted = out_of_budget = True
+                            break
+                    pending[pool.submit(label_image, storage, detector, info)] = (position, info, price)
+                    position += 1
+                evaluate_ready()
+                if rules.stopped is not None:
+                    for future in [f for f in pending if f.cancel()]:
+                        pending.pop(future)
+                if not pending:
+                    if exhausted or rules.stopped is not None:
+                        break
+                    continue
+                done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
+                for future in done:
+                    at, info, _ = pending.pop(future)
+                    try:
+                        record, billed = future.result()
+                    except (DetectorError, StorageError) as exc:
+                        fatal = fatal or exc
+                        stop.set()
+                        continue
+                    writer.append(record)
+                    if billed:
+                        progress.cost_usd += options.prices.price_of_image(progress.billed)
+                        progress.billed += 1
+                    ready[at] = Outcome(info, record, _is_hit(options.selection, record), billed, fresh=True)
+                evaluate_ready()
+                if on_progress is not None:
+                    on_progress(progress)
+        finally:
+            for future in pending:
+                future.cancel()
+            prior.close()
+    if fatal is not None:
+        stopped = StopReason.FAILED
+    elif rules.stopped is not None:
+        stopped = rules.stopped
+    else:
+        stopped = StopReason.BUDGET if out_of_budget else StopReason.EXHAUSTED
+    summary = _summary(source, manifest, detector, options, progress, rules, stopped, listed, started_at)
+    if fatal is not None:
+        raise ScanAborted(str(fatal), summary) from fatal
+    return summary
+
+
+def _summary(
+    source: str,
+    manifest: str,
+    detector: Detector,
+    options: ScanOptions,
+    progress: ScanProgress,
+    rules: _Rules,
+    stopped: StopReason,
+    listed: int,
+    started_at: datetime,
+) -> RunSummary:
+    asked = list(options.selection.labels) if options.selection else []
+    top = rules.seen_labels.most_common(10)
+    return RunSummary(
+        source=source,
+        manifest=manifest,
+        detector=detector.info,
+        labels=asked,
+        threshold=options.selection.threshold if options.selection else None,
+        listed=listed,
+        already_done=progress.already_done,
+        scanned=progress.scanned,
+        billed=progress.billed,
+        labeled=progress.scanned - progress.errors - progress.skipped,
+        skipped=progress.skipped,
+        errors=progress.errors,
+        hits=progress.hits,
+        cost_usd=round(progress.cost_usd, 6),
+        stopped=stopped,
+        started_at=started_at,
+        finished_at=datetime.now(UTC),
+        top_labels=top,
+        suggestion=closest_label(asked, rules.seen_labels) if asked else None,
+    )
+
+
+def closest_label(asked: list[str], seen: Counter[str]) -> str | None:
+    """The seen label closest in spelling to one asked for (the seed's `birb` for `bird`)."""
+    names = {name.lower(): name for name in seen}
+    for wanted in asked:
+        if wanted.lower() in names:
+            continue
+        match = difflib.get_close_matches(wanted.lower(), list(names), n=1, cutoff=0.6)
+        if match:
+            return names[match[0]]
+    return None
