@@ -20,6 +20,7 @@ import json
 import logging
 import posixpath
 import re
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,6 +244,13 @@ class _Server(ThreadingHTTPServer):
         self.state = state
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that drops a connection (a reload cancels image loads) is not an error."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            log.debug("review: %s closed the connection early", client_address)
+            return
+        log.exception("review: request from %s failed", client_address)
+
 
 class _BadRequest(Exception):
     pass
@@ -307,6 +315,9 @@ class _Handler(BaseHTTPRequestHandler):
             name, content_type = _STATIC[path]
             body = resources.files("labelsift.review").joinpath("static", name).read_bytes()
             self._send(HTTPStatus.OK, body, content_type)
+            return
+        if path == "/favicon.ico":
+            self._send(HTTPStatus.NO_CONTENT, b"", "image/x-icon")
             return
         if path == "/api/items":
             self._items(parts.query)
