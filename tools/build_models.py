@@ -31,7 +31,7 @@ What it does, step by step (each step can be run by hand):
        /tmp/labelsift-models/venv-torch/bin/python tools/build_models.py --stage classifier \
            --out src/labelsift/detectors/weights/efficientnet-lite0.onnx
    The stage exports the network with `torch.onnx.export` (input `image` (N, 3, 224, 224) RGB,
-   normalized with the ImageNet mean/std; output `logits` (N, 1000)) and writes
+   normalized as (x - 127) / 128 like the TensorFlow Lite originals; output `logits` (N, 1000)) and writes
    `imagenet-classes.txt` (one line per class index: the WordNet synonyms, comma-separated).
 
 3. Both stages store float32 weights of large tensors as float16 followed by a Cast node, which

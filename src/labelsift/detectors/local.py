@@ -94,12 +94,12 @@ def decode(data: bytes, min_side: int = NANODET_SIZE) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            stored = Image.open(io.BytesIO(data))
-            if stored.format == "JPEG":
-                stored.draft("RGB", (min_side, min_side))
-            displayed = ImageOps.exif_transpose(stored)
-            displayed.load()
-            return _to_rgb(displayed)
+            image = Image.open(io.BytesIO(data))
+            if image.format == "JPEG":
+                image.draft("RGB", (min_side, min_side))
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            return _to_rgb(image)
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DetectorError("CorruptImage", f"not an image Pillow can read: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
@@ -275,7 +275,12 @@ class _Models:
     classifier: Any | None
     imagenet_names: tuple[str, ...]
     node_names: tuple[str, ...]
-    node_members: npt.NDArray[np.float32]  # (nodes, 1000): 1 where the class is the node or below it
+    member_nodes: npt.NDArray[
+        np.intp
+    ]  # with member_classes: (node row, class index) pairs, class at or below node
+    member_classes: npt.NDArray[np.intp]
+    node_rows: dict[str, int]
+    leaves: frozenset[str]
     taxonomy: Taxonomy
 
     @classmethod
@@ -299,7 +304,8 @@ class _Models:
         classifier = None
         imagenet_names: tuple[str, ...] = ()
         node_names: tuple[str, ...] = ()
-        members = np.zeros((0, 0), dtype=np.float32)
+        member_nodes: list[int] = []
+        member_classes: list[int] = []
         if use_classifier:
             try:
                 classifier = ort.InferenceSession(
@@ -325,9 +331,9 @@ class _Models:
                 for node in (name, *taxonomy.ancestors(name)):
                     nodes.setdefault(node, []).append(index)
             node_names = tuple(nodes)
-            members = np.zeros((len(node_names), len(imagenet_names)), dtype=np.float32)
             for row, indices in enumerate(nodes.values()):
-                members[row, indices] = 1.0
+                member_nodes.extend([row] * len(indices))
+                member_classes.extend(indices)
         return cls(
             nanodet=nanodet,
             nanodet_outputs=tuple(output.name for output in nanodet.get_outputs()),
@@ -335,23 +341,27 @@ class _Models:
             classifier=classifier,
             imagenet_names=imagenet_names,
             node_names=node_names,
-            node_members=members,
+            member_nodes=np.array(member_nodes, dtype=np.intp),
+            member_classes=np.array(member_classes, dtype=np.intp),
+            node_rows={name: row for row, name in enumerate(node_names)},
+            leaves=frozenset(imagenet_names),
             taxonomy=taxonomy,
         )
 
     def classify(self, logits: FloatArray, threshold: float, top_k: int) -> dict[str, float]:
         """Confidences (0-100) of the best class names and of every taxonomy node above the threshold."""
         probabilities = _softmax(logits.astype(np.float32))
-        summed = self.node_members @ probabilities
-        leaves = set(self.imagenet_names)
+        summed = np.bincount(
+            self.member_nodes, weights=probabilities[self.member_classes], minlength=len(self.node_names)
+        )
         found: dict[str, float] = {}
         for index in np.argsort(-probabilities)[:top_k]:
             name = self.imagenet_names[int(index)]
-            row = self.node_names.index(name)
+            row = self.node_rows[name]
             if summed[row] >= threshold:
                 found[name] = 100.0 * float(summed[row])
         for node_row in np.flatnonzero(summed >= threshold):
             name = self.node_names[int(node_row)]
-            if name not in leaves or name in found:
+            if name not in self.leaves:
                 found[name] = 100.0 * float(summed[node_row])
         return found
