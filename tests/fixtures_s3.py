@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,12 +10,14 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
 from labelsift.storage import Storage
 from labelsift.testing.s3_server import SeaweedS3Server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
 
 AWS_ENV_TO_CLEAR = (
     "AWS_PROFILE",
@@ -64,8 +67,11 @@ def s3_client(aws_env: dict[str, str]) -> S3Client:
 
 
 def _empty_and_delete(client: S3Client, bucket: str) -> None:
+    with contextlib.suppress(ClientError):
+        client.delete_bucket(Bucket=bucket)  # SeaweedFS deletes non-empty buckets at once
+        return
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
-        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        keys: list[ObjectIdentifierTypeDef] = [{"Key": item["Key"]} for item in page.get("Contents", [])]
         if keys:
             client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
     client.delete_bucket(Bucket=bucket)
