@@ -5,7 +5,11 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import re
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -343,3 +347,40 @@ def test_refuses_bad_arguments(tmp_path: Path) -> None:
         serve_review("s3://bucket/m.jsonl", "Bird", BAND, storage=Storage())
     with pytest.raises(FileNotFoundError):
         serve_review(tmp_path / "missing.jsonl", "Bird", BAND, storage=Storage())
+
+
+def test_killed_server_loses_no_verdict(tmp_path: Path) -> None:
+    manifest = make_manifest(tmp_path, [40.0, 50.0, 60.0])
+    script = (
+        "import sys\n"
+        "from labelsift.review import run_review\n"
+        "from labelsift.storage import Storage\n"
+        "run_review(sys.argv[1], 'Bird', (30.0, 80.0), storage=Storage())\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(manifest)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert "Reviewing 3 image(s)" in line, line
+        url = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert url is not None
+        conn = http.client.HTTPConnection("127.0.0.1", int(url.group(1)), timeout=10)
+        conn.request(
+            "POST",
+            "/api/verdict",
+            json.dumps({"id": 1, "accepted": False}),
+            {"Content-Type": "application/json"},
+        )
+        assert conn.getresponse().status == 200
+        conn.close()
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    records = {r.source: r for r in iter_records(str(manifest))}
+    rejected = [s for s, r in records.items() if [v.accepted for v in r.review] == [False]]
+    assert rejected == [str(tmp_path / "images" / "img001.png")]

@@ -514,14 +514,15 @@ def run_review(
     port: int = 0,
     page_size: int = 48,
     who: str = "reviewer",
-    echo: Callable[[str], None] = print,
+    echo: Callable[[str], None] | None = None,
 ) -> None:
     """What `labelsift review` does: bind, say where, serve until interrupted (Ctrl-C)."""
     server = serve_review(
         manifest_path, label, band, storage=storage, port=port, page_size=page_size, who=who
     )
     progress = server.state.progress()
-    echo(
+    say = echo if echo is not None else (lambda text: print(text, flush=True))
+    say(
         f"Reviewing {progress['total']} image(s) with {label!r} between {band[0]:g} and {band[1]:g} "
         f"({progress['done']} already decided). Open {server.url} - press Ctrl-C to stop."
     )
