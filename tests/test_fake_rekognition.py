@@ -224,7 +224,10 @@ def test_image_validation_errors(fake_rekognition: FakeRekognition) -> None:
 
 def test_authentication(fake_rekognition: FakeRekognition) -> None:
     image = make_image("cat")
-    call = lambda client: lambda: client.detect_labels(Image={"Bytes": image})  # noqa: E731
+
+    def call(client: RekognitionClient) -> Callable[[], Any]:
+        return lambda: client.detect_labels(Image={"Bytes": image})
+
     assert error_code(call(client_for(fake_rekognition, key="AKIDUNKNOWN"))) == "UnrecognizedClientException"
     assert error_code(call(client_for(fake_rekognition, secret="wrong"))) == "InvalidSignatureException"
     fake_rekognition.add_credentials("AKIDOTHER", "other-secret")

@@ -684,10 +684,15 @@ class FakeRekognition:
 
     # ---- request handling (called from handler threads) ----------------------------------
 
-    def _record(self, record: CallRecord, received: int) -> None:
+    def _current_state(self) -> _State:
         with self._lock:
-            self._state.records.append(record)
-            self._state.bytes_received += received
+            return self._state
+
+    def _record(self, record: CallRecord, received: int, state: _State) -> None:
+        """Count a call in the state it started under: a call still running across `reset()` is dropped."""
+        with self._lock:
+            state.records.append(record)
+            state.bytes_received += received
 
     def _authenticate(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> str:
         """The caller's access key, if the SigV4 signature is valid for a known key."""
@@ -959,6 +964,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in separate writes: avoid 40 ms ACK stalls
     server_version = "FakeRekognition/1.0"
     timeout = 60  # idle keep-alive connections are closed after this
     fake: ClassVar[FakeRekognition]
@@ -973,15 +979,16 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length > 0 else b""
         headers = {key.lower(): value for key, value in self.headers.items()}
+        state = self.fake._current_state()
         status, payload, record = self.fake.handle(method, self.path, headers, body)
         data = json.dumps(payload, separators=(",", ":")).encode()
+        self.fake._record(record, len(body), state)  # before answering: a client may count right after
         self.send_response(status)
         self.send_header("Content-Type", "application/x-amz-json-1.1")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
         self.end_headers()
         self.wfile.write(data)
-        self.fake._record(record, len(body))
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: tests and benchmarks
         return
