@@ -239,7 +239,6 @@ def scan(
     pending: dict[Future[tuple[ImageRecord, bool]], tuple[int, ObjectInfo, float]] = {}
     ready: dict[int, Outcome] = {}
     next_to_evaluate = 0
-    window = max(1, options.workers) * 4
 
     def evaluate_ready() -> None:
         nonlocal next_to_evaluate
@@ -259,6 +258,16 @@ def scan(
         progress.already_done += 1
         return Outcome(info, None, known.hit, billed=False, fresh=False)
 
+    def window() -> int:
+        """How far past the next outcome to evaluate requests may run: never so far that a stop
+        found in source order leaves more than `workers` requests spent beyond it."""
+        ahead = max(1, options.workers) * 4
+        if options.target is not None:
+            ahead = min(ahead, options.workers + options.target - progress.hits)
+        if options.patience is not None:
+            ahead = min(ahead, options.workers + options.patience - progress.misses_in_row)
+        return max(1, ahead)
+
     def reserved() -> float:
         return sum(price for _, _, price in pending.values())
 
@@ -270,7 +279,7 @@ def scan(
             while True:
                 if stop.is_set() and rules.stopped is None:
                     rules.stopped = StopReason.INTERRUPTED
-                while rules.stopped is None and not exhausted and position < next_to_evaluate + window:
+                while rules.stopped is None and not exhausted and position < next_to_evaluate + window():
                     if options.max_images is not None and position >= options.max_images:
                         exhausted = True
                         break
