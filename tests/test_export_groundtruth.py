@@ -183,8 +183,8 @@ GOOD_BOX = {
 
 
 def _bad(base: dict[str, Any], path: list[str | int], value: Any) -> dict[str, Any]:
-    line = json.loads(json.dumps(base))
-    target = line
+    line: dict[str, Any] = json.loads(json.dumps(base))
+    target: Any = line
     for step in path[:-1]:
         target = target[step]
     if value is KeyError:

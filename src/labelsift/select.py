@@ -87,6 +87,7 @@ class Selection:
     # query (lower case) -> index in `labels`; built once, so matching a record is dictionary look-ups
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
     _limits: tuple[float, ...] = field(init=False, repr=False, compare=False, hash=False)
+    _nothing: tuple[LabelDecision, ...] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.labels, str):
@@ -116,6 +117,9 @@ class Selection:
                 raise ValueError(f"band: low {low} is above high {high}")
         object.__setattr__(self, "_index", index)
         object.__setattr__(
+            self, "_nothing", tuple(LabelDecision(q, Outcome.NOT_SELECTED, 0.0) for q in self.labels)
+        )
+        object.__setattr__(
             self, "_limits", tuple(per_label.get(i, self.threshold) for i in range(len(self.labels)))
         )
 
@@ -123,25 +127,20 @@ class Selection:
         return self._limits[self._index[query.strip().lower()]]
 
     def _matches(self, labels: Sequence[Label]) -> list[list[Label]]:
-        """For each query, the detected labels that match it (name, alias or parent)."""
+        """For each query, the detected labels that match it (name, alias or parent), each once."""
         found: list[list[Label]] = [[] for _ in self.labels]
         index = self._index
+        parents = self.include_parents
         for label in labels:
-            hit: set[int] = set()
             i = index.get(label.name.lower())
             if i is not None:
-                hit.add(i)
-            for alias in label.aliases:
-                i = index.get(alias.lower())
-                if i is not None:
-                    hit.add(i)
-            if self.include_parents:
-                for parent in label.parents:
-                    i = index.get(parent.lower())
-                    if i is not None:
-                        hit.add(i)
-            for i in hit:
                 found[i].append(label)
+            for other in (label.aliases, label.parents) if parents else (label.aliases,):
+                for name in other:
+                    j = index.get(name.lower())
+                    # identity, not equality: a label is appended once per query however it matched
+                    if j is not None and not (found[j] and found[j][-1] is label):
+                        found[j].append(label)
         return found
 
     @staticmethod
@@ -182,6 +181,9 @@ class Selection:
         out: list[LabelDecision] = []
         for i, query in enumerate(self.labels):
             matched = matches[i]
+            if not matched and not record.review:
+                out.append(self._nothing[i])
+                continue
             best = self._best(query, matched)
             confidence = best.confidence if best is not None else 0.0
             limit = self._limits[i]

@@ -81,20 +81,19 @@ def export_coco(
             images_part, annotations_part = parts[image.split]
             image_id = next_image[image.split]
             next_image[image.split] += 1
-            entry = {"id": image_id, "file_name": file_name, "width": image.width, "height": image.height}
-            images_part.write(("," if image_id > 1 else "") + dumps(entry))
+            # hand-formatted JSON (the hot path); floats are finite, so repr is valid JSON
+            images_part.write(
+                f'{"," if image_id > 1 else ""}{{"id":{image_id},"file_name":{dumps(file_name)},'
+                f'"width":{image.width},"height":{image.height}}}'
+            )
             for obj in image.objects:
-                bbox = coco_bbox(obj.box)
-                annotation = {
-                    "id": next_annotation,
-                    "image_id": image_id,
-                    "category_id": obj.class_id + 1,
-                    "bbox": bbox,
-                    "area": round(bbox[2] * bbox[3], 3),
-                    "iscrowd": 0,
-                    "score": round(obj.confidence / 100.0, 4),
-                }
-                annotations_part.write(("," if annotations_in[image.split] else "") + dumps(annotation))
+                x, y, w, h = coco_bbox(obj.box)
+                annotations_part.write(
+                    f'{"," if annotations_in[image.split] else ""}{{"id":{next_annotation},'
+                    f'"image_id":{image_id},"category_id":{obj.class_id + 1},'
+                    f'"bbox":[{x!r},{y!r},{w!r},{h!r}],'
+                    f'"area":{round(w * h, 3)!r},"iscrowd":0,"score":{round(obj.confidence / 100.0, 4)!r}}}'
+                )
                 annotations_in[image.split] += 1
                 next_annotation += 1
             count_detection(summary, image)

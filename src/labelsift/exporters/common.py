@@ -72,11 +72,15 @@ def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[s
     return out
 
 
-def split_for(source: str, val_fraction: float) -> str:
+def source_digest(source: str) -> bytes:
+    return hashlib.sha1(source.encode("utf-8")).digest()
+
+
+def split_for(source: str, val_fraction: float, digest: bytes | None = None) -> str:
     """`val` or `train`, from a hash of the source alone (stable as the dataset grows)."""
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction: {val_fraction} is not within 0-1")
-    digest = hashlib.sha1(source.encode("utf-8")).digest()
+    digest = digest or source_digest(source)
     return VAL if int.from_bytes(digest[:8], "big") / 2.0**64 < val_fraction else TRAIN
 
 
@@ -96,13 +100,13 @@ def suffix_for(source: str, image_format: str | None) -> str:
     return _EXTENSIONS.get((image_format or "").upper(), ".jpg")
 
 
-def safe_stem(source: str, max_len: int = 100) -> str:
+def safe_stem(source: str, max_len: int = 100, digest: bytes | None = None) -> str:
     """A unique, single-segment file stem derived from the source's key path."""
     stem = os.path.splitext(key_path(source))[0]
     clean = _UNSAFE.sub("_", stem.replace("/", "_")).strip("._") or "image"
     if len(clean) > max_len:
         clean = clean[-max_len:].lstrip("._") or "image"
-    return f"{clean}-{hashlib.sha1(source.encode('utf-8')).hexdigest()[:12]}"
+    return f"{clean}-{(digest or source_digest(source)).hex()[:12]}"
 
 
 def check_relative(rel: str) -> str:
@@ -139,8 +143,14 @@ class OutputDir:
         target = self.uri(rel)
         if self.local:
             self._parent(target)
-            with open(target, "wb") as stream:
-                stream.write(data)
+            # os-level calls: one small file per image is the hot path of YOLO and VOC exports
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
         else:
             self._need_storage().write(target, data)
 
@@ -246,10 +256,11 @@ def detection_images(
             continue
         record = decision.record
         drops: Counter[str] = Counter()
+        digest = source_digest(record.source)
         image = DetectionImage(
             record,
-            ALL if val_fraction is None else split_for(record.source, val_fraction),
-            safe_stem(record.source),
+            ALL if val_fraction is None else split_for(record.source, val_fraction, digest),
+            safe_stem(record.source, digest=digest),
             suffix_for(record.source, record.format),
         )
         for class_id, label in selected:
@@ -262,7 +273,8 @@ def detection_images(
             for inst, box in boxes:
                 confidence = 100.0 if label.human else inst.confidence
                 image.objects.append(DetectionObject(class_id, box, confidence, label.human))
-        summary.drop_boxes(drops)
+        if drops:
+            summary.drop_boxes(drops)
         if record.width is None or record.height is None:
             summary.skip(record.source, "no_image_size", "the record has no width/height; boxes need them")
             continue

@@ -1,0 +1,197 @@
+"""Export throughput and memory on large manifests, annotations only (no image copies).
+
+    python bench/export.py                    # 100,000 and 1,000,000 records
+    python bench/export.py --sizes 20000      # a quick look
+
+For each size it writes a synthetic manifest (streaming) in a temporary folder, then runs each
+annotation format (coco, yolo labels only, voc, groundtruth boxes), a baseline (`json.loads` of
+every line) and `read` (the manifest reader alone, `iter_records`: the ceiling of any export) in a
+fresh subprocess each, so every peak is that run's own. It prints records/s, the
+peak RSS of the run and its growth over the interpreter's RSS before the export started, the
+exporter/baseline speed ratio, and the largest/smallest-size ratio of the peaks (target <= 1.2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+FORMATS = ("coco", "yolo", "voc", "groundtruth")
+TAXONOMY = [
+    ("Bird", ["Animal"]),
+    ("Dog", ["Pet", "Animal", "Mammal"]),
+    ("Cat", ["Pet", "Animal", "Mammal"]),
+    ("Car", ["Vehicle", "Transportation"]),
+    ("Tree", ["Plant"]),
+    ("Person", []),
+]
+PARENTS = sorted({p for _, ps in TAXONOMY for p in ps})
+
+
+def _instance(rng: random.Random) -> dict[str, float]:
+    left, top = rng.uniform(-0.02, 0.9), rng.uniform(-0.02, 0.9)
+    return {
+        "left": round(left, 4),
+        "top": round(top, 4),
+        "width": round(rng.uniform(0.0005, 1.0 - max(left, 0.0)), 4),
+        "height": round(rng.uniform(0.01, 1.0 - max(top, 0.0)), 4),
+        "confidence": round(rng.uniform(40, 99.9), 2),
+    }
+
+
+def generate(path: str, count: int, seed: int = 7) -> None:
+    """A manifest of `count` labelled records, written line by line."""
+    rng = random.Random(seed)
+    detector = {"name": "bench", "model_version": "1"}
+    with open(path, "w", encoding="utf-8") as stream:
+        for i in range(count):
+            labels: list[dict[str, Any]] = []
+            for name, parents in rng.sample(TAXONOMY, rng.randint(1, 3)):
+                instances = [_instance(rng) for _ in range(rng.randint(0, 3))]
+                labels.append(
+                    {
+                        "name": name,
+                        "confidence": round(rng.uniform(30, 99.9), 2),
+                        "parents": parents,
+                        "aliases": [],
+                        "categories": [],
+                        "instances": instances,
+                    }
+                )
+            for parent in {p for label in labels for p in label["parents"]}:
+                labels.append(
+                    {
+                        "name": parent,
+                        "confidence": 99.0,
+                        "parents": [],
+                        "aliases": [],
+                        "categories": [],
+                        "instances": [],
+                    }
+                )
+            record = {
+                "source": f"s3://bench-raw/photos/{i % 997:03d}/{i:08d}.jpg",
+                "etag": f"{i:032x}",
+                "size": rng.randint(20_000, 4_000_000),
+                "width": rng.choice((640, 1024, 1920, 4032)),
+                "height": rng.choice((480, 768, 1080, 3024)),
+                "format": "JPEG",
+                "status": "labeled",
+                "detector": detector,
+                "labels": labels,
+                "scanned_at": "2026-11-29T10:00:00Z",
+            }
+            stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
+    """Runs in the child: one export (or the baseline), timed, with its peak RSS."""
+    from labelsift.select import Selection
+
+    selection = Selection(("Bird", "Dog", "Car"), threshold=60)
+    before = _rss_mb()
+    start = time.perf_counter()
+    records = 0
+    if fmt == "baseline":
+        with open(manifest, encoding="utf-8") as stream:
+            for line in stream:
+                json.loads(line)
+                records += 1
+    elif fmt == "read":
+        from labelsift.manifest import iter_records
+
+        for _ in iter_records(manifest):
+            records += 1
+    elif fmt == "coco":
+        from labelsift.exporters.coco import export_coco
+
+        records = export_coco(manifest, out, selection).records
+    elif fmt == "yolo":
+        from labelsift.exporters.yolo import export_yolo
+
+        records = export_yolo(manifest, out, selection, copy_images=False).records
+    elif fmt == "voc":
+        from labelsift.exporters.voc import export_voc
+
+        records = export_voc(manifest, out, selection, copy_images=False).records
+    elif fmt == "groundtruth":
+        from labelsift.exporters.groundtruth import export_groundtruth
+
+        records = export_groundtruth(manifest, os.path.join(out, "output.manifest"), selection).records
+    else:
+        raise SystemExit(f"unknown format {fmt}")
+    seconds = time.perf_counter() - start
+    return {"records": records, "seconds": seconds, "peak_mb": _rss_mb(), "before_mb": before}
+
+
+def measure(fmt: str, manifest: str, tmp: str) -> dict[str, Any]:
+    out = tempfile.mkdtemp(prefix=f"out-{fmt}-", dir=tmp)
+    try:
+        done = subprocess.run(
+            [sys.executable, __file__, "--child", fmt, manifest, out],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--formats", nargs="+", default=list(FORMATS))
+    parser.add_argument("--child", nargs=3, metavar=("FORMAT", "MANIFEST", "OUT"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_one(*args.child)))
+        return
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="labelsift-bench-") as tmp:
+        for size in args.sizes:
+            manifest = os.path.join(tmp, f"manifest-{size}.jsonl")
+            start = time.perf_counter()
+            generate(manifest, size)
+            print(
+                f"\n{size:,} records: manifest {os.path.getsize(manifest) / 1e6:.0f} MB "
+                f"generated in {time.perf_counter() - start:.1f} s"
+            )
+            header = ("run", "records/s", "seconds", "peak RSS MB", "growth MB", "vs baseline")
+            print("{:<12} {:>10} {:>8} {:>12} {:>10} {:>12}".format(*header))
+            for fmt in ["baseline", "read", *args.formats]:
+                r = measure(fmt, manifest, tmp)
+                results[(fmt, size)] = r
+                rate = r["records"] / r["seconds"]
+                base = results[("baseline", size)]
+                ratio = (base["records"] / base["seconds"]) / rate
+                print(
+                    f"{fmt:<12} {rate:>10,.0f} {r['seconds']:>8.1f} {r['peak_mb']:>12.1f} "
+                    f"{r['peak_mb'] - r['before_mb']:>10.1f} {ratio:>11.1f}x"
+                )
+            os.remove(manifest)
+    if len(args.sizes) > 1:
+        small, large = min(args.sizes), max(args.sizes)
+        print(f"\npeak RSS ratio {large:,} / {small:,} records (target <= 1.2):")
+        for fmt in ["baseline", "read", *args.formats]:
+            print(f"  {fmt:<12} {results[(fmt, large)]['peak_mb'] / results[(fmt, small)]['peak_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
