@@ -233,3 +233,13 @@ def test_standard_set_probes_as_described(tmp_path: Path) -> None:
         with pytest.raises(ProbeError) as caught:
             probe(storage, str(written[name]))
         assert caught.value.code == code
+
+
+def test_probe_gives_up_early_on_large_non_images(tmp_path: Path) -> None:
+    path = tmp_path / "log.jpg"
+    path.write_bytes(b"not an image at all\n" * 200_000)
+    spy = CountingStorage()
+    with pytest.raises(ProbeError) as caught:
+        probe(spy, str(path))
+    assert caught.value.code == "NotAnImage"
+    assert spy.bytes_read == PROBE_STEPS[0]

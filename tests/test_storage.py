@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -207,9 +208,9 @@ def test_local_listing_matches_s3_order(
     assert [i.key for i in local] == sorted(keys, key=lambda k: k.encode())
     for info in local:
         assert info.uri == str(tmp_path / info.key)
-        stat = os.stat(info.uri)
-        assert info.etag == f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
-        assert info.size == stat.st_size
+        st = os.stat(info.uri)
+        assert info.etag == f"{st.st_mtime_ns:x}-{st.st_size:x}"
+        assert info.size == st.st_size
     assert "n.txt" not in [i.key for i in storage.list(str(tmp_path))]
 
     single = list(storage.list(str(tmp_path / "a" / "b.jpg")))
@@ -279,6 +280,9 @@ def test_write_creates_folders_atomically_and_handles_empty(
     storage.write(str(target), b"two")
     assert target.read_bytes() == b"two"
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.jpg"]
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
 
     for uri in (f"s3://{bucket}/empty.jpg", str(tmp_path / "empty.jpg")):
         storage.write(uri, b"")

@@ -19,6 +19,7 @@ EXIF_ORIENTATION = 0x0112
 TIFF_WIDTH, TIFF_LENGTH = 256, 257
 SWAPPED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 FORMAT_ALIASES = {"MPO": "JPEG"}
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "TIFF", "BMP")  # JPEG opens MPO files too
 IMAGE_SIGNATURES = (
     b"\xff\xd8\xff",
     b"\x89PNG\r\n\x1a\n",
@@ -82,7 +83,7 @@ def _stored_size(image: Image.Image) -> tuple[int, int]:
 
 
 def _parse(data: bytes) -> ImageHeader:
-    with Image.open(io.BytesIO(data)) as image:
+    with Image.open(io.BytesIO(data), formats=FORMATS) as image:
         orientation = _orientation(image)
         width, height = _stored_size(image)
         if orientation in SWAPPED_ORIENTATIONS:
@@ -103,7 +104,13 @@ def _failure(data: bytes, error: Exception) -> ProbeError:
             f"The file starts like an image but its header is truncated or corrupt{detail}; "
             "re-upload or re-export it.",
         )
-    return ProbeError("NotAnImage", "The object is not an image in any format Pillow reads; exclude it.")
+    return _not_an_image()
+
+
+def _not_an_image() -> ProbeError:
+    return ProbeError(
+        "NotAnImage", "The object is not a JPEG, PNG, WebP, GIF, TIFF or BMP image; exclude or convert it."
+    )
 
 
 def probe_bytes(data: bytes) -> ImageHeader:
@@ -129,6 +136,8 @@ def probe(storage: Storage, uri: str, size: int | None = None) -> ImageHeader:
         complete = len(data) < want or (size is not None and len(data) >= size)
         if complete:
             return probe_bytes(data)
+        if not _looks_like_image(data):
+            raise _not_an_image()
         try:
             return _parse(data)
         except Image.DecompressionBombError as error:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -188,7 +188,7 @@ def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
         return StorageError(
             "NoSuchBucket",
             uri,
-            f"Could not {action} {uri}: bucket {bucket!r} does not exist at the configured S3 endpoint. "
+            f"Could not {action} {uri}: bucket {bucket} does not exist at the configured S3 endpoint. "
             "Check the bucket name, the AWS account or profile in use, and AWS_ENDPOINT_URL_S3 if set.",
             fatal=True,
         )
@@ -213,7 +213,7 @@ def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
             "AccessDenied",
             uri,
             f"Could not {action} {uri}: access denied. Grant the identity in use the needed S3 permission "
-            f"on bucket {bucket!r} (s3:ListBucket, s3:GetObject, s3:PutObject), or use another profile.",
+            f"on bucket {bucket} (s3:ListBucket, s3:GetObject, s3:PutObject), or use another profile.",
             fatal=True,
         )
     if code == "InvalidObjectState":
@@ -326,7 +326,8 @@ def _atomic_local_write(path: str, fill: Callable[[Any], None]) -> None:
     """Write through `fill(file)` into a temporary sibling, then rename it over `path`."""
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=TMP_PREFIX, suffix=TMP_SUFFIX)
+    tmp = os.path.join(parent, f"{TMP_PREFIX}{secrets.token_hex(8)}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, unlike mkstemp
     try:
         with os.fdopen(fd, "wb") as handle:
             fill(handle)
