@@ -49,6 +49,8 @@ NANODET_BINS = 11
 NANODET_MEAN = np.array([103.53, 116.28, 123.675], dtype=np.float32)  # BGR
 NANODET_STD = np.array([57.375, 57.12, 58.395], dtype=np.float32)
 CLASSIFIER_SIZE = 224
+CLASSIFIER_SCALE = np.full(3, 1.0 / 128.0, dtype=np.float32)
+CLASSIFIER_OFFSET = np.full(3, -127.0 / 128.0, dtype=np.float32)
 MODEL_VERSION = "nanodet-m-416+efficientnet-lite0"
 
 FloatArray = npt.NDArray[np.float32]
@@ -106,19 +108,33 @@ def decode(data: bytes, min_side: int = NANODET_SIZE) -> Image.Image:
         raise DetectorError("CorruptImage", f"the image could not be decoded: {exc}") from exc
 
 
+def _planar(
+    pixels: npt.NDArray[np.uint8], channels: tuple[int, ...], scale: FloatArray, offset: FloatArray
+) -> FloatArray:
+    """(1, 3, H, W) float32 with channel c = pixels[..., channels[c]] * scale[c] + offset[c]."""
+    planes = np.empty((1, 3, *pixels.shape[:2]), dtype=np.float32)
+    for plane, channel in enumerate(channels):
+        np.multiply(pixels[:, :, channel], scale[plane], out=planes[0, plane], dtype=np.float32)
+        planes[0, plane] += offset[plane]
+    return planes
+
+
+def squash(image: Image.Image, side: int) -> Image.Image:
+    if image.size == (side, side):
+        return image
+    return image.resize((side, side), Image.Resampling.BILINEAR)
+
+
 def nanodet_input(image: Image.Image) -> FloatArray:
     """(1, 3, 416, 416) float32: squashed, BGR, normalised."""
-    resized = image.resize((NANODET_SIZE, NANODET_SIZE), Image.Resampling.BILINEAR)
-    pixels = np.asarray(resized, dtype=np.float32)[:, :, ::-1]
-    normalised = (pixels - NANODET_MEAN) / NANODET_STD
-    return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
+    pixels = np.asarray(squash(image, NANODET_SIZE))
+    return _planar(pixels, (2, 1, 0), 1.0 / NANODET_STD, -NANODET_MEAN / NANODET_STD)
 
 
 def classifier_input(image: Image.Image) -> FloatArray:
     """(1, 3, 224, 224) float32: squashed, RGB, (x − 127) / 128 as EfficientNet-Lite was trained."""
-    resized = image.resize((CLASSIFIER_SIZE, CLASSIFIER_SIZE), Image.Resampling.BILINEAR)
-    pixels = (np.asarray(resized, dtype=np.float32) - 127.0) / 128.0
-    return np.ascontiguousarray(pixels.transpose(2, 0, 1)[None], dtype=np.float32)
+    pixels = np.asarray(squash(image, CLASSIFIER_SIZE))
+    return _planar(pixels, (0, 1, 2), CLASSIFIER_SCALE, CLASSIFIER_OFFSET)
 
 
 def _softmax(values: FloatArray, axis: int = -1) -> FloatArray:
@@ -233,7 +249,7 @@ class LocalDetector:
             data = image.read()
         except OSError as exc:
             raise DetectorError("ReadError", f"could not read {image.uri}: {exc}") from exc
-        pixels = decode(data)
+        pixels = squash(decode(data), NANODET_SIZE)
         detector_input = nanodet_input(pixels)
         classifier_pixels = classifier_input(pixels) if self.use_classifier else None
         return Detection(
