@@ -107,3 +107,34 @@ def test_local_sources_keep_their_path_under_the_common_root(tmp_path: Path) -> 
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
     assert files == ["bird/2024/a.jpg", "bird/2025/a.jpg"]
     assert summary.copied == 2
+
+
+def test_annotation_exports_write_to_s3(
+    tmp_path: Path, bucket: str, storage: Storage, s3_client: S3Client
+) -> None:
+    import json
+
+    from labelsift.exporters.coco import export_coco
+    from labelsift.exporters.groundtruth import export_groundtruth
+    from labelsift.exporters.yolo import export_yolo
+
+    s3_client.put_object(Bucket=bucket, Key="raw/a.jpg", Body=_jpeg(200, 100))
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [record(f"s3://{bucket}/raw/a.jpg", label("Bird", 90, box(0.1, 0.2, 0.3, 0.4)))]
+    )
+    selection = Selection(("Bird",))
+    export_groundtruth(manifest, f"s3://{bucket}/gt/output.manifest", selection)
+    export_coco(manifest, f"s3://{bucket}/coco", selection, storage=storage, copy_images=True, val_fraction=0)
+    export_yolo(manifest, f"s3://{bucket}/yolo", selection, storage=storage, val_fraction=0)
+    keys = _keys(s3_client, bucket)
+    assert {"gt/output.manifest", "coco/annotations/instances_train.json", "yolo/data.yaml"} <= keys
+    assert sum(k.startswith("coco/images/train/raw_a-") for k in keys) == 1
+    assert sum(k.startswith("yolo/images/train/raw_a-") for k in keys) == 1
+    gt = json.loads(s3_client.get_object(Bucket=bucket, Key="gt/output.manifest")["Body"].read())
+    assert gt["bounding-box"]["annotations"] == [
+        {"class_id": 0, "left": 20, "top": 20, "width": 60, "height": 40}
+    ]
+    coco = json.loads(
+        s3_client.get_object(Bucket=bucket, Key="coco/annotations/instances_train.json")["Body"].read()
+    )
+    assert coco["annotations"][0]["bbox"] == [20.0, 20.0, 60.0, 40.0]
