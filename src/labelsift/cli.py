@@ -18,11 +18,21 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from labelsift import cost as cost_module
+from labelsift.demo import run_demo
 from labelsift.detectors.base import DetectorError
 from labelsift.detectors.factory import DetectorSettings, build_detector
-from labelsift.display import label_hint, scan_progress, summary_table
+from labelsift.display import export_details, export_table, label_hint, scan_progress, summary_table
+from labelsift.exporters.coco import export_coco
+from labelsift.exporters.custom_labels import export_custom_labels
+from labelsift.exporters.groundtruth import export_groundtruth
+from labelsift.exporters.review_queue import export_review_queue
+from labelsift.exporters.summary import ExportSummary
+from labelsift.exporters.voc import export_voc
+from labelsift.exporters.yolo import export_yolo
+from labelsift.gt_import import import_review
 from labelsift.manifest import ManifestError, merge
 from labelsift.models import RunSummary, StopReason
+from labelsift.review import run_review
 from labelsift.scan import MixedDetectorsError, ScanAborted, ScanOptions, scan
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError, is_s3, join, split_s3
@@ -312,6 +322,199 @@ def merge_command(
     out.print(
         f"{result.records} records, {result.verdicts} verdicts, {result.superseded} superseded → {output}"
     )
+
+
+export_app = typer.Typer(help="Build a training-set layout from a manifest; never calls a detector.")
+app.add_typer(export_app, name="export")
+
+ExportLabels = Annotated[
+    list[str], typer.Option("--label", "-l", help="Label to export; repeatable, in class order.")
+]
+NamesOption = Annotated[
+    list[str] | None, typer.Option("--name", help="Rename a class in the output: LABEL=NAME; repeatable.")
+]
+ValFraction = Annotated[
+    float, typer.Option(help="Share of images in the val split (by a hash of the source).")
+]
+BandOption = Annotated[str | None, typer.Option(help="LOW:HIGH confidences held out for people.")]
+
+
+def _band(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    low, sep, high = text.partition(":")
+    try:
+        band = (float(low), float(high))
+    except ValueError:
+        band = (-1.0, -1.0)
+    if not sep or not 0 <= band[0] < band[1] <= 100:
+        fail(
+            f"--band {text!r}: give LOW:HIGH confidences with 0 <= LOW < HIGH <= 100, e.g. 50:80.",
+            ExitCode.USAGE,
+        )
+    return band
+
+
+def _names(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    names = {}
+    for pair in pairs:
+        label, sep, name = pair.partition("=")
+        if not sep or not label or not name:
+            fail(f"--name {pair!r}: write LABEL=NAME, e.g. --name Bird=robin.", ExitCode.USAGE)
+        names[label] = name
+    return names
+
+
+def _export_selection(labels: list[str], threshold: float, parents: bool, band: str | None) -> Selection:
+    return Selection(labels=tuple(labels), threshold=threshold, include_parents=parents, band=_band(band))
+
+
+def _print_export(summary: ExportSummary) -> None:
+    out.print(export_table(summary))
+    for line in export_details(summary):
+        out.print(line, highlight=False)
+
+
+@export_app.command("custom-labels")
+def export_custom_labels_command(
+    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    dest: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder: DEST/<label>/<key>.")],
+    label: ExportLabels,
+    threshold: ThresholdOption = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    band: BandOption = None,
+    name: NamesOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace different objects at the destination.")] = False,
+    dry_run: Annotated[bool, typer.Option(help="Print the plan and counts; copy nothing.")] = False,
+) -> None:
+    """Rekognition Custom Labels folders: one folder per label, images copied server-side."""
+    with friendly_errors():
+        summary = export_custom_labels(
+            manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
+            names=_names(name), overwrite=overwrite, dry_run=dry_run,
+        )  # fmt: skip
+    _print_export(summary)
+
+
+@export_app.command("groundtruth")
+def export_groundtruth_command(
+    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    output: Annotated[str, typer.Argument(help="Output manifest (local or s3://).")],
+    label: ExportLabels,
+    task: Annotated[str, typer.Option(help="classification | multilabel | per-label | boxes")] = "boxes",
+    attribute: Annotated[str | None, typer.Option(help="Label attribute name in the manifest.")] = None,
+    threshold: ThresholdOption = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    band: BandOption = None,
+    name: NamesOption = None,
+) -> None:
+    """SageMaker Ground Truth output manifest, checked against the Custom Labels rules."""
+    if task not in ("classification", "multilabel", "per-label", "boxes"):
+        fail(f"--task {task!r}: choose classification, multilabel, per-label or boxes.", ExitCode.USAGE)
+    with friendly_errors():
+        summary = export_groundtruth(
+            manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
+            attribute=attribute, names=_names(name),
+        )  # fmt: skip
+    _print_export(summary)
+
+
+def _annotation_command(fmt: str) -> Callable[..., None]:
+    exporter = {"coco": export_coco, "yolo": export_yolo, "voc": export_voc}[fmt]
+
+    def command(
+        manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+        dest: Annotated[str, typer.Argument(help="Output folder (local or s3://).")],
+        label: ExportLabels,
+        threshold: ThresholdOption = 50.0,
+        parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+        band: BandOption = None,
+        name: NamesOption = None,
+        val: ValFraction = 0.2,
+        copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = fmt
+        != "coco",
+        overwrite: Annotated[bool, typer.Option(help="Replace different files at the destination.")] = False,
+    ) -> None:
+        with friendly_errors():
+            summary = exporter(
+                manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
+                names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
+            )  # fmt: skip
+        _print_export(summary)
+
+    command.__doc__ = {
+        "coco": "COCO detection JSON (category ids from 1, unique annotation ids).",
+        "yolo": "Ultralytics YOLO: images/<split>, labels/<split>, data.yaml.",
+        "voc": "Pascal VOC XML, one file per image, 1-based pixel corners.",
+    }[fmt]
+    return command
+
+
+for _fmt in ("coco", "yolo", "voc"):
+    export_app.command(_fmt)(_annotation_command(_fmt))
+
+
+@export_app.command("review")
+def export_review_command(
+    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    output: Annotated[str, typer.Argument(help="Labelling-job input manifest to write.")],
+    label: ExportLabels,
+    band: Annotated[str, typer.Option(help="LOW:HIGH confidences to send to people.")] = "50:80",
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    allow_local: Annotated[bool, typer.Option(help="Allow local sources (a GT job needs s3://).")] = False,
+) -> None:
+    """A Ground Truth labelling-job input manifest of the uncertain images (source-ref lines)."""
+    with friendly_errors():
+        summary = export_review_queue(
+            manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local
+        )
+    _print_export(summary)
+
+
+@app.command("review")
+def review_command(
+    manifest: Annotated[Path, typer.Argument(help="Local manifest; verdicts are appended to it.")],
+    label: Annotated[str, typer.Option("--label", "-l", help="Label to review.")],
+    band: Annotated[str, typer.Option(help="LOW:HIGH confidences to review.")] = "50:80",
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
+    who: Annotated[str, typer.Option(help="Name recorded with each verdict.")] = "reviewer",
+) -> None:
+    """Serve a local page on 127.0.0.1 to accept or reject the uncertain images, one key each."""
+    low_high = _band(band)
+    assert low_high is not None
+    with friendly_errors():
+        run_review(manifest, label, low_high, storage=Storage(), port=port, who=who, echo=out.print)
+
+
+@app.command("import-review")
+def import_review_command(
+    manifest: Annotated[Path, typer.Argument(help="Local manifest to add the verdicts to.")],
+    gt_output: Annotated[str, typer.Argument(help="Ground Truth output manifest (local or s3://).")],
+    label: Annotated[
+        str | None, typer.Option("--label", "-l", help="The label the job answered about.")
+    ] = None,
+    who: Annotated[str, typer.Option(help="Name recorded with each verdict.")] = "groundtruth",
+) -> None:
+    """Record a Ground Truth labelling job's answers as verdicts in the manifest."""
+    with friendly_errors():
+        summary = import_review(manifest, gt_output, label=label, who=who)
+    out.print(summary.report(), highlight=False)
+
+
+@app.command("demo")
+def demo_command(
+    output: Annotated[Path, typer.Argument(help="Folder for the manifest and the exports.")] = Path(
+        "labelsift-demo"
+    ),
+) -> None:
+    """The main job on the bundled photos with the offline model: scan, then export two layouts."""
+    with friendly_errors():
+        result = run_demo(output, on_progress=lambda line: out.print(line, highlight=False))
+    out.print(summary_table(result.scan))
+    for line in result.report():
+        out.print(line, highlight=False)
 
 
 def run() -> None:

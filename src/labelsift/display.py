@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from labelsift.exporters.summary import ExportSummary
 from labelsift.models import RunSummary
 from labelsift.scan import ScanProgress
 
@@ -113,3 +114,52 @@ def label_hint(summary: RunSummary) -> str | None:
     if summary.suggestion:
         hint += f" Did you mean '{summary.suggestion}'?"
     return hint
+
+
+def export_table(summary: ExportSummary, *, details: int = 10) -> Table:
+    """Per label: images and boxes per split, held out, people's decisions; then what was left out."""
+    table = Table(title=f"{summary.format} export → {summary.destination}")
+    for column in ("label", "images", "boxes", "held out", "by people", "no box"):
+        table.add_column(column)
+    for label, counts in summary.per_label.items():
+        table.add_row(
+            label,
+            ", ".join(f"{split} {n}" for split, n in sorted(counts.images.items())) or "0",
+            ", ".join(f"{split} {n}" for split, n in sorted(counts.boxes.items())) or "0",
+            str(counts.held_out),
+            str(counts.human),
+            str(counts.without_boxes),
+        )
+    table.caption = "; ".join(
+        part
+        for part in (
+            f"{summary.records} records read",
+            f"{summary.copied} copied, {summary.already_present} already there"
+            if summary.copied or summary.already_present
+            else "",
+            "dropped boxes: " + ", ".join(f"{k} {v}" for k, v in summary.dropped_boxes.items())
+            if summary.dropped_boxes
+            else "",
+            "skipped images: " + ", ".join(f"{k} {v}" for k, v in summary.skipped.items())
+            if summary.skipped
+            else "",
+            "rule violations: " + ", ".join(f"{k} {v}" for k, v in summary.violations.items())
+            if summary.violations
+            else "",
+            "dry run: nothing written" if summary.dry_run else "",
+        )
+        if part
+    )
+    return table
+
+
+def export_details(summary: ExportSummary, *, limit: int = 10) -> list[str]:
+    lines = [
+        f"skipped {issue.source}: {issue.code}: {issue.message}" for issue in summary.skipped_images[:limit]
+    ]
+    lines += [
+        f"line {violation.line}: {violation.rule}: {violation.message}"
+        for violation in summary.violation_lines[:limit]
+    ]
+    lines += [f"would copy {copy.source} → {copy.destination}" for copy in summary.plan[:limit]]
+    return lines
