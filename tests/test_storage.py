@@ -23,6 +23,7 @@ from labelsift.storage import (
     relative_key,
     split_s3,
 )
+from labelsift.testing.s3_server import SeaweedS3Server, find_weed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -517,6 +518,9 @@ def test_region_is_looked_up_once_and_clients_are_shared(storage: Storage, bucke
 
 
 def test_endpoint_comes_from_standard_aws_config(
-    storage: Storage, aws_env: dict[str, str], s3_server: object
+    storage: Storage, aws_env: dict[str, str], s3_server: SeaweedS3Server
 ) -> None:
-    assert storage.s3_client().meta.endpoint_url == aws_env["AWS_ENDPOINT_URL_S3"]
+    assert s3_server.endpoint_url.startswith("http://127.0.0.1:")
+    assert aws_env["AWS_ENDPOINT_URL_S3"] == s3_server.endpoint_url
+    assert storage.s3_client().meta.endpoint_url == s3_server.endpoint_url
+    assert os.access(find_weed(), os.X_OK)

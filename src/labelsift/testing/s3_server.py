@@ -117,6 +117,7 @@ class SeaweedS3Server:
         self._log_path: Path | None = None
         self._log: IO[bytes] | None = None
         self._s3_port: int | None = None
+        self._grpc_ports: list[int] = []
 
     @property
     def endpoint_url(self) -> str:
@@ -161,8 +162,10 @@ class SeaweedS3Server:
         self._log_path = self._data_dir / "weed.log"
         data = self._data_dir / "data"
         data.mkdir()
-        master, volume, filer, s3, admin = free_port_pairs(5)
+        ports = free_port_pairs(5)
+        master, volume, filer, s3, admin = ports
         self._s3_port = s3
+        self._grpc_ports = [port + GRPC_OFFSET for port in ports]
         args = [
             weed,
             "-logtostderr",
@@ -192,7 +195,11 @@ class SeaweedS3Server:
         env = {
             key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "S3_", "WEED_"))
         }
-        env.update(AWS_ACCESS_KEY_ID=self.access_key, AWS_SECRET_ACCESS_KEY=self.secret_key)
+        env.update(
+            AWS_ACCESS_KEY_ID=self.access_key,
+            AWS_SECRET_ACCESS_KEY=self.secret_key,
+            TMPDIR=str(self._data_dir),
+        )
         self._log = self._log_path.open("wb")
         self._process = subprocess.Popen(
             args,
@@ -249,7 +256,16 @@ class SeaweedS3Server:
         if self._data_dir is not None:
             shutil.rmtree(self._data_dir, ignore_errors=True)
             self._data_dir = None
+        self._remove_grpc_sockets()
         self._s3_port = None
+
+    def _remove_grpc_sockets(self) -> None:
+        """weed leaves `/tmp/seaweedfs-<component>-grpc-<port>.sock` behind, whatever TMPDIR says."""
+        for port in self._grpc_ports:
+            for path in Path("/tmp").glob(f"seaweedfs-*-grpc-{port}.sock"):
+                if path.is_socket():
+                    path.unlink(missing_ok=True)
+        self._grpc_ports = []
 
     def __enter__(self) -> Self:
         self.start()
