@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from labelsift.storage import Storage
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift.testing.s3_server import S3Identity, SeaweedS3Server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -33,9 +33,13 @@ AWS_ENV_TO_CLEAR = (
 )
 
 
+READ_ONLY = S3Identity("readonly", "readonly-secret", ("Read",))
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[SeaweedS3Server]:
-    with SeaweedS3Server() as server:
+    """The session's server; it also accepts READ_ONLY credentials (GetObject only, no listing)."""
+    with SeaweedS3Server(identities=[READ_ONLY]) as server:
         yield server
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from fixtures_s3 import READ_ONLY
 
 from labelsift.storage import (
     IMAGE_EXTENSIONS,
@@ -436,6 +437,25 @@ def test_missing_credentials(aws_env: dict[str, str], bucket: str, monkeypatch: 
         Storage().read(f"s3://{bucket}/x.jpg")
     assert (caught.value.code, caught.value.fatal) == ("InvalidCredentials", True)
     assert "credentials" in str(caught.value)
+
+
+def test_access_denied_is_fatal_but_readable_objects_still_read(
+    aws_env: dict[str, str], bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    Storage().write(f"s3://{bucket}/x.jpg", b"x")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_ONLY.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_ONLY.secret_key)
+    storage = Storage()
+    assert storage.read(f"s3://{bucket}/x.jpg") == b"x"
+    for operation in (
+        lambda: list(storage.list(f"s3://{bucket}")),
+        lambda: storage.write(f"s3://{bucket}/y.jpg", b"y"),
+    ):
+        with pytest.raises(StorageError) as caught:
+            operation()
+        assert (caught.value.code, caught.value.fatal) == ("AccessDenied", True)
+        assert f"'{bucket}'" in str(caught.value)
+        assert READ_ONLY.secret_key not in str(caught.value)
 
 
 def test_missing_bucket_and_key(storage: Storage, bucket: str) -> None:

@@ -183,7 +183,7 @@ def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
         info.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "Unknown")
     )
     detail = info.get("Message") or ""
-    bucket = split_s3(uri)[0] if is_s3(uri) else uri
+    bucket = repr(str(info.get("BucketName") or (split_s3(uri)[0] if is_s3(uri) else "")))
     if code == "NoSuchBucket":
         return StorageError(
             "NoSuchBucket",
@@ -371,6 +371,7 @@ class Storage:
         self._lock = threading.Lock()
         self._clients: dict[str | None, S3Client] = {}
         self._regions: dict[str, str] = {}
+        self._region_denied: set[str] = set()
 
     def s3_client(self, region: str | None = None) -> S3Client:
         with self._lock:
@@ -424,7 +425,19 @@ class Storage:
         return str(headers.get("x-amz-bucket-region") or DEFAULT_REGION)
 
     def _client_for(self, bucket: str) -> S3Client:
-        return self.s3_client(self.bucket_region(bucket))
+        """The client for the bucket's region; the default one when the region may not be read
+        (object-level permissions only): botocore then follows S3's region redirects itself."""
+        with self._lock:
+            region_denied = bucket in self._region_denied
+        if not region_denied:
+            try:
+                return self.s3_client(self.bucket_region(bucket))
+            except StorageError as error:
+                if error.code != "AccessDenied":
+                    raise
+            with self._lock:
+                self._region_denied.add(bucket)
+        return self.s3_client()
 
     def list(self, root: str, *, images_only: bool = True) -> Iterator[ObjectInfo]:
         """Every object under `root` (a bucket, prefix, folder, or single object), sorted by key.

@@ -6,6 +6,7 @@ in a temporary folder that is removed on exit.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -15,7 +16,9 @@ import sys
 import sysconfig
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Self
@@ -94,6 +97,16 @@ def free_port_pairs(count: int, attempts: int = 500) -> list[int]:
     )
 
 
+@dataclass(frozen=True)
+class S3Identity:
+    """Extra credentials the server accepts, limited to SeaweedFS actions ("Read", "List", "Write",
+    "Tagging", "Admin"; "Read:bucket" limits one to a bucket)."""
+
+    access_key: str
+    secret_key: str
+    actions: tuple[str, ...]
+
+
 class SeaweedS3Server:
     """`weed mini` with only the S3 gateway (and what it needs) on free loopback ports.
 
@@ -107,8 +120,10 @@ class SeaweedS3Server:
         secret_key: str = "testing",
         startup_timeout: float = 60.0,
         weed: str | None = None,
+        identities: Sequence[S3Identity] = (),
     ) -> None:
         self.access_key = access_key
+        self.identities = tuple(identities)
         self.secret_key = secret_key
         self.startup_timeout = startup_timeout
         self._weed = weed
@@ -192,6 +207,8 @@ class SeaweedS3Server:
             f"-filer.localSocket={self._data_dir / 'filer.sock'}",
             f"-s3.localSocket={self._data_dir / 's3.sock'}",
         ]
+        if self.identities:
+            args.append(f"-s3.config={self._write_identities(self._data_dir / 's3.json')}")
         env = {
             key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "S3_", "WEED_"))
         }
@@ -215,6 +232,21 @@ class SeaweedS3Server:
         except BaseException:
             self.stop()
             raise
+
+    def _write_identities(self, path: Path) -> Path:
+        admin = S3Identity(self.access_key, self.secret_key, ("Admin", "Read", "List", "Tagging", "Write"))
+        config = {
+            "identities": [
+                {
+                    "name": f"identity-{index}",
+                    "credentials": [{"accessKey": identity.access_key, "secretKey": identity.secret_key}],
+                    "actions": list(identity.actions),
+                }
+                for index, identity in enumerate((admin, *self.identities))
+            ]
+        }
+        path.write_text(json.dumps(config))
+        return path
 
     def _wait_ready(self) -> None:
         assert self._process is not None
