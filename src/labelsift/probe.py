@@ -123,16 +123,18 @@ def probe_bytes(data: bytes) -> ImageHeader:
         raise _failure(data, error) from error
 
 
-def probe(storage: Storage, uri: str, size: int | None = None) -> ImageHeader:
+def probe(storage: Storage, uri: str, size: int | None = None, etag: str | None = None) -> ImageHeader:
     """Probe the object at `uri` with ranged reads: 64 KiB, then 1 MiB, then the whole object.
 
-    `size`, when known (from a listing), saves a read for small objects. StorageError passes through.
+    `size`, when known (from a listing), saves a read for small objects. With `etag` (from the same
+    listing) every read is conditional: an object replaced since raises StorageError("Changed"),
+    so a header is never paired with another version's etag. StorageError passes through.
     """
     if size == 0:
         raise _failure(b"", ValueError("empty"))
     for step in PROBE_STEPS:
         want = step if size is None else min(step, size)
-        data = storage.read_range(uri, 0, want)
+        data = storage.read_range(uri, 0, want, if_match=etag) if etag else storage.read_range(uri, 0, want)
         complete = len(data) < want or (size is not None and len(data) >= size)
         if complete:
             return probe_bytes(data)
@@ -144,4 +146,4 @@ def probe(storage: Storage, uri: str, size: int | None = None) -> ImageHeader:
             raise _failure(data, error) from error
         except Exception:
             continue
-    return probe_bytes(storage.read(uri))
+    return probe_bytes(storage.read(uri, if_match=etag) if etag else storage.read(uri))

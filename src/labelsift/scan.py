@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +26,22 @@ from labelsift.probe import ProbeError, probe
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError
 
+# Skipped: the object itself cannot be labelled as it is; rescanning it unchanged would give the same
+# answer (a changed object gets a new etag and is scanned again anyway). Every other code is an
+# error: this attempt failed, and `--retry-errors` tries it again.
 SKIP_CODES = frozenset(
-    {"EmptyObject", "NotAnImage", "ImageTooSmall", "UnsupportedFormat", "ArchivedObject", "Vanished"}
+    {
+        "EmptyObject",
+        "NotAnImage",
+        "TruncatedHeader",
+        "CorruptImage",
+        "TooLarge",
+        "ImageTooLarge",
+        "ImageTooSmall",
+        "UnsupportedFormat",
+        "ArchivedObject",
+        "Vanished",
+    }
 )
 _STORAGE_SKIPS = {"NoSuchKey": "Vanished", "NotFound": "Vanished", "InvalidObjectState": "ArchivedObject"}
 
@@ -124,16 +138,45 @@ def _load_prior(
 
 
 def label_image(storage: Storage, detector: Detector, info: ObjectInfo) -> tuple[ImageRecord, bool]:
-    """Probe and label one image; returns its record and whether the detector call was billed."""
+    """Probe and label one image; returns its record and whether the detector call was billed.
+
+    The probe reads only the version the listing saw (its etag): an object replaced since is
+    looked up again and the new version labelled, recorded with its own etag and size.
+    """
+    try:
+        return _label_version(storage, detector, info)
+    except _Replaced:
+        pass
+    try:
+        fresh = storage.stat(info.uri)
+    except StorageError as exc:
+        if exc.fatal:
+            raise
+        base = {"source": info.uri, "etag": info.etag, "version_id": info.version_id, "size": info.size}
+        return _failed(base, _STORAGE_SKIPS.get(exc.code, exc.code), str(exc)), False
+    try:
+        return _label_version(storage, detector, replace(info, size=fresh.size, etag=fresh.etag))
+    except _Replaced as exc:  # replaced again within moments: record it, the next run rescans it
+        base = {"source": info.uri, "etag": fresh.etag, "version_id": info.version_id, "size": fresh.size}
+        return _failed(base, "Changed", str(exc.__cause__)), False
+
+
+class _Replaced(Exception):
+    """The object is no longer the version that was listed."""
+
+
+def _label_version(storage: Storage, detector: Detector, info: ObjectInfo) -> tuple[ImageRecord, bool]:
     base: dict[str, Any] = {"source": info.uri, "etag": info.etag, "version_id": info.version_id}
     base["size"] = info.size
     try:
-        header = probe(storage, info.uri, size=info.size)
+        header = probe(storage, info.uri, size=info.size, etag=info.etag)
     except ProbeError as exc:
         return _failed(base, exc.code, str(exc)), False
     except StorageError as exc:
         if exc.fatal:
             raise
+        if exc.code == "Changed":
+            raise _Replaced from exc
         return _failed(base, _STORAGE_SKIPS.get(exc.code, exc.code), str(exc)), False
     base |= {
         "width": header.width,

@@ -216,6 +216,8 @@ def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
             f"on bucket {bucket} (s3:ListBucket, s3:GetObject, s3:PutObject), or use another profile.",
             fatal=True,
         )
+    if code in ("PreconditionFailed", "412"):
+        return _changed(uri, action)
     if code == "InvalidObjectState":
         return StorageError(
             "InvalidObjectState",
@@ -320,6 +322,33 @@ def _raise(error: Exception, uri: str, action: str) -> NoReturn:
     if isinstance(error, OSError):
         raise _os_error(error, uri, action) from error
     raise error
+
+
+def _changed(uri: str, action: str) -> StorageError:
+    return StorageError(
+        "Changed",
+        uri,
+        f"Could not {action} {uri}: the object changed after it was listed (its etag differs). "
+        "List the source again to pick up the new version.",
+    )
+
+
+def _get_object(client: S3Client, bucket: str, key: str, byte_range: str | None, etag: str | None) -> bytes:
+    """The object's bytes (or a range of them); only if it is still `etag`, when given."""
+    if byte_range is not None and etag:
+        response = client.get_object(Bucket=bucket, Key=key, Range=byte_range, IfMatch=f'"{etag}"')
+    elif byte_range is not None:
+        response = client.get_object(Bucket=bucket, Key=key, Range=byte_range)
+    elif etag:
+        response = client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
+    else:
+        response = client.get_object(Bucket=bucket, Key=key)
+    return response["Body"].read()
+
+
+def _check_local_etag(handle: Any, uri: str, etag: str | None) -> None:
+    if etag and _local_etag(os.fstat(handle.fileno())) != etag:
+        raise _changed(uri, "read")
 
 
 def _atomic_local_write(path: str, fill: Callable[[Any], None]) -> None:
@@ -528,8 +557,12 @@ class Storage:
                 return None
             raise
 
-    def read_range(self, uri: str, start: int, length: int) -> bytes:
-        """`length` bytes from offset `start`; fewer at the end of the object, b"" past it."""
+    def read_range(self, uri: str, start: int, length: int, *, if_match: str | None = None) -> bytes:
+        """`length` bytes from offset `start`; fewer at the end of the object, b"" past it.
+
+        With `if_match` (an etag as `list` reports it), an object that is no longer that version
+        raises StorageError("Changed").
+        """
         if start < 0:
             raise ValueError("start must be >= 0")
         if length <= 0:
@@ -537,16 +570,15 @@ class Storage:
         if not is_s3(uri):
             try:
                 with open(_local(uri), "rb") as handle:
+                    _check_local_etag(handle, uri, if_match)
                     handle.seek(start)
                     return handle.read(length)
             except OSError as error:
                 _raise(error, uri, "read")
         bucket, key = split_s3(uri)
         try:
-            response = self._client_for(bucket).get_object(
-                Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
-            )
-            return response["Body"].read()
+            client = self._client_for(bucket)
+            return _get_object(client, bucket, key, f"bytes={start}-{start + length - 1}", if_match)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
@@ -554,16 +586,17 @@ class Storage:
         except BotoCoreError as error:
             _raise(error, uri, "read")
 
-    def read(self, uri: str) -> bytes:
+    def read(self, uri: str, *, if_match: str | None = None) -> bytes:
         if not is_s3(uri):
             try:
                 with open(_local(uri), "rb") as handle:
+                    _check_local_etag(handle, uri, if_match)
                     return handle.read()
             except OSError as error:
                 _raise(error, uri, "read")
         bucket, key = split_s3(uri)
         try:
-            return self._client_for(bucket).get_object(Bucket=bucket, Key=key)["Body"].read()
+            return _get_object(self._client_for(bucket), bucket, key, None, if_match)
         except (ClientError, BotoCoreError) as error:
             _raise(error, uri, "read")
 
