@@ -21,7 +21,14 @@ from labelsift import cost as cost_module
 from labelsift.demo import run_demo
 from labelsift.detectors.base import DetectorError
 from labelsift.detectors.factory import DetectorSettings, build_detector
-from labelsift.display import export_details, export_table, label_hint, scan_progress, summary_table
+from labelsift.display import (
+    export_details,
+    export_table,
+    label_hint,
+    reason_lines,
+    scan_progress,
+    summary_table,
+)
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.groundtruth import export_groundtruth
@@ -33,7 +40,7 @@ from labelsift.gt_import import import_review
 from labelsift.manifest import ManifestError, merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.review import run_review
-from labelsift.scan import MixedDetectorsError, ScanAborted, ScanOptions, scan
+from labelsift.scan import MixedDetectorsError, ScanAborted, ScanOptions, ScanProgress, UnsafeSource, scan
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError, is_s3, join, split_s3
 
@@ -91,6 +98,8 @@ def friendly_errors() -> Iterator[None]:
         if isinstance(exc, ScanAborted):
             out.print(summary_table(exc.summary))
             fail(str(exc), ExitCode.CANNOT_PROCEED)
+        if isinstance(exc, UnsafeSource):
+            fail(str(exc), ExitCode.USAGE)
         if isinstance(exc, StorageError | DetectorError | MixedDetectorsError):
             fail(str(exc), ExitCode.CANNOT_PROCEED)
         if isinstance(exc, ManifestError):
@@ -156,14 +165,27 @@ def _run_scan(
 ) -> RunSummary:
     storage = Storage()
     detector = build_detector(detector_name, storage, settings)
+    last: list[ScanProgress] = []
+
+    def count_total() -> int:
+        return sum(1 for _ in Storage().list(source))
+
     with (
         graceful_interrupt() as stop,
-        scan_progress(out, lambda: sum(1 for _ in Storage().list(source)), options.max_images) as show,
+        scan_progress(out, count_total, options.max_images) as show,
     ):
+
+        def progress(snapshot: ScanProgress) -> None:
+            last[:] = [snapshot]
+            show(snapshot)
+
         summary = scan(
-            source, str(manifest), detector, storage, options, on_progress=show, on_hit=on_hit, stop=stop
+            source, str(manifest), detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop
         )
     out.print(summary_table(summary))
+    if last:
+        for line in reason_lines(last[0]):
+            out.print(line, highlight=False)
     hint = label_hint(summary)
     if hint:
         out.print(hint, highlight=False)

@@ -105,6 +105,19 @@ def summary_table(summary: RunSummary) -> Table:
     return table
 
 
+def reason_lines(progress: ScanProgress, *, limit: int = 10) -> list[str]:
+    """Why images were skipped or failed this run: each code, how many, and one message for it."""
+    lines = []
+    for code, count in progress.reasons.most_common(limit):
+        lines.append(f"{code}: {count} image{'s' if count != 1 else ''}, e.g. {progress.examples[code]}")
+    if progress.errors:
+        lines.append(
+            f"{progress.errors} image{'s' if progress.errors != 1 else ''} failed; their records say why. "
+            "Run the same command with --retry-errors to try only those again (nothing else is paid twice)."
+        )
+    return lines
+
+
 def label_hint(summary: RunSummary) -> str | None:
     """Which labels a run saw most, when it found few or no hits for the label asked."""
     if not summary.labels or (summary.hits > 0 and summary.hits * 20 >= max(1, summary.scanned)):

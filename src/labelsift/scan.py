@@ -46,6 +46,43 @@ SKIP_CODES = frozenset(
 _STORAGE_SKIPS = {"NoSuchKey": "Vanished", "NotFound": "Vanished", "InvalidObjectState": "ArchivedObject"}
 
 
+_PRESIGN_PARAMS = (
+    "x-amz-signature",
+    "x-amz-credential",
+    "x-amz-security-token",
+    "signature",
+    "awsaccesskeyid",
+)
+
+
+class UnsafeSource(ValueError):
+    """A source that carries credentials (a presigned URL) or is not something labelsift reads."""
+
+
+def check_source(source: str) -> str:
+    """`source` if labelsift may record it; UnsafeSource for a URL that carries credentials.
+
+    Manifests, summaries and messages repeat the source, so a presigned URL (its query holds a
+    signature, often a session token) is refused, and the message shows it without its query.
+    """
+    scheme, sep, rest = source.partition("://")
+    _, qmark, query = rest.partition("?")
+    params = {part.split("=", 1)[0].lower() for part in query.split("&")} if qmark else set()
+    shown = f"{scheme}{sep}{rest.partition('?')[0]}?…" if qmark else source
+    if params & set(_PRESIGN_PARAMS):
+        raise UnsafeSource(
+            f"{shown}: this looks like a presigned URL; its query carries credentials, which labelsift "
+            "never records. Give the object as s3://bucket/key (credentials come from the AWS "
+            "configuration), or download it to a folder first."
+        )
+    if sep and scheme.lower() != "s3":
+        raise UnsafeSource(
+            f"{shown}: labelsift reads s3://bucket/prefix URIs and local folders, not {scheme}:// URLs. "
+            "Give the bucket and key as s3://bucket/key, or download the images to a folder."
+        )
+    return source
+
+
 class ScanAborted(Exception):
     """A fault that no further image can get past (credentials, access, a missing bucket)."""
 
@@ -85,6 +122,8 @@ class ScanProgress:
     billed: int = 0
     cost_usd: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    reasons: Counter[str] = field(default_factory=Counter)  # skip and error codes written this run
+    examples: dict[str, str] = field(default_factory=dict)  # code -> the first message seen for it
 
     @property
     def rate(self) -> float:
@@ -234,6 +273,9 @@ class _Rules:
                 progress.errors += 1
             elif record.status is ScanStatus.SKIPPED:
                 progress.skipped += 1
+            if record.error is not None:
+                progress.reasons[record.error.code] += 1
+                progress.examples.setdefault(record.error.code, record.error.message)
         if record is not None and outcome.fresh:
             self.seen_labels.update(label.name for label in record.labels)
         if outcome.hit is True:
@@ -268,6 +310,7 @@ def scan(
     included, so rerunning the same command resumes instead of extending; `budget` is what this
     run may spend. Raises ScanAborted (with the summary so far) on a fault no image can get past.
     """
+    check_source(source)
     started_at = datetime.now(UTC)
     progress = ScanProgress()
     rules = _Rules(options, progress)

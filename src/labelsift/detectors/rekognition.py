@@ -33,6 +33,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    ConnectionClosedError,
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
@@ -386,6 +387,12 @@ def _map_botocore(error: Exception, uri: str) -> DetectorError:
             f"{uri}: Rekognition did not answer in time (the call may still have been charged); "
             "scan again with --retry-errors.",
             billable=True,
+        )
+    if isinstance(error, ConnectionClosedError):
+        return DetectorError(
+            "ConnectionClosed",
+            f"{uri}: the connection to Rekognition was reset before it answered, after all retries; "
+            "check the network or proxy, then scan again with --retry-errors.",
         )
     if isinstance(error, ConnectTimeoutError | EndpointConnectionError):
         return DetectorError(

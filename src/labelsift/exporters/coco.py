@@ -76,6 +76,8 @@ def export_coco(
                     else:
                         summary.already_present += 1
                 except Exception as error:
+                    if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
+                        raise
                     summary.skip(record.source, error_code(error), str(error))
                     continue
             images_part, annotations_part = parts[image.split]

@@ -156,6 +156,8 @@ def export_custom_labels(
                     else:
                         summary.already_present += 1
                 except Exception as error:  # one bad image never stops the export
+                    if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
+                        raise
                     summary.skip(record.source, error_code(error), str(error), classes[i])
                     continue
             summary.count_image(classes[i], ALL, 0, human=label.human)

@@ -81,6 +81,8 @@ def export_voc(
                     else:
                         summary.already_present += 1
                 except Exception as error:  # one bad image never stops the export
+                    if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
+                        raise
                     summary.skip(image.record.source, error_code(error), str(error))
                     continue
             out.write_bytes(f"Annotations/{image.stem}.xml", voc_xml(image, classes).encode("utf-8"))

@@ -50,6 +50,8 @@ def export_yolo(
                 else:
                     summary.already_present += 1
             except Exception as error:  # one bad image never stops the export
+                if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
+                    raise
                 summary.skip(image.record.source, error_code(error), str(error))
                 continue
         lines = []
