@@ -299,8 +299,13 @@ def filter_command(
         finally:
             copies.shutdown(wait=True)
         for future in futures:
-            if future.result():
-                copied[0] += 1
+            try:
+                if future.result():
+                    copied[0] += 1
+            except StorageError as exc:
+                if exc.code != "Exists":
+                    raise
+                fail(f"{exc} Pass --overwrite to replace it.", ExitCode.CANNOT_PROCEED)
         out.print(f"copied {copied[0]} new hits into {join(dest, folder)} ({len(futures)} hits in all)")
     _finish(summary)
 

@@ -1,0 +1,82 @@
+"""Safety: destinations are never overwritten without --overwrite; secret-bearing URLs never recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from typer.testing import CliRunner
+
+from labelsift.cli import ExitCode, app
+from labelsift.scan import UnsafeSource, check_source
+from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+runner = CliRunner()
+SIGNATURE = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+PRESIGNED = [
+    f"https://bkt.s3.amazonaws.com/a.jpg?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F20261129"
+    f"&X-Amz-Security-Token=FwoGZXIvYXdzEXAMPLE&X-Amz-Signature={SIGNATURE}",
+    f"s3://bkt/a.jpg?X-Amz-Signature={SIGNATURE}&X-Amz-Credential=AKIA",
+    f"https://bkt.s3.amazonaws.com/a.jpg?AWSAccessKeyId=AKIA&Signature={SIGNATURE}&Expires=1",
+]
+
+
+@pytest.mark.parametrize("source", PRESIGNED)
+def test_a_presigned_url_is_refused_without_echoing_its_signature(source: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    result = runner.invoke(app, ["scan", source, "-o", str(manifest)])
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "presigned" in result.output and "Traceback" not in result.output
+    assert SIGNATURE not in result.output and "FwoGZXIvYXdzEXAMPLE" not in result.output
+    assert not manifest.exists()
+
+
+def test_keys_with_a_question_mark_and_other_schemes() -> None:
+    assert check_source("s3://bkt/names/what?.jpg") == "s3://bkt/names/what?.jpg"
+    assert check_source("photos/what?.jpg") == "photos/what?.jpg"
+    with pytest.raises(UnsafeSource, match="not https:// URLs"):
+        check_source("https://example.com/a.jpg")
+
+
+def test_filter_and_exports_never_replace_a_different_object_without_overwrite(
+    fake_rekognition_s3: FakeRekognition,
+    s3_client: S3Client,
+    make_bucket: Callable[[], str],
+    tmp_path: Path,
+) -> None:
+    raw, clean = make_bucket(), make_bucket()
+    s3_client.put_object(Bucket=raw, Key="a.jpg", Body=make_image("bird", seed=1))
+    theirs = b"someone else's file, not ours"
+    s3_client.put_object(Bucket=clean, Key="Bird/a.jpg", Body=theirs)
+    local_dest = tmp_path / "dest"
+    (local_dest / "Bird").mkdir(parents=True)
+    (local_dest / "Bird" / "a.jpg").write_bytes(theirs)
+    manifest = tmp_path / "m.jsonl"
+
+    def run(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == ExitCode.OK, result.output
+        return " ".join(result.output.split())
+
+    refused = runner.invoke(app, ["filter", f"s3://{raw}/", f"s3://{clean}/", "-l", "Bird",
+                                  "-d", "rekognition", "--manifest", str(manifest)])  # fmt: skip
+    assert refused.exit_code == ExitCode.CANNOT_PROCEED, refused.output
+    assert "--overwrite" in refused.output and "Traceback" not in refused.output
+    for dest in (f"s3://{clean}/", str(local_dest)):
+        shown = run("export", "custom-labels", str(manifest), dest, "-l", "Bird")
+        assert "Exists 1" in shown, shown
+    assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() == theirs
+    assert (local_dest / "Bird" / "a.jpg").read_bytes() == theirs
+    for dest in (f"s3://{clean}/", str(local_dest)):
+        run("export", "custom-labels", str(manifest), dest, "-l", "Bird", "--overwrite")
+    assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() != theirs
+    s3_client.put_object(Bucket=clean, Key="Bird/a.jpg", Body=theirs)
+    run("filter", f"s3://{raw}/", f"s3://{clean}/", "-l", "Bird", "-d", "rekognition",
+        "--manifest", str(manifest), "--overwrite")  # fmt: skip
+    assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() != theirs
+    assert (local_dest / "Bird" / "a.jpg").read_bytes() != theirs
