@@ -67,11 +67,15 @@ def invoke(*args: str) -> str:
     return result.output
 
 
-def export_everywhere(manifest: Path, label: str, out: Path, s3_dest: str | None) -> None:
+def export_everywhere(manifest: Path, label: str, out: Path, s3_dest: str | None, unsafe: int = 0) -> None:
     """custom-labels (folder and S3), COCO and YOLO; nothing written outside each folder."""
     before = files_under(out.parent)
     dests = {name: out / name for name in ("custom-labels", "coco", "yolo")}
-    invoke("export", "custom-labels", str(manifest), str(dests["custom-labels"]), "-l", label)
+    shown = " ".join(
+        invoke("export", "custom-labels", str(manifest), str(dests["custom-labels"]), "-l", label).split()
+    )
+    if unsafe:
+        assert f"unsafe_key {unsafe}" in shown, shown
     invoke("export", "coco", str(manifest), str(dests["coco"]), "-l", label, "--copy-images")
     invoke("export", "yolo", str(manifest), str(dests["yolo"]), "-l", label)
     if s3_dest is not None:
@@ -182,7 +186,9 @@ def test_corpus_with_rekognition_on_s3_then_every_export(
         for key in UNSTORABLE_KEYS:
             stream.write(bird.model_copy(update={"source": f"s3://{bucket}/{key}"}).model_dump_json() + "\n")
     validate_manifest(manifest)
-    export_everywhere(manifest, "Bird", tmp_path / "exports", f"s3://{dest_bucket}/custom")
+    export_everywhere(
+        manifest, "Bird", tmp_path / "exports", f"s3://{dest_bucket}/custom", unsafe=len(UNSTORABLE_KEYS)
+    )
     copied = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket).get("Contents", [])}
     for case in CASES:
         if case.rekognition == ("labeled", None) and case.key.startswith("names/"):
