@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from click.testing import Result
 from fault_proxy import FaultProxy
 from fixtures_s3 import READ_ONLY
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
 from labelsift.detectors.rekognition import RekognitionDetector

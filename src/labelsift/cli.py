@@ -6,7 +6,6 @@ import logging
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from enum import IntEnum
 from pathlib import Path
@@ -37,12 +36,13 @@ from labelsift.exporters.summary import ExportSummary
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
+from labelsift.hitcopy import HitCopier
 from labelsift.manifest import ManifestError, merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.review import run_review
 from labelsift.scan import MixedDetectorsError, ScanAborted, ScanOptions, ScanProgress, UnsafeSource, scan
 from labelsift.select import Selection
-from labelsift.storage import ObjectInfo, Storage, StorageError, is_s3, join, split_s3
+from labelsift.storage import ObjectInfo, Storage, StorageError
 
 
 class ExitCode(IntEnum):
@@ -243,12 +243,6 @@ def scan_command(
     _finish(summary)
 
 
-def hit_destination(source_root: str, dest: str, folder: str, hit: ObjectInfo) -> str:
-    """Where `filter` copies a hit: DEST/FOLDER/<key> (the S3 key, or the path under the folder)."""
-    key = split_s3(hit.uri)[1] if is_s3(hit.uri) else hit.key
-    return join(join(dest, folder), key.lstrip("/"))
-
-
 @app.command("filter")
 def filter_command(
     source: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder.")],
@@ -274,15 +268,6 @@ def filter_command(
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
     manifest_path = manifest or Path(f"labelsift-{folder}.jsonl")
-    storage = Storage()
-    copies = ThreadPoolExecutor(8, "labelsift-copy")
-    copied: list[int] = [0]
-    futures = []
-
-    def copy_hit(hit: ObjectInfo) -> None:
-        target_uri = hit_destination(source, dest, folder, hit)
-        futures.append(copies.submit(storage.copy, hit.uri, target_uri, overwrite=overwrite))
-
     with friendly_errors():
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
@@ -292,21 +277,20 @@ def filter_command(
             budget=budget,
             workers=workers,
         )
-        try:
+        with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
             summary = _run_scan(
-                source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copy_hit
+                source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copier
             )
-        finally:
-            copies.shutdown(wait=True)
-        for future in futures:
             try:
-                if future.result():
-                    copied[0] += 1
+                copies = copier.close()
             except StorageError as exc:
                 if exc.code != "Exists":
                     raise
                 fail(f"{exc} Pass --overwrite to replace it.", ExitCode.CANNOT_PROCEED)
-        out.print(f"copied {copied[0]} new hits into {join(dest, folder)} ({len(futures)} hits in all)")
+        out.print(
+            f"copied {copies.copied} new hits into {copier.destination} "
+            f"({copies.already_there} already there, {copies.hits} hits in all)"
+        )
     _finish(summary)
 
 
@@ -323,13 +307,8 @@ def estimate_command(
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
     with friendly_errors():
         table = cost_module.load_prices(prices, free_images_left=free_images)
-        images = 0
-        total_bytes = 0
-        for info in Storage().list(source):
-            images += 1
-            total_bytes += info.size
-        result = cost_module.estimate(
-            images, total_bytes, table, rate_per_second=rate, billable=detector == "rekognition"
+        result = cost_module.estimate_source(
+            Storage(), source, table, rate_per_second=rate, billable=detector == "rekognition"
         )
     hours, rest = divmod(result.seconds, 3600)
     out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")

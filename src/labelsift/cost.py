@@ -9,6 +9,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from labelsift.storage import Storage
+
 
 class PriceTier(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -97,3 +99,15 @@ def estimate(
         crowd_usd_low=low,
         crowd_usd_high=high,
     )
+
+
+def estimate_source(
+    storage: Storage, source: str, prices: PriceTable, *, rate_per_second: float, billable: bool
+) -> Estimate:
+    """List `source` (nothing is read or sent) and estimate a full scan of it."""
+    images = 0
+    total_bytes = 0
+    for info in storage.list(source):
+        images += 1
+        total_bytes += info.size
+    return estimate(images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable)
