@@ -262,23 +262,83 @@ class _Winners:
         return self._next == (shard, line)
 
 
+_SOURCE_PREFIX = '{"source":'
+_DECODER = json.JSONDecoder()
+
+
+def _source_of(uri: str, line_no: int, text: str) -> str:
+    """The record's source, decoding only that string when the line is in the writer's key order."""
+    if text.startswith(_SOURCE_PREFIX):
+        try:
+            source, _ = _DECODER.raw_decode(text, len(_SOURCE_PREFIX))
+        except json.JSONDecodeError:
+            source = None
+        if isinstance(source, str):
+            return source
+    source = _head(uri, line_no, text)["source"]
+    assert isinstance(source, str)
+    return source
+
+
+class _SeenFilter:
+    """A fixed-size Bloom filter over sources (16 MiB whatever the manifest's length).
+
+    `add` answers whether the source may have been added before: never a false "no", rarely a
+    false "yes", so a manifest with no repeated source is confirmed without any index at all.
+    """
+
+    def __init__(self, bits: int = 1 << 27) -> None:
+        self._bits = bytearray(bits >> 3)
+        self._mask = bits - 1
+
+    def add(self, source: str) -> bool:
+        digest = hash(source)
+        first, second = digest & self._mask, (digest >> 32) & self._mask
+        bits = self._bits
+        seen = bool(bits[first >> 3] & (1 << (first & 7))) and bool(bits[second >> 3] & (1 << (second & 7)))
+        bits[first >> 3] |= 1 << (first & 7)
+        bits[second >> 3] |= 1 << (second & 7)
+        return seen
+
+
 def iter_records(uri: str) -> Iterator[ImageRecord]:
     """Stream the effective records: the newest record per source, people's verdicts folded in.
 
-    A first pass indexes sources on disk and collects verdict lines (as many as people made, not
-    as many as images); the second drops records superseded by a later one. Memory stays flat.
+    A first pass collects verdict lines (as many as people made, not as many as images) and
+    finds sources that may repeat, with a fixed-size filter; only if some do, a second pass finds
+    where each of those last appears. The final pass yields every record not superseded by a
+    later one. Memory stays flat whatever the length.
     """
     verdicts: dict[str, list[Verdict]] = {}
-    with SourceIndex() as index:
-        _index_into(index, uri, 0, verdicts)
-        winners = _Winners(index) if index.has_repeats() else None
-        for line_no, text in iter_lines(uri):
-            if text.startswith(_VERDICT_PREFIX) or (winners is not None and not winners.wins(0, line_no)):
-                continue
+    seen = _SeenFilter()
+    repeated: set[str] = set()
+    for line_no, text in iter_lines(uri):
+        if text.startswith(_VERDICT_PREFIX):
             entry = parse_line(uri, line_no, text)
-            assert isinstance(entry, ImageRecord)
-            extra = verdicts.get(entry.source)
-            yield entry.model_copy(update={"review": [*entry.review, *extra]}) if extra else entry
+            assert isinstance(entry, VerdictEntry)
+            verdicts.setdefault(entry.source, []).append(entry.verdict)
+        else:
+            source = _source_of(uri, line_no, text)
+            if seen.add(source):
+                repeated.add(source)
+    del seen
+    last: dict[str, int] = {}
+    if repeated:
+        for line_no, text in iter_lines(uri):
+            if (
+                not text.startswith(_VERDICT_PREFIX)
+                and (source := _source_of(uri, line_no, text)) in repeated
+            ):
+                last[source] = line_no
+    for line_no, text in iter_lines(uri):
+        if text.startswith(_VERDICT_PREFIX):
+            continue
+        if last and last.get(_source_of(uri, line_no, text), line_no) != line_no:
+            continue
+        entry = parse_line(uri, line_no, text)
+        assert isinstance(entry, ImageRecord)
+        extra = verdicts.get(entry.source)
+        yield entry.model_copy(update={"review": [*entry.review, *extra]}) if extra else entry
 
 
 def iter_raw(uri: str) -> Iterator[ImageRecord | VerdictEntry]:

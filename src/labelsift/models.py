@@ -6,17 +6,22 @@ Every backend returns these models; every exporter reads them. `schemas/` is gen
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Confidence = Annotated[float, Field(ge=0.0, le=100.0, description="Confidence in percent, 0-100.")]
+Confidence = Annotated[
+    float, Field(ge=0.0, le=100.0, allow_inf_nan=False, description="Confidence in percent, 0-100.")
+]
 # Rekognition documents that box ratios may fall slightly outside [0, 1]; exporters clip them.
-Ratio = Annotated[float, Field(ge=-0.5, le=1.5, description="A fraction of the image side.")]
-Extent = Annotated[float, Field(ge=0.0, le=2.0, description="A fraction of the image side.")]
+Ratio = Annotated[
+    float, Field(ge=-0.5, le=1.5, allow_inf_nan=False, description="A fraction of the image side.")
+]
+Extent = Annotated[
+    float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="A fraction of the image side.")
+]
 
 
 def utc_now() -> datetime:
@@ -35,13 +40,6 @@ class Instance(_Model):
     width: Extent
     height: Extent
     confidence: Confidence
-
-    @field_validator("left", "top", "width", "height", "confidence")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
 
 class Label(_Model):
