@@ -94,7 +94,7 @@ def summary_table(summary: RunSummary) -> Table:
         ("recorded before", str(summary.already_done)),
         ("scanned now", str(summary.scanned)),
         ("labeled / skipped / errors", f"{summary.labeled} / {summary.skipped} / {summary.errors}"),
-        ("hits" + (f" for {', '.join(summary.labels)}" if summary.labels else ""), str(summary.hits)),
+        *([(f"hits for {', '.join(summary.labels)}", str(summary.hits))] if summary.labels else []),
         ("billed calls", str(summary.billed)),
         ("cost", f"${summary.cost_usd:.4f}"),
         ("stopped because", summary.stopped.value),

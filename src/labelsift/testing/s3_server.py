@@ -135,6 +135,11 @@ class SeaweedS3Server:
         self._grpc_ports: list[int] = []
 
     @property
+    def pid(self) -> int:
+        """The server's process id (0 when not running)."""
+        return self._process.pid if self._process is not None else 0
+
+    @property
     def endpoint_url(self) -> str:
         if self._s3_port is None:
             raise S3ServerError("The S3 server is not running.")
