@@ -49,6 +49,12 @@ def _serve_fake(s3_endpoint: str, commands: Connection) -> None:
             commands.send(getattr(fake, name) if verb == "get" else None)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class RemoteFake:
     """The Rekognition endpoint in its own process, so it does not share the client's GIL."""
 
@@ -57,6 +63,7 @@ class RemoteFake:
         self._process = multiprocessing.Process(target=_serve_fake, args=(s3_endpoint, there), daemon=True)
         self._process.start()
         self.endpoint_url: str = self._here.recv()
+        self.pid = self._process.pid or 0
 
     def ask(self, verb: str, name: str = "", value: object = None) -> Any:
         self._here.send((verb, name, value))
@@ -125,26 +132,27 @@ def main() -> None:
     parser.add_argument("--quota", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=16)
     args = parser.parse_args()
-    with SeaweedS3Server() as s3, FakeRekognition(s3_endpoint_url=s3.endpoint_url) as fake, \
-            tempfile.TemporaryDirectory() as folder:  # fmt: skip
+    with SeaweedS3Server() as s3, tempfile.TemporaryDirectory() as folder:
+        fake = RemoteFake(s3.endpoint_url)
         os.environ.update(s3.env())
         os.environ.update(
             {"AWS_ENDPOINT_URL_REKOGNITION": fake.endpoint_url, "AWS_DEFAULT_REGION": "us-east-1"}
         )
         put_images("bench", args.images)
-        fake.latency_s = args.latency
-        fake.tps_quota = args.quota
-
+        fake.configure(latency=args.latency, quota=args.quota)
         baseline = seed_loop("bench", args.baseline_images)
-        fake.reset()
-        fake.latency_s, fake.tps_quota = args.latency, args.quota
+        fake.configure(latency=args.latency, quota=args.quota)
         quota_rate, quota_errors = labelsift_scan(
             "bench", Path(folder), "quota", workers=args.workers, rate=args.quota * 0.98
         )
-        calls, rejected = fake.calls_total, fake.quota_rejections + fake.throttled
-        fake.reset()
-        fake.latency_s, fake.tps_quota = args.latency, None
+        calls = fake.ask("get", "calls_total")
+        rejected = fake.ask("get", "quota_rejections") + fake.ask("get", "throttled")
+        fake.configure(latency=args.latency, quota=None)
+        pids = {"labelsift": os.getpid(), "endpoint": fake.pid, "S3 server": s3.pid}
+        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         ceiling, ceiling_errors = labelsift_scan("bench", Path(folder), "ceiling", workers=64, rate=None)
+        cpu_ms = {name: 1000 * (cpu_seconds(pid) - before[name]) / args.images for name, pid in pids.items()}
+        fake.close()
 
     print(f"images: {args.images}, endpoint latency {args.latency * 1000:.0f} ms, quota {args.quota:g}/s")
     print(f"baseline, the seed's sequential loop ({args.baseline_images} images): {baseline:7.1f} images/s")
@@ -157,6 +165,10 @@ def main() -> None:
     print(
         f"labelsift with no quota (64 workers): {ceiling:7.1f} images/s = "
         f"{ceiling / baseline:.1f}x the baseline, errors {ceiling_errors}"
+    )
+    print(
+        "CPU per image in that run (2 cores shared by all three): "
+        + ", ".join(f"{name} {ms:.1f} ms" for name, ms in cpu_ms.items())
     )
 
 

@@ -13,6 +13,7 @@ from labelsift.manifest import (
     build_index,
     iter_raw,
     iter_records,
+    iter_records_mentioning,
     merge,
     write_records,
 )
@@ -134,3 +135,19 @@ def test_manifest_on_s3_round_trips(aws_env: None, bucket: str) -> None:
 def test_writer_refuses_remote_targets() -> None:
     with pytest.raises(ValueError, match="local manifest"):
         ManifestWriter("s3://bucket/m.jsonl")
+
+
+def test_records_naming_none_of_the_words_are_not_parsed_unless_judged(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    write_records(
+        str(path),
+        [labeled("bird.jpg", label="Bird"), labeled("cat.jpg", label="Cat"), labeled("dog.jpg", label="Dog")],
+    )
+    with path.open("a") as stream:  # a line another tool wrote with JSON escapes for plain letters
+        stream.write('{"source":"esc.jpg","status":"labeled","detector":{"name":"local"},'
+                     '"labels":[{"name":"\\u0042ird","confidence":90}]}\n')  # fmt: skip
+    append_verdict(path, "dog.jpg", Verdict(label="Bird", accepted=True))
+    seen = [r.source if r else None for r in iter_records_mentioning(str(path), ["BIRD"])]
+    assert seen == ["bird.jpg", None, "dog.jpg", "esc.jpg"]
+    everything = [r.source if r else None for r in iter_records_mentioning(str(path), ['say "bird"'])]
+    assert everything == ["bird.jpg", "cat.jpg", "dog.jpg", "esc.jpg"]

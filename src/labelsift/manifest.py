@@ -301,13 +301,12 @@ class _SeenFilter:
         return seen
 
 
-def iter_records(uri: str) -> Iterator[ImageRecord]:
-    """Stream the effective records: the newest record per source, people's verdicts folded in.
+def _effective_lines(uri: str) -> Iterator[tuple[int, str, list[Verdict] | None]]:
+    """(line number, text, people's verdicts) of each record not superseded by a later one.
 
     A first pass collects verdict lines (as many as people made, not as many as images) and
     finds sources that may repeat, with a fixed-size filter; only if some do, a second pass finds
-    where each of those last appears. The final pass yields every record not superseded by a
-    later one. Memory stays flat whatever the length.
+    where each of those last appears. The final pass yields the winners. Memory stays flat.
     """
     verdicts: dict[str, list[Verdict]] = {}
     seen = _SeenFilter()
@@ -317,28 +316,61 @@ def iter_records(uri: str) -> Iterator[ImageRecord]:
             entry = parse_line(uri, line_no, text)
             assert isinstance(entry, VerdictEntry)
             verdicts.setdefault(entry.source, []).append(entry.verdict)
-        else:
-            source = _source_of(uri, line_no, text)
-            if seen.add(source):
-                repeated.add(source)
+        elif seen.add(source := _source_of(uri, line_no, text)):
+            repeated.add(source)
     del seen
     last: dict[str, int] = {}
     if repeated:
         for line_no, text in iter_lines(uri):
-            if (
-                not text.startswith(_VERDICT_PREFIX)
-                and (source := _source_of(uri, line_no, text)) in repeated
-            ):
+            if text.startswith(_VERDICT_PREFIX):
+                continue
+            if (source := _source_of(uri, line_no, text)) in repeated:
                 last[source] = line_no
     for line_no, text in iter_lines(uri):
         if text.startswith(_VERDICT_PREFIX):
             continue
-        if last and last.get(_source_of(uri, line_no, text), line_no) != line_no:
-            continue
-        entry = parse_line(uri, line_no, text)
-        assert isinstance(entry, ImageRecord)
-        extra = verdicts.get(entry.source)
-        yield entry.model_copy(update={"review": [*entry.review, *extra]}) if extra else entry
+        if last or verdicts:
+            source = _source_of(uri, line_no, text)
+            if last.get(source, line_no) != line_no:
+                continue
+            yield line_no, text, verdicts.get(source)
+        else:
+            yield line_no, text, None
+
+
+def _record(uri: str, line_no: int, text: str, verdicts: list[Verdict] | None) -> ImageRecord:
+    entry = parse_line(uri, line_no, text)
+    assert isinstance(entry, ImageRecord)
+    return entry.model_copy(update={"review": [*entry.review, *verdicts]}) if verdicts else entry
+
+
+def iter_records(uri: str) -> Iterator[ImageRecord]:
+    """Stream the effective records: the newest record per source, people's verdicts folded in."""
+    for line_no, text, verdicts in _effective_lines(uri):
+        yield _record(uri, line_no, text, verdicts)
+
+
+def _plain(word: str) -> bool:
+    return word.isascii() and word.isprintable() and '"' not in word and "\\" not in word
+
+
+def iter_records_mentioning(uri: str, words: Iterable[str]) -> Iterator[ImageRecord | None]:
+    """Like `iter_records`, but a record whose line names none of `words` (case-insensitively)
+    and has no verdict is not parsed: None stands in for it.
+
+    For selections over a few labels in a big manifest most records name none of them, and
+    skipping their validation is most of an export's time. A line with JSON escapes (or a word
+    JSON would escape) is always parsed, so no record that could match is ever passed over.
+    """
+    wanted = [word.lower() for word in words]
+    check = bool(wanted) and all(_plain(word) for word in wanted)
+    for line_no, text, verdicts in _effective_lines(uri):
+        if check and not verdicts and "\\u" not in text:
+            lowered = text.lower()
+            if not any(word in lowered for word in wanted):
+                yield None
+                continue
+        yield _record(uri, line_no, text, verdicts)
 
 
 def iter_raw(uri: str) -> Iterator[ImageRecord | VerdictEntry]:

@@ -26,7 +26,7 @@ from typing import IO, Any, Protocol
 import smart_open
 
 from labelsift.geometry import DropReason, PixelBox, to_pixels
-from labelsift.manifest import iter_records
+from labelsift.manifest import iter_records_mentioning
 from labelsift.models import ImageRecord, Instance
 from labelsift.select import Decision, LabelDecision, Outcome, Selection
 
@@ -198,8 +198,10 @@ def pixel_boxes(
 def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
     """Stream decisions for every effective record, counting records and held-out images."""
     classes = summary.classes
-    for record in iter_records(manifest_uri):
+    for record in iter_records_mentioning(manifest_uri, (query.strip() for query in selection.labels)):
         summary.records += 1
+        if record is None:  # names none of the labels and no person judged it: nothing to select
+            continue
         decision = selection.decide(record)
         for i, label in enumerate(decision.labels):
             if label.outcome is Outcome.REVIEW:
