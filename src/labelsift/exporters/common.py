@@ -29,6 +29,7 @@ from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import iter_records_mentioning
 from labelsift.models import ImageRecord, Instance
 from labelsift.select import Decision, LabelDecision, Outcome, Selection
+from labelsift.storage import is_s3, split_s3
 
 from .summary import ALL, ExportSummary
 
@@ -45,15 +46,6 @@ class StorageLike(Protocol):
     def copy(self, src: str, dst: str, *, overwrite: bool = False) -> bool: ...
 
     def write(self, uri: str, data: bytes) -> None: ...
-
-
-def is_s3(uri: str) -> bool:
-    return uri.startswith("s3://")
-
-
-def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://") :].partition("/")
-    return bucket, key
 
 
 def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[str]:

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from labelsift.manifest import iter_lines
 from labelsift.models import ImageRecord
 from labelsift.select import Selection
+from labelsift.storage import is_s3, split_s3
 
 from .common import (
     OutputDir,
@@ -31,9 +32,7 @@ from .common import (
     check_relative,
     class_names,
     error_code,
-    is_s3,
     iter_decisions,
-    split_s3,
 )
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 

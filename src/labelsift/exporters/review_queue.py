@@ -14,8 +14,9 @@ import sqlite3
 import tempfile
 
 from labelsift.select import Selection
+from labelsift.storage import is_s3
 
-from .common import class_names, dump_json, is_s3, iter_decisions, open_output_file
+from .common import class_names, dump_json, iter_decisions, open_output_file
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
