@@ -11,6 +11,7 @@ from labelsift.exporters.coco import export_coco
 from labelsift.geometry import DropReason
 from labelsift.models import Verdict
 from labelsift.select import Selection
+from labelsift.storage import Storage, StorageError
 
 
 def _manifest(tmp_path: Path) -> tuple[str, dict[str, str]]:
@@ -103,20 +104,9 @@ def test_human_boxes_replace_the_model_and_copy_images(tmp_path: Path) -> None:
         ],
     )
 
-    class LocalCopy:
-        def copy(self, src: str, dst: str, *, overwrite: bool = False) -> bool:
-            target = Path(dst)
-            if target.exists():
-                return False
-            target.write_bytes(Path(src).read_bytes())
-            return True
-
-        def write(self, uri: str, data: bytes) -> None:
-            Path(uri).write_bytes(data)
-
     out = tmp_path / "out"
     summary = export_coco(
-        manifest, str(out), Selection(("Bird",)), storage=LocalCopy(), copy_images=True, val_fraction=0
+        manifest, str(out), Selection(("Bird",)), storage=Storage(), copy_images=True, val_fraction=0
     )
     coco = COCO(str(out / "annotations" / "instances_train.json"))
     images = coco.loadImgs(coco.getImgIds())
@@ -128,10 +118,15 @@ def test_human_boxes_replace_the_model_and_copy_images(tmp_path: Path) -> None:
         [100.0, 50.0, 50.0, 50.0]
     ]
     assert summary.per_label["Bird"].human == 1 and summary.copied == 2
+    with pytest.raises(StorageError, match="already holds a COCO export"):
+        export_coco(manifest, str(out), Selection(("Bird",)), storage=Storage(), copy_images=True)
     again = export_coco(
-        manifest, str(out), Selection(("Bird",)), storage=LocalCopy(), copy_images=True, val_fraction=0
-    )
-    assert again.copied == 0 and again.already_present == 2
+        manifest, str(out), Selection(("Bird",)), storage=Storage(), copy_images=True, val_fraction=0,
+        overwrite=True,
+    )  # fmt: skip
+    assert again.copied == 0 and again.already_present == 2  # the images are reused
+    assert again.replaced == 2  # instances_train.json and instances_val.json of the first export
+    assert len(COCO(str(out / "annotations" / "instances_train.json")).getImgIds()) == 2
 
 
 @pytest.mark.parametrize("threshold", [50.0, 95.0])

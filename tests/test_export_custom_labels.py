@@ -138,3 +138,48 @@ def test_annotation_exports_write_to_s3(
         s3_client.get_object(Bucket=bucket, Key="coco/annotations/instances_train.json")["Body"].read()
     )
     assert coco["annotations"][0]["bbox"] == [20.0, 20.0, 60.0, 40.0]
+
+
+def test_an_s3_rerun_replaces_an_earlier_export_only_when_told(
+    tmp_path: Path, bucket: str, storage: Storage, s3_client: S3Client
+) -> None:
+    import pytest
+
+    from labelsift.exporters.groundtruth import export_groundtruth
+    from labelsift.exporters.yolo import export_yolo
+    from labelsift.storage import StorageError
+
+    for name in ("a", "b"):
+        s3_client.put_object(Bucket=bucket, Key=f"raw/{name}.jpg", Body=_jpeg(200, 100))
+    manifest = write_manifest(
+        tmp_path / "m.jsonl",
+        [
+            record(f"s3://{bucket}/raw/a.jpg", label("Bird", 90, box(0.1, 0.2, 0.3, 0.4))),
+            record(f"s3://{bucket}/raw/b.jpg", label("Bird", 60, box(0.1, 0.2, 0.3, 0.4))),
+        ],
+    )
+    dest = f"s3://{bucket}/yolo"
+    export_yolo(manifest, dest, Selection(("Bird",)), storage=storage, val_fraction=0)
+    first = _keys(s3_client, bucket)
+    assert sum(k.startswith("yolo/labels/train/raw_b-") for k in first) == 1
+
+    with pytest.raises(StorageError, match="already holds a YOLO export"):
+        export_yolo(manifest, dest, Selection(("Bird",), threshold=80), storage=storage, val_fraction=0)
+    assert _keys(s3_client, bucket) == first
+
+    again = export_yolo(
+        manifest, dest, Selection(("Bird",), threshold=80), storage=storage, val_fraction=0, overwrite=True
+    )
+    keys = {k for k in _keys(s3_client, bucket) if k.startswith("yolo/")}
+    assert again.replaced == 2 + 1 + 1  # two label files, data.yaml, b's image
+    assert {k.split("/")[1] for k in keys} == {"images", "labels", "data.yaml"}
+    assert not any("raw_b-" in k for k in keys)
+    assert sum("raw_a-" in k for k in keys) == 2  # a's image and label file
+
+    gt = f"s3://{bucket}/gt/output.manifest"
+    export_groundtruth(manifest, gt, Selection(("Bird",)))
+    with pytest.raises(StorageError, match="already exists"):
+        export_groundtruth(manifest, gt, Selection(("Bird",), threshold=80))
+    export_groundtruth(manifest, gt, Selection(("Bird",), threshold=80), overwrite=True)
+    lines = s3_client.get_object(Bucket=bucket, Key="gt/output.manifest")["Body"].read().splitlines()
+    assert len(lines) == 1

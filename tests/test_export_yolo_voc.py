@@ -15,7 +15,7 @@ from labelsift.exporters.common import safe_stem
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.select import Selection
-from labelsift.storage import Storage
+from labelsift.storage import Storage, StorageError
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -138,3 +138,45 @@ def test_missing_source_image_is_skipped_not_fatal(tmp_path: Path, fmt: str) -> 
     )
     assert sum(summary.skipped.values()) == 1 and summary.skipped_images[0].source == src["b"]
     assert sum(summary.images.values()) == 2
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_a_rerun_replaces_an_earlier_export_only_when_told(tmp_path: Path, fmt: str) -> None:
+    manifest, src = _manifest(tmp_path)
+    stems = _stems(src)
+    out = tmp_path / fmt
+    export = export_yolo if fmt == "yolo" else export_voc
+    first = export(manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0)
+    assert sum(first.images.values()) == 3
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    with pytest.raises(StorageError, match="already holds") as refused:
+        export(
+            manifest, str(out), Selection(("Bird", "Dog"), threshold=95), storage=Storage(), val_fraction=0
+        )
+    assert "--overwrite" in str(refused.value) and refused.value.fatal
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before  # nothing touched
+
+    # Only a's Bird (97) reaches 95: the rerun must leave no label, image or list entry of b or c.
+    again = export(
+        manifest, str(out), Selection(("Bird", "Dog"), threshold=95), storage=Storage(), val_fraction=0,
+        overwrite=True,
+    )  # fmt: skip
+    assert sum(again.images.values()) == 1 and again.already_present == 1 and again.copied == 0
+    if fmt == "yolo":
+        ds = sv.DetectionDataset.from_yolo(
+            images_directory_path=str(out / "images" / "train"),
+            annotations_directory_path=str(out / "labels" / "train"),
+            data_yaml_path=str(out / "data.yaml"),
+        )
+    else:
+        ds = sv.DetectionDataset.from_pascal_voc(
+            images_directory_path=str(out / "JPEGImages"),
+            annotations_directory_path=str(out / "Annotations"),
+        )
+        assert (out / "ImageSets" / "Main" / "train.txt").read_text().split() == [stems["a"]]
+    assert sorted(Path(path).stem for path, _, _ in ds) == [stems["a"]]
+    assert _boxes(ds, ["Bird", "Dog"])[stems["a"]] == sorted(EXPECTED["a"])
+    # yolo: labels/train/{a,b,c}.txt and data.yaml, then the images of b and c;
+    # voc: Annotations/{a,b,c}.xml, ImageSets/Main/{train,val}.txt and labels.txt, then b's and c's images
+    assert again.replaced == (4 + 2 if fmt == "yolo" else 6 + 2)

@@ -80,3 +80,32 @@ def test_filter_and_exports_never_replace_a_different_object_without_overwrite(
         "--manifest", str(manifest), "--overwrite")  # fmt: skip
     assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() != theirs
     assert (local_dest / "Bird" / "a.jpg").read_bytes() != theirs
+
+
+@pytest.mark.parametrize(
+    ("fmt", "marker"),
+    [("coco", "annotations/instances_train.json"), ("yolo", "data.yaml"), ("voc", "labels.txt"),
+     ("groundtruth", ""), ("review", "")],
+)  # fmt: skip
+def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path, fmt: str, marker: str) -> None:
+    from test_export_common import box, label, make_jpeg, record, write_manifest
+
+    image = str(make_jpeg(tmp_path / "src" / "a.jpg", 200, 100))
+    manifest = write_manifest(
+        tmp_path / "m.jsonl", [record(image, label("Bird", 70, box(0.1, 0.1, 0.5, 0.5)))]
+    )
+    dest = tmp_path / "out" if marker else tmp_path / "out.manifest"
+    extra = ["--band", "60:80", "--allow-local"] if fmt == "review" else []
+    args = ["export", fmt, manifest, str(dest), "-l", "Bird", *extra]
+    assert runner.invoke(app, args).exit_code == ExitCode.OK
+    written = dest / marker if marker else dest
+    before = written.read_bytes()
+
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == ExitCode.CANNOT_PROCEED, refused.output
+    assert "--overwrite" in refused.output and "Traceback" not in refused.output
+    assert written.read_bytes() == before
+
+    again = runner.invoke(app, [*args, "--overwrite"])
+    assert again.exit_code == ExitCode.OK, again.output
+    assert written.exists()

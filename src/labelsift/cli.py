@@ -415,6 +415,7 @@ def export_groundtruth_command(
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     band: BandOption = None,
     name: NamesOption = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """SageMaker Ground Truth output manifest, checked against the Custom Labels rules."""
     if task not in ("classification", "multilabel", "per-label", "boxes"):
@@ -422,7 +423,7 @@ def export_groundtruth_command(
     with friendly_errors():
         summary = export_groundtruth(
             manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
-            attribute=attribute, names=_names(name),
+            attribute=attribute, names=_names(name), overwrite=overwrite,
         )  # fmt: skip
     _print_export(summary)
 
@@ -441,7 +442,13 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         val: ValFraction = 0.2,
         copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = fmt
         != "coco",
-        overwrite: Annotated[bool, typer.Option(help="Replace different files at the destination.")] = False,
+        overwrite: Annotated[
+            bool,
+            typer.Option(
+                help="Replace an earlier export in DEST: its annotations are deleted first, "
+                "copied images reused when unchanged."
+            ),
+        ] = False,
     ) -> None:
         with friendly_errors():
             summary = exporter(
@@ -470,12 +477,14 @@ def export_review_command(
     band: Annotated[str, typer.Option(help="LOW:HIGH confidences to send to people.")] = "50:80",
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     allow_local: Annotated[bool, typer.Option(help="Allow local sources (a GT job needs s3://).")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """A Ground Truth labelling-job input manifest of the uncertain images (source-ref lines)."""
     with friendly_errors():
         summary = export_review_queue(
-            manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local
-        )
+            manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local,
+            overwrite=overwrite,
+        )  # fmt: skip
     _print_export(summary)
 
 

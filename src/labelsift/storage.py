@@ -367,6 +367,19 @@ def _atomic_local_write(path: str, fill: Callable[[Any], None]) -> None:
         raise
 
 
+def remove_local(path: str) -> int:
+    """Delete a file, or a folder and everything in it; how many files went (0 if nothing was there)."""
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            count = sum(len(files) for _, _, files in os.walk(path))
+            shutil.rmtree(path)
+            return count
+        os.unlink(path)
+    except FileNotFoundError:
+        return 0
+    return 1
+
+
 def _walk(base: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
     """Files under `base` as (relative key, entry), in the byte order S3 lists keys in.
 
@@ -664,6 +677,48 @@ class Storage:
         except (ClientError, BotoCoreError, RetriesExceededError, OSError) as error:
             _raise(error, dst, f"copy {src} to")
         return True
+
+    def remove(self, uri: str) -> int:
+        """Delete the object or file at `uri` and everything under it as a folder; how many went."""
+        if not is_s3(uri):
+            try:
+                return remove_local(_local(uri))
+            except OSError as error:
+                _raise(error, uri, "delete")
+        bucket, _ = split_s3(uri)
+        removed = 0
+        batch: list[str] = []
+
+        def flush() -> None:
+            nonlocal removed
+            if not batch:
+                return
+            try:
+                answer = self._client_for(bucket).delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": key} for key in batch], "Quiet": True}
+                )
+            except (ClientError, BotoCoreError) as error:
+                _raise(error, f"{S3_SCHEME}{bucket}/{batch[0]}", "delete")
+            failed = answer.get("Errors", [])
+            if failed:
+                first = failed[0]
+                raise StorageError(
+                    str(first.get("Code", "DeleteFailed")),
+                    f"{S3_SCHEME}{bucket}/{first.get('Key', '')}",
+                    f"Could not delete {len(failed)} objects under {uri}, the first "
+                    f"s3://{bucket}/{first.get('Key', '')}: {first.get('Message', '')}. Check the "
+                    "destination's permissions (s3:DeleteObject) and rerun.",
+                    fatal=True,
+                )
+            removed += len(batch)
+            batch.clear()
+
+        for info in self.list(uri, images_only=False):
+            batch.append(split_s3(info.uri)[1])
+            if len(batch) == 1000:  # DeleteObjects' limit per request
+                flush()
+        flush()
+        return removed
 
     def _copy_s3_to_s3(self, src: str, dst: str) -> None:
         src_bucket, src_key = split_s3(src)

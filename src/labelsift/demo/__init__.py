@@ -69,5 +69,6 @@ def run_demo(output: Path, *, on_progress: Callable[[str], None] | None = None) 
         Selection(labels=COCO_LABELS, threshold=THRESHOLD),
         storage=storage,
         copy_images=True,
+        overwrite=True,  # the demo's own folder: a rerun replaces its COCO export
     )
     return DemoResult(manifest=manifest, scan=summary, custom_labels=folders, coco=coco)

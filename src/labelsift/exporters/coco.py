@@ -27,6 +27,7 @@ from .common import (
     Closing,
     OutputDir,
     StorageLike,
+    claim_destination,
     class_names,
     count_detection,
     detection_images,
@@ -54,6 +55,7 @@ def export_coco(
     classes = class_names(selection, names)
     out = OutputDir(dest, storage)
     summary = ExportSummary.start("coco", manifest_uri, dest, classes, detail_limit=detail_limit)
+    claim_destination(out, ("annotations",), "COCO", summary, overwrite=overwrite)
     next_image = dict.fromkeys(SPLITS, 1)
     next_annotation = 1
     annotations_in = dict.fromkeys(SPLITS, 0)

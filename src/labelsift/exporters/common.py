@@ -17,7 +17,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +26,11 @@ from typing import IO, Any, Protocol
 import smart_open
 
 from labelsift.geometry import DropReason, PixelBox, to_pixels
+from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
 from labelsift.models import ImageRecord, Instance
 from labelsift.select import Decision, LabelDecision, Outcome, Selection
-from labelsift.storage import is_s3, split_s3
+from labelsift.storage import ObjectInfo, StorageError, is_s3, remove_local, split_s3
 
 from .summary import ALL, ExportSummary
 
@@ -46,6 +47,10 @@ class StorageLike(Protocol):
     def copy(self, src: str, dst: str, *, overwrite: bool = False) -> bool: ...
 
     def write(self, uri: str, data: bytes) -> None: ...
+
+    def list(self, root: str, *, images_only: bool = True) -> Iterator[ObjectInfo]: ...
+
+    def remove(self, uri: str) -> int: ...
 
 
 def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[str]:
@@ -162,10 +167,74 @@ class OutputDir:
             self._parent(target)
         return self._need_storage().copy(source, target, overwrite=overwrite)
 
+    def holds(self, rel: str) -> bool:
+        """Whether `rel` is a file, or a folder with anything in it, at the destination."""
+        target = self.uri(rel)
+        if self.local:
+            if os.path.isdir(target):
+                with os.scandir(target) as entries:
+                    return next(entries, None) is not None
+            return os.path.lexists(target)
+        return next(iter(self._need_storage().list(target, images_only=False)), None) is not None
+
+    def files(self, rel: str) -> Iterator[str]:
+        """Names of the files in the folder `rel` (not recursive locally; every key under it in S3)."""
+        target = self.uri(rel)
+        if self.local:
+            if os.path.isdir(target):
+                with os.scandir(target) as entries:
+                    yield from (e.name for e in entries if e.is_file(follow_symlinks=False))
+            return
+        for info in self._need_storage().list(target, images_only=False):
+            yield info.key
+
+    def remove(self, rel: str) -> int:
+        """Delete the file or folder `rel`; how many files went."""
+        target = self.uri(rel)
+        if self.local:
+            return remove_local(target)
+        return self._need_storage().remove(target)
+
     def _need_storage(self) -> StorageLike:
         if self.storage is None:
             raise ValueError(f"{self.root}: writing here needs a `storage`")
         return self.storage
+
+
+def claim_destination(
+    out: OutputDir, generated: tuple[str, ...], fmt: str, summary: ExportSummary, *, overwrite: bool
+) -> bool:
+    """Make room for this export's annotation files (`generated`: files and folders it writes).
+
+    If an earlier export left any of them, refuse unless `overwrite`; with it, delete them first,
+    so no annotation of the earlier export outlives this one (a rerun with a higher threshold must
+    not keep the images the lower one took). True when an earlier export was replaced.
+    """
+    earlier = [rel for rel in generated if out.holds(rel)]
+    if not earlier:
+        return False
+    if not overwrite:
+        raise StorageError(
+            "Exists",
+            out.uri(earlier[0]),
+            f"{out.root} already holds a {fmt} export ({earlier[0]}). Pass --overwrite to replace it "
+            "(its annotations are deleted first; images already copied are reused when unchanged), "
+            "or export into an empty folder.",
+            fatal=True,
+        )
+    for rel in earlier:
+        summary.replaced += out.remove(rel)
+    return True
+
+
+def prune_images(
+    out: OutputDir, folder: str, annotation_for: Callable[[str], str], summary: ExportSummary
+) -> None:
+    """Delete the images in `folder` that no annotation file of this export names (an earlier
+    export's): YOLO and VOC readers would otherwise take them as images with nothing in them."""
+    for name in out.files(folder):
+        if not out.holds(annotation_for(os.path.splitext(name)[0])):
+            summary.replaced += out.remove(f"{folder}/{name}")
 
 
 def pixel_boxes(
@@ -300,6 +369,19 @@ def count_detection(summary: ExportSummary, image: DetectionImage) -> None:
 def error_code(error: Exception) -> str:
     """A short code for a per-image failure: the storage error's code, else the exception's name."""
     return str(getattr(error, "code", "") or type(error).__name__)
+
+
+def claim_file(uri: str, fmt: str, *, overwrite: bool) -> None:
+    """Refuse to replace an existing output file unless `overwrite`."""
+    there = os.path.lexists(Path(uri).expanduser()) if not is_s3(uri) else manifest_exists(uri)
+    if there and not overwrite:
+        raise StorageError(
+            "Exists",
+            uri,
+            f"{uri} already exists. Pass --overwrite to replace it with this {fmt} export, "
+            "or write to another file.",
+            fatal=True,
+        )
 
 
 def open_output_file(uri: str) -> IO[str]:

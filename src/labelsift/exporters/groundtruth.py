@@ -28,6 +28,7 @@ from labelsift.models import ImageRecord
 from labelsift.select import LabelDecision, Selection
 
 from .common import (
+    claim_file,
     class_names,
     count_detection,
     detection_images,
@@ -80,9 +81,13 @@ def export_groundtruth(
     names: Mapping[str, str] | None = None,
     check: bool = True,
     test_dataset: bool = False,
+    overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
 ) -> ExportSummary:
-    """Write the manifest to `dest` (a file: local path or `s3://`); returns what was written."""
+    """Write the manifest to `dest` (a file: local path or `s3://`); returns what was written.
+
+    An existing `dest` is replaced only with `overwrite`.
+    """
     if task not in DEFAULT_ATTRIBUTE:
         raise ValueError(f"task: {task!r} is not one of {list(DEFAULT_ATTRIBUTE)}")
     attr = attribute if attribute is not None else DEFAULT_ATTRIBUTE[task]
@@ -94,6 +99,7 @@ def export_groundtruth(
     summary = ExportSummary.start(
         f"groundtruth-{task}", manifest_uri, dest, classes, detail_limit=detail_limit
     )
+    claim_file(dest, "Ground Truth", overwrite=overwrite)
     checker = CustomLabelsChecker(test_dataset=test_dataset) if check and task != "multilabel" else None
     with open_output_file(dest) as stream:
 

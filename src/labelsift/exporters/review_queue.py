@@ -16,7 +16,7 @@ import tempfile
 from labelsift.select import Selection
 from labelsift.storage import is_s3
 
-from .common import class_names, dump_json, iter_decisions, open_output_file
+from .common import claim_file, class_names, dump_json, iter_decisions, open_output_file
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
@@ -26,11 +26,13 @@ def export_review_queue(
     selection: Selection,
     *,
     allow_local: bool = False,
+    overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
 ) -> ExportSummary:
-    """Write the queue to `dest` (a file: local path or `s3://`)."""
+    """Write the queue to `dest` (a file: local path or `s3://`); an existing one only with `overwrite`."""
     if selection.band is None:
         raise ValueError("selection.band: a review queue needs a band (low, high) of confidences")
+    claim_file(dest, "review queue", overwrite=overwrite)
     classes = class_names(selection, None)
     summary = ExportSummary.start("review", manifest_uri, dest, classes, detail_limit=detail_limit)
     with tempfile.TemporaryDirectory(prefix="labelsift-review-") as tmp:

@@ -66,6 +66,9 @@ class ExportSummary(BaseModel):
     files_written: int = 0
     copied: int = 0
     already_present: int = Field(default=0, description="Copies skipped: the same object was there.")
+    replaced: int = Field(
+        default=0, description="Files of an earlier export at the destination, deleted first (overwrite)."
+    )
     dry_run: bool = False
     plan: list[PlannedCopy] = Field(default_factory=list)
     details_truncated: bool = False

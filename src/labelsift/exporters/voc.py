@@ -24,10 +24,12 @@ from .common import (
     DetectionImage,
     OutputDir,
     StorageLike,
+    claim_destination,
     class_names,
     count_detection,
     detection_images,
     error_code,
+    prune_images,
 )
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
@@ -70,6 +72,9 @@ def export_voc(
     classes = class_names(selection, names)
     out = OutputDir(dest, storage)
     summary = ExportSummary.start("voc", manifest_uri, dest, classes, detail_limit=detail_limit)
+    replacing = claim_destination(
+        out, ("Annotations", "ImageSets", "labels.txt"), "Pascal VOC", summary, overwrite=overwrite
+    )
     with Closing() as closing:
         lists = {split: closing.add(out.open_text(f"ImageSets/Main/{split}.txt")) for split in (TRAIN, VAL)}
         for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
@@ -92,4 +97,6 @@ def export_voc(
     summary.files_written += 2
     out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
     summary.files_written += 1
+    if replacing:
+        prune_images(out, "JPEGImages", lambda stem: f"Annotations/{stem}.xml", summary)
     return summary

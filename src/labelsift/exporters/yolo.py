@@ -11,11 +11,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import partial
 
 from labelsift.geometry import yolo_box
 from labelsift.select import Selection
 
-from .common import OutputDir, StorageLike, class_names, count_detection, detection_images, error_code
+from .common import (
+    TRAIN,
+    VAL,
+    OutputDir,
+    StorageLike,
+    claim_destination,
+    class_names,
+    count_detection,
+    detection_images,
+    error_code,
+    prune_images,
+)
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
@@ -24,6 +36,10 @@ def data_yaml(path: str, classes: list[str]) -> str:
     lines = [f"path: {json.dumps(path)}", "train: images/train", "val: images/val", "names:"]
     lines += [f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(classes)]
     return "\n".join(lines) + "\n"
+
+
+def _label_file(split: str, stem: str) -> str:
+    return f"labels/{split}/{stem}.txt"
 
 
 def export_yolo(
@@ -41,6 +57,7 @@ def export_yolo(
     classes = class_names(selection, names)
     out = OutputDir(dest, storage)
     summary = ExportSummary.start("yolo", manifest_uri, dest, classes, detail_limit=detail_limit)
+    replacing = claim_destination(out, ("labels", "data.yaml"), "YOLO", summary, overwrite=overwrite)
     for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
         if copy_images:
             rel = f"images/{image.split}/{image.stem}{image.suffix}"
@@ -63,4 +80,7 @@ def export_yolo(
         count_detection(summary, image)
     out.write_bytes("data.yaml", data_yaml(out.root, classes).encode("utf-8"))
     summary.files_written += 1
+    if replacing:
+        for split in (TRAIN, VAL):
+            prune_images(out, f"images/{split}", partial(_label_file, split), summary)
     return summary
