@@ -180,6 +180,30 @@ def test_connection_reset_by_rekognition_is_an_error_per_image(
     assert "--retry-errors" in " ".join(result.output.split())
 
 
+def test_an_unreachable_endpoint_stops_the_run_after_n_errors_in_a_row(
+    fake_rekognition: FakeRekognition,
+    resetting_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    folder = images_folder(tmp_path, 40)
+    manifest = tmp_path / "m.jsonl"
+    scan_args = ["scan", str(folder), "-o", str(manifest), "-d", "rekognition", "--workers", "2"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", resetting_endpoint)
+    down = cli(*scan_args, "--max-attempts", "1", "--max-errors-in-row", "5")
+    text = assert_one_paragraph(down, ExitCode.CANNOT_PROCEED, "5 images in a row failed", "ConnectionClosed")
+    assert "--retry-errors" in text
+    failed = list(iter_records(str(manifest)))
+    assert 5 <= len(failed) <= 5 + 2  # the five, and at most the requests in flight
+    assert {r.status for r in failed} == {ScanStatus.ERROR}
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_REKOGNITION", fake_rekognition.endpoint_url)
+    back = cli(*scan_args, "--retry-errors")
+    assert back.exit_code == ExitCode.OK, back.output
+    assert {r.status for r in iter_records(str(manifest))} == {ScanStatus.LABELED}
+    assert len(list(iter_records(str(manifest)))) == 40
+
+
 def test_wrong_or_expired_credentials_for_rekognition_stop_the_run(
     fake_rekognition: FakeRekognition, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

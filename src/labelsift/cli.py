@@ -223,6 +223,9 @@ def scan_command(
     free_images: Annotated[
         int | None, typer.Option(help="Free-tier images you still have this month.")
     ] = None,
+    max_errors_in_row: Annotated[
+        int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
+    ] = 50,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors():
@@ -236,6 +239,7 @@ def scan_command(
             retry_errors=retry_errors,
             allow_mixed_detectors=allow_mixed_detectors,
             prices=cost_module.load_prices(prices, free_images_left=free_images),
+            max_errors_in_row=max_errors_in_row or None,
         )
         summary = _run_scan(
             source, output, detector, options, _settings(min_confidence, retry_mode, max_attempts, rate)
@@ -264,6 +268,9 @@ def filter_command(
         bool, typer.Option(help="Replace different objects already at the destination.")
     ] = False,
     rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
+    max_errors_in_row: Annotated[
+        int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
+    ] = 50,
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
@@ -276,6 +283,7 @@ def filter_command(
             patience=patience,
             budget=budget,
             workers=workers,
+            max_errors_in_row=max_errors_in_row or None,
         )
         with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
             summary = _run_scan(

@@ -106,6 +106,9 @@ class ScanOptions:
     retry_errors: bool = False
     allow_mixed_detectors: bool = False
     prices: PriceTable = field(default_factory=PriceTable)
+    # Stop when this many images in a row end in `error` (service down, network gone, throttled
+    # past every retry): going on would only write an error record per image. None: never stop.
+    max_errors_in_row: int | None = 50
 
 
 @dataclass
@@ -322,6 +325,8 @@ def scan(
     listed = 0
     out_of_budget = False
     fatal: DetectorError | StorageError | None = None
+    errors_in_row = 0
+    outage: ImageRecord | None = None
     pending: dict[Future[tuple[ImageRecord, bool]], tuple[int, ObjectInfo, float]] = {}
     ready: dict[int, Outcome] = {}
     next_to_evaluate = 0
@@ -402,9 +407,14 @@ def scan(
                         record, billed = future.result()
                     except (DetectorError, StorageError) as exc:
                         fatal = fatal or exc
-                        stop.set()
+                        rules.stopped = StopReason.FAILED
                         continue
                     writer.append(record)
+                    errors_in_row = errors_in_row + 1 if record.status is ScanStatus.ERROR else 0
+                    limit = options.max_errors_in_row
+                    if outage is None and limit is not None and errors_in_row >= limit:
+                        outage = record
+                        rules.stopped = StopReason.FAILED
                     if billed:
                         progress.cost_usd += options.prices.price_of_image(progress.billed)
                         progress.billed += 1
@@ -416,7 +426,7 @@ def scan(
             for future in pending:
                 future.cancel()
             prior.close()
-    if fatal is not None:
+    if fatal is not None or outage is not None:
         stopped = StopReason.FAILED
     elif rules.stopped is not None:
         stopped = rules.stopped
@@ -425,6 +435,14 @@ def scan(
     summary = _summary(source, manifest, detector, options, progress, rules, stopped, listed, started_at)
     if fatal is not None:
         raise ScanAborted(str(fatal), summary) from fatal
+    if outage is not None and outage.error is not None:
+        raise ScanAborted(
+            f"Stopped: {options.max_errors_in_row} images in a row failed, the last "
+            f"{outage.error.code}: {outage.error.message} The detector or the network looks down, "
+            "so going on would only record an error per image. The manifest holds everything done "
+            "so far; fix the cause, then rerun the same command with --retry-errors.",
+            summary,
+        )
     return summary
 
 
