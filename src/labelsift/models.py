@@ -47,10 +47,10 @@ class Label(_Model):
 
     name: Annotated[str, Field(min_length=1)]
     confidence: Confidence
-    parents: list[str] = []
-    aliases: list[str] = []
-    categories: list[str] = []
-    instances: list[Instance] = []
+    parents: list[str] = Field(default_factory=list)
+    aliases: list[str] = Field(default_factory=list)
+    categories: list[str] = Field(default_factory=list)
+    instances: list[Instance] = Field(default_factory=list)
 
 
 class ScanStatus(StrEnum):
@@ -99,8 +99,8 @@ class ImageRecord(_Model):
     status: ScanStatus
     error: Reason | None = None
     detector: DetectorInfo | None = None
-    labels: list[Label] = []
-    review: list[Verdict] = []
+    labels: list[Label] = Field(default_factory=list)
+    review: list[Verdict] = Field(default_factory=list)
     scanned_at: datetime = Field(default_factory=utc_now)
 
     @model_validator(mode="after")
@@ -141,7 +141,7 @@ class RunSummary(_Model):
     source: str
     manifest: str
     detector: DetectorInfo
-    labels: list[str] = []
+    labels: list[str] = Field(default_factory=list)
     threshold: Confidence | None = None
     listed: Annotated[int, Field(ge=0)] = 0
     already_done: Annotated[int, Field(ge=0, description="Skipped because the manifest had them.")] = 0
@@ -155,5 +155,5 @@ class RunSummary(_Model):
     stopped: StopReason
     started_at: datetime
     finished_at: datetime
-    top_labels: list[tuple[str, int]] = []
+    top_labels: list[tuple[str, int]] = Field(default_factory=list)
     suggestion: str | None = Field(default=None, description="A seen label close to the asked one.")
