@@ -109,3 +109,5 @@ def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path, fmt: 
     again = runner.invoke(app, [*args, "--overwrite"])
     assert again.exit_code == ExitCode.OK, again.output
     assert written.exists()
+    if marker:
+        assert "of the earlier export deleted" in " ".join(again.output.split())

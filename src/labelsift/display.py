@@ -150,6 +150,7 @@ def export_table(summary: ExportSummary, *, details: int = 10) -> Table:
             f"{summary.copied} copied, {summary.already_present} already there"
             if summary.copied or summary.already_present
             else "",
+            f"{summary.replaced} files of the earlier export deleted" if summary.replaced else "",
             "dropped boxes: " + ", ".join(f"{k} {v}" for k, v in summary.dropped_boxes.items())
             if summary.dropped_boxes
             else "",

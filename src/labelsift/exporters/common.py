@@ -191,9 +191,18 @@ class OutputDir:
     def remove(self, rel: str) -> int:
         """Delete the file or folder `rel`; how many files went."""
         target = self.uri(rel)
-        if self.local:
+        if not self.local:
+            return self._need_storage().remove(target)
+        try:
             return remove_local(target)
-        return self._need_storage().remove(target)
+        except OSError as error:
+            raise StorageError(
+                "DeleteFailed",
+                target,
+                f"Could not delete {target} ({error.strerror}) to replace an earlier export. Check the "
+                "folder's permissions, or export into an empty folder.",
+                fatal=True,
+            ) from error
 
     def _need_storage(self) -> StorageLike:
         if self.storage is None:
