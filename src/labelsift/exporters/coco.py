@@ -29,9 +29,9 @@ from .common import (
     StorageLike,
     claim_destination,
     class_names,
+    copy_image,
     count_detection,
     detection_images,
-    error_code,
 )
 from .common import dump_json as dumps
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
@@ -72,15 +72,8 @@ def export_coco(
             file_name = record.source
             if copy_images:
                 file_name = image.stem + image.suffix
-                try:
-                    if out.copy_in(record.source, f"images/{image.split}/{file_name}", overwrite=overwrite):
-                        summary.copied += 1
-                    else:
-                        summary.already_present += 1
-                except Exception as error:
-                    if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
-                        raise
-                    summary.skip(record.source, error_code(error), str(error))
+                rel = f"images/{image.split}/{file_name}"
+                if not copy_image(out, record.source, rel, summary, overwrite=overwrite):
                     continue
             images_part, annotations_part = parts[image.split]
             image_id = next_image[image.split]

@@ -210,6 +210,32 @@ class OutputDir:
         return self.storage
 
 
+def copy_image(
+    out: OutputDir,
+    source: str,
+    rel: str,
+    summary: ExportSummary,
+    *,
+    overwrite: bool,
+    label: str | None = None,
+) -> bool:
+    """Copy one image to `rel` and count it; False when it could not be copied (counted as skipped).
+
+    One bad image never stops an export; a fatal error (credentials, access, no bucket) does.
+    """
+    try:
+        if out.copy_in(source, rel, overwrite=overwrite):
+            summary.copied += 1
+        else:
+            summary.already_present += 1
+    except Exception as error:
+        if getattr(error, "fatal", False):
+            raise
+        summary.skip(source, error_code(error), str(error), label)
+        return False
+    return True
+
+
 def claim_destination(
     out: OutputDir, generated: tuple[str, ...], fmt: str, summary: ExportSummary, *, overwrite: bool
 ) -> bool:

@@ -31,7 +31,7 @@ from .common import (
     StorageLike,
     check_relative,
     class_names,
-    error_code,
+    copy_image,
     iter_decisions,
 )
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
@@ -149,15 +149,8 @@ def export_custom_labels(
             if dry_run:
                 summary.add_plan(record.source, target, classes[i])
             else:
-                try:
-                    if out.copy_in(record.source, f"{classes[i]}/{key}", overwrite=overwrite):
-                        summary.copied += 1
-                    else:
-                        summary.already_present += 1
-                except Exception as error:  # one bad image never stops the export
-                    if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
-                        raise
-                    summary.skip(record.source, error_code(error), str(error), classes[i])
+                rel = f"{classes[i]}/{key}"
+                if not copy_image(out, record.source, rel, summary, overwrite=overwrite, label=classes[i]):
                     continue
             summary.count_image(classes[i], ALL, 0, human=label.human)
             exported = True

@@ -23,9 +23,9 @@ from .common import (
     StorageLike,
     claim_destination,
     class_names,
+    copy_image,
     count_detection,
     detection_images,
-    error_code,
     prune_images,
 )
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
@@ -61,15 +61,7 @@ def export_yolo(
     for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
         if copy_images:
             rel = f"images/{image.split}/{image.stem}{image.suffix}"
-            try:
-                if out.copy_in(image.record.source, rel, overwrite=overwrite):
-                    summary.copied += 1
-                else:
-                    summary.already_present += 1
-            except Exception as error:  # one bad image never stops the export
-                if getattr(error, "fatal", False):  # credentials, access, no bucket: stop
-                    raise
-                summary.skip(image.record.source, error_code(error), str(error))
+            if not copy_image(out, image.record.source, rel, summary, overwrite=overwrite):
                 continue
         lines = []
         for obj in image.objects:
