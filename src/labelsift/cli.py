@@ -129,6 +129,9 @@ def graceful_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+MaxErrorsOption = Annotated[
+    int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
+]
 LabelOption = Annotated[
     list[str] | None,
     typer.Option("--label", "-l", help="Label to look for (name, alias or parent); repeatable."),
@@ -223,9 +226,7 @@ def scan_command(
     free_images: Annotated[
         int | None, typer.Option(help="Free-tier images you still have this month.")
     ] = None,
-    max_errors_in_row: Annotated[
-        int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
-    ] = 50,
+    max_errors_in_row: MaxErrorsOption = 50,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors():
@@ -268,9 +269,7 @@ def filter_command(
         bool, typer.Option(help="Replace different objects already at the destination.")
     ] = False,
     rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
-    max_errors_in_row: Annotated[
-        int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
-    ] = 50,
+    max_errors_in_row: MaxErrorsOption = 50,
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
