@@ -15,23 +15,12 @@ from typing import Any
 
 import pytest
 from botocore.retries import standard
+from fixtures_s3 import AWS_ENV_TO_CLEAR
 
 from labelsift.testing.fake_rekognition import FakeRekognition
 from labelsift.testing.s3_server import SeaweedS3Server
 
 RETRY_SPEEDUP = 0.01
-_ENV_TO_CLEAR = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_REGION",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-)
 
 
 @pytest.fixture
@@ -58,7 +47,7 @@ def _point_env_at(
     empty = tmp_path_factory.mktemp("aws-config-rekognition")
     (empty / "config").write_text("")
     (empty / "credentials").write_text("")
-    for name in _ENV_TO_CLEAR:
+    for name in AWS_ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
     env = {
         "AWS_ENDPOINT_URL_REKOGNITION": fake.endpoint_url,

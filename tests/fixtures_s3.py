@@ -34,12 +34,14 @@ AWS_ENV_TO_CLEAR = (
 
 
 READ_ONLY = S3Identity("readonly", "readonly-secret", ("Read",))
+READ_AND_LIST = S3Identity("lister", "lister-secret", ("Read", "List"))
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[SeaweedS3Server]:
-    """The session's server; it also accepts READ_ONLY credentials (GetObject only, no listing)."""
-    with SeaweedS3Server(identities=[READ_ONLY]) as server:
+    """The session's server; it also accepts READ_ONLY (GetObject only, no listing) and
+    READ_AND_LIST (no writes, no deletes) credentials."""
+    with SeaweedS3Server(identities=[READ_ONLY, READ_AND_LIST]) as server:
         yield server
 
 

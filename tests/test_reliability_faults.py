@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from fault_proxy import FaultProxy
-from fixtures_s3 import READ_ONLY
+from fixtures_s3 import READ_AND_LIST, READ_ONLY
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
@@ -366,3 +366,21 @@ def test_access_denied_on_the_destination_stops_the_export_with_exit_3(
     text = assert_one_paragraph(result, ExitCode.CANNOT_PROCEED, f"s3://{dest}/set/Bird/", "access denied")
     assert READ_ONLY.secret_key not in text
     assert not s3_client.list_objects_v2(Bucket=dest).get("Contents")
+
+
+def test_a_denied_delete_stops_an_overwrite_before_it_writes(
+    fast_retries: float, s3_client: S3Client, bucket: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    manifest = bird_manifest(tmp_path / "m.jsonl", upload(s3_client, bucket, 2))
+    dest = f"s3://{bucket}/yolo"
+    assert cli("export", "yolo", str(manifest), dest, "-l", "Bird").exit_code == ExitCode.OK
+    before = {item["Key"] for item in s3_client.list_objects_v2(Bucket=bucket, Prefix="yolo/")["Contents"]}
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", READ_AND_LIST.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", READ_AND_LIST.secret_key)
+    result = cli("export", "yolo", str(manifest), dest, "-l", "Bird", "--overwrite")
+    text = assert_one_paragraph(
+        result, ExitCode.CANNOT_PROCEED, f"{dest}/labels", "Access Denied. ", "s3:DeleteObject"
+    )
+    assert READ_AND_LIST.secret_key not in text
+    after = {item["Key"] for item in s3_client.list_objects_v2(Bucket=bucket, Prefix="yolo/")["Contents"]}
+    assert after == before  # the earlier export is whole

@@ -426,12 +426,8 @@ def scan(
             for future in pending:
                 future.cancel()
             prior.close()
-    if fatal is not None or outage is not None:
-        stopped = StopReason.FAILED
-    elif rules.stopped is not None:
-        stopped = rules.stopped
-    else:
-        stopped = StopReason.BUDGET if out_of_budget else StopReason.EXHAUSTED
+    # a fatal error or an outage set `rules.stopped` to FAILED, over any other reason
+    stopped = rules.stopped or (StopReason.BUDGET if out_of_budget else StopReason.EXHAUSTED)
     summary = _summary(source, manifest, detector, options, progress, rules, stopped, listed, started_at)
     if fatal is not None:
         raise ScanAborted(str(fatal), summary) from fatal

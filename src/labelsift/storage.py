@@ -702,12 +702,13 @@ class Storage:
             failed = answer.get("Errors", [])
             if failed:
                 first = failed[0]
+                where = f"{S3_SCHEME}{bucket}/{first.get('Key', '')}"
+                why = str(first.get("Message", "")).rstrip(".")
                 raise StorageError(
                     str(first.get("Code", "DeleteFailed")),
-                    f"{S3_SCHEME}{bucket}/{first.get('Key', '')}",
-                    f"Could not delete {len(failed)} objects under {uri}, the first "
-                    f"s3://{bucket}/{first.get('Key', '')}: {first.get('Message', '')}. Check the "
-                    "destination's permissions (s3:DeleteObject) and rerun.",
+                    where,
+                    f"Could not delete {len(failed)} objects under {uri}, the first {where}: {why}. "
+                    "Check the destination's permissions (s3:DeleteObject) and rerun.",
                     fatal=True,
                 )
             removed += len(batch)
