@@ -31,6 +31,7 @@ from labelsift.display import (
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.groundtruth import export_groundtruth
+from labelsift.exporters.pipeline import Parallel
 from labelsift.exporters.review_queue import export_review_queue
 from labelsift.exporters.summary import ExportSummary
 from labelsift.exporters.voc import export_voc
@@ -131,6 +132,12 @@ def graceful_interrupt() -> Iterator[threading.Event]:
 
 MaxErrorsOption = Annotated[
     int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        help="Processes that parse and format records (default: one per core; 1: this one only).", min=1
+    ),
 ]
 LabelOption = Annotated[
     list[str] | None,
@@ -423,6 +430,7 @@ def export_groundtruth_command(
     band: BandOption = None,
     name: NamesOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
+    workers: WorkersOption = None,
 ) -> None:
     """SageMaker Ground Truth output manifest, checked against the Custom Labels rules."""
     if task not in ("classification", "multilabel", "per-label", "boxes"):
@@ -430,7 +438,7 @@ def export_groundtruth_command(
     with friendly_errors():
         summary = export_groundtruth(
             manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
-            attribute=attribute, names=_names(name), overwrite=overwrite,
+            attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
         )  # fmt: skip
     _print_export(summary)
 
@@ -456,11 +464,13 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
                 "copied images reused when unchanged."
             ),
         ] = False,
+        workers: WorkersOption = None,
     ) -> None:
         with friendly_errors():
             summary = exporter(
                 manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
                 names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
+                parallel=Parallel(workers),
             )  # fmt: skip
         _print_export(summary)
 

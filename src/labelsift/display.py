@@ -146,7 +146,8 @@ def export_table(summary: ExportSummary, *, details: int = 10) -> Table:
     table.caption = "; ".join(
         part
         for part in (
-            f"{summary.records} records read",
+            f"{summary.records} records read"
+            + (f" by {summary.workers} worker processes" if summary.workers > 1 else ""),
             f"{summary.copied} copied, {summary.already_present} already there"
             if summary.copied or summary.already_present
             else "",

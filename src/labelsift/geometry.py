@@ -21,8 +21,8 @@ frame) is dropped, and the caller counts the `DropReason`; nothing is dropped si
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from enum import StrEnum
+from typing import NamedTuple
 
 MIN_SIDE_PX = 1.0
 
@@ -34,8 +34,7 @@ class DropReason(StrEnum):
     BELOW_THRESHOLD = "below_threshold"  # the box's own confidence is under the selection threshold
 
 
-@dataclass(frozen=True, slots=True)
-class PixelBox:
+class PixelBox(NamedTuple):
     """A box in float pixels of the displayed frame, already clipped to the image."""
 
     x: float

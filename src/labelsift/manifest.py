@@ -40,6 +40,10 @@ class ManifestError(Exception):
         )
         self.uri = uri
         self.line_no = line_no
+        self.reason = message
+
+    def __reduce__(self) -> tuple[type[ManifestError], tuple[str, int, str]]:
+        return (type(self), (self.uri, self.line_no, self.reason))
 
 
 def is_local(uri: str) -> bool:
@@ -301,7 +305,10 @@ class _SeenFilter:
         return seen
 
 
-def _effective_lines(uri: str) -> Iterator[tuple[int, str, list[Verdict] | None]]:
+Line = tuple[int, str, list[Verdict] | None]  # (line number, text, people's verdicts on it)
+
+
+def effective_lines(uri: str) -> Iterator[Line]:
     """(line number, text, people's verdicts) of each record not superseded by a later one.
 
     A first pass collects verdict lines (as many as people made, not as many as images) and
@@ -346,7 +353,7 @@ def _record(uri: str, line_no: int, text: str, verdicts: list[Verdict] | None) -
 
 def iter_records(uri: str) -> Iterator[ImageRecord]:
     """Stream the effective records: the newest record per source, people's verdicts folded in."""
-    for line_no, text, verdicts in _effective_lines(uri):
+    for line_no, text, verdicts in effective_lines(uri):
         yield _record(uri, line_no, text, verdicts)
 
 
@@ -356,7 +363,12 @@ def _plain(word: str) -> bool:
 
 def iter_records_mentioning(uri: str, words: Iterable[str]) -> Iterator[ImageRecord | None]:
     """Like `iter_records`, but a record whose line names none of `words` (case-insensitively)
-    and has no verdict is not parsed: None stands in for it.
+    and has no verdict is not parsed: None stands in for it (see `records_from`)."""
+    return records_from(uri, effective_lines(uri), words)
+
+
+def records_from(uri: str, lines: Iterable[Line], words: Iterable[str]) -> Iterator[ImageRecord | None]:
+    """The records of `lines` (from `effective_lines(uri)`), parsing only those that name a word.
 
     For selections over a few labels in a big manifest most records name none of them, and
     skipping their validation is most of an export's time. A line with JSON escapes (or a word
@@ -364,7 +376,7 @@ def iter_records_mentioning(uri: str, words: Iterable[str]) -> Iterator[ImageRec
     """
     wanted = [word.lower() for word in words]
     check = bool(wanted) and all(_plain(word) for word in wanted)
-    for line_no, text, verdicts in _effective_lines(uri):
+    for line_no, text, verdicts in lines:
         if check and not verdicts and "\\u" not in text:
             lowered = text.lower()
             if not any(word in lowered for word in wanted):

@@ -21,8 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import NamedTuple
 
 from labelsift.models import ImageRecord, Instance, Label, ScanStatus, Verdict
+
+_MAX_KNOWN_NAMES = 100_000  # detector taxonomies have a few thousand names
 
 
 class Outcome(StrEnum):
@@ -40,8 +43,7 @@ class Hit:
     confidence: float
 
 
-@dataclass(frozen=True, slots=True)
-class LabelDecision:
+class LabelDecision(NamedTuple):
     query: str
     outcome: Outcome
     confidence: float  # best matching model confidence, 0-100 (0 when nothing matched)
@@ -54,8 +56,7 @@ class LabelDecision:
         return self.outcome is Outcome.SELECTED
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     record: ImageRecord
     labels: tuple[LabelDecision, ...]  # one per query label, in query order
 
@@ -88,6 +89,8 @@ class Selection:
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
     _limits: tuple[float, ...] = field(init=False, repr=False, compare=False, hash=False)
     _nothing: tuple[LabelDecision, ...] = field(init=False, repr=False, compare=False, hash=False)
+    # a detected name as written -> query index (-1: none), learnt as names are met (lower() is slow)
+    _known: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.labels, str):
@@ -116,6 +119,7 @@ class Selection:
             if low > high:
                 raise ValueError(f"band: low {low} is above high {high}")
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_known", {})
         object.__setattr__(
             self, "_nothing", tuple(LabelDecision(q, Outcome.NOT_SELECTED, 0.0) for q in self.labels)
         )
@@ -129,19 +133,29 @@ class Selection:
     def _matches(self, labels: Sequence[Label]) -> list[list[Label]]:
         """For each query, the detected labels that match it (name, alias or parent), each once."""
         found: list[list[Label]] = [[] for _ in self.labels]
-        index = self._index
+        known = self._known
         parents = self.include_parents
         for label in labels:
-            i = index.get(label.name.lower())
-            if i is not None:
+            i = known.get(label.name)
+            if i is None:
+                i = self._learn(label.name)
+            if i >= 0:
                 found[i].append(label)
-            for other in (label.aliases, label.parents) if parents else (label.aliases,):
+            for other in (label.aliases, label.parents if parents else ()):
                 for name in other:
-                    j = index.get(name.lower())
+                    j = known.get(name)
+                    if j is None:
+                        j = self._learn(name)
                     # identity, not equality: a label is appended once per query however it matched
-                    if j is not None and not (found[j] and found[j][-1] is label):
+                    if j >= 0 and not (found[j] and found[j][-1] is label):
                         found[j].append(label)
         return found
+
+    def _learn(self, name: str) -> int:
+        i = self._index.get(name.lower(), -1)
+        if len(self._known) < _MAX_KNOWN_NAMES:
+            self._known[name] = i
+        return i
 
     @staticmethod
     def _best(query: str, matched: list[Label]) -> Label | None:
@@ -176,7 +190,7 @@ class Selection:
 
     def decide(self, record: ImageRecord) -> Decision:
         if record.status is not ScanStatus.LABELED:
-            return Decision(record, tuple(LabelDecision(q, Outcome.NOT_SELECTED, 0.0) for q in self.labels))
+            return Decision(record, self._nothing)
         matches = self._matches(record.labels)
         out: list[LabelDecision] = []
         for i, query in enumerate(self.labels):

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import IO
+from functools import partial
+from typing import IO, NamedTuple
 
 from labelsift.geometry import coco_bbox
+from labelsift.models import ImageRecord
 from labelsift.select import Selection
 
 from .common import (
@@ -27,13 +29,16 @@ from .common import (
     Closing,
     OutputDir,
     StorageLike,
+    Tally,
     claim_destination,
     class_names,
     copy_image,
     count_detection,
+    decisions,
     detection_images,
 )
 from .common import dump_json as dumps
+from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 SPLITS = (TRAIN, VAL)
@@ -51,6 +56,7 @@ def export_coco(
     overwrite: bool = False,
     supercategory: str = "none",
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
     out = OutputDir(dest, storage)
@@ -67,33 +73,24 @@ def export_coco(
             )
             for split in SPLITS
         }
-        for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
-            record = image.record
-            file_name = record.source
+        stage = partial(coco_images, selection=selection, val_fraction=val_fraction, copy_images=copy_images)
+        for image in staged(manifest_uri, selection, summary, stage, parallel):
             if copy_images:
-                file_name = image.stem + image.suffix
-                rel = f"images/{image.split}/{file_name}"
-                if not copy_image(out, record.source, rel, summary, overwrite=overwrite):
+                rel = f"images/{image.split}/{image.name}"
+                if not copy_image(out, image.source, rel, summary, overwrite=overwrite):
                     continue
             images_part, annotations_part = parts[image.split]
             image_id = next_image[image.split]
             next_image[image.split] += 1
-            # hand-formatted JSON (the hot path); floats are finite, so repr is valid JSON
-            images_part.write(
-                f'{"," if image_id > 1 else ""}{{"id":{image_id},"file_name":{dumps(file_name)},'
-                f'"width":{image.width},"height":{image.height}}}'
-            )
-            for obj in image.objects:
-                x, y, w, h = coco_bbox(obj.box)
+            images_part.write(f'{"," if image_id > 1 else ""}{{"id":{image_id},{image.image}')
+            for tail in image.annotations:
                 annotations_part.write(
-                    f'{"," if annotations_in[image.split] else ""}{{"id":{next_annotation},'
-                    f'"image_id":{image_id},"category_id":{obj.class_id + 1},'
-                    f'"bbox":[{x!r},{y!r},{w!r},{h!r}],'
-                    f'"area":{round(w * h, 3)!r},"iscrowd":0,"score":{round(obj.confidence / 100.0, 4)!r}}}'
+                    f"{',' if annotations_in[image.split] else ''}"
+                    f'{{"id":{next_annotation},"image_id":{image_id},{tail}'
                 )
                 annotations_in[image.split] += 1
                 next_annotation += 1
-            count_detection(summary, image)
+            count_detection(summary, image.tally)
         categories = [
             {"id": i + 1, "name": name, "supercategory": supercategory} for i, name in enumerate(classes)
         ]
@@ -112,6 +109,47 @@ def export_coco(
                 stream.write("]}\n")
             summary.files_written += 1
     return summary
+
+
+class CocoImage(NamedTuple):
+    """One image ready to write; the writer adds the ids (`{"id":N,` and `{"id":N,"image_id":M,`)."""
+
+    source: str
+    split: str
+    name: str  # the file name of a copy
+    image: str  # the image entry's JSON after its id
+    annotations: tuple[str, ...]  # each annotation's JSON after its image id
+    tally: Tally
+
+
+def coco_images(
+    records: Iterator[ImageRecord | None],
+    summary: ExportSummary,
+    *,
+    selection: Selection,
+    val_fraction: float,
+    copy_images: bool,
+) -> Iterator[CocoImage]:
+    """The export's stage (see `pipeline`): records -> COCO entries."""
+    for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
+        name = image.stem + image.suffix
+        file_name = name if copy_images else image.record.source
+        annotations = []
+        for obj in image.objects:
+            x, y, w, h = coco_bbox(obj.box)
+            # hand-formatted JSON (the hot path); floats are finite, so repr is valid JSON
+            annotations.append(
+                f'"category_id":{obj.class_id + 1},"bbox":[{x!r},{y!r},{w!r},{h!r}],'
+                f'"area":{round(w * h, 3)!r},"iscrowd":0,"score":{round(obj.confidence / 100.0, 4)!r}}}'
+            )
+        yield CocoImage(
+            image.record.source,
+            image.split,
+            name,
+            f'"file_name":{dumps(file_name)},"width":{image.width},"height":{image.height}}}',
+            tuple(annotations),
+            image.tally,
+        )
 
 
 def _append(part: IO[str], stream: IO[str]) -> None:

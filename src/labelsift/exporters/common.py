@@ -16,12 +16,11 @@ import hashlib
 import json
 import os
 import re
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 import smart_open
 
@@ -38,6 +37,8 @@ TRAIN = "train"
 VAL = "val"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"JPEG": ".jpg", "JPG": ".jpg", "PNG": ".png"}
+BELOW_THRESHOLD = DropReason.BELOW_THRESHOLD.value
+NO_IMAGE_SIZE = DropReason.NO_IMAGE_SIZE.value
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -90,20 +91,34 @@ def key_path(source: str) -> str:
     return Path(source).as_posix().lstrip("/")
 
 
+def file_name_parts(source: str, image_format: str | None, digest: bytes | None = None) -> tuple[str, str]:
+    """(`safe_stem`, `suffix_for`) of a source, from one reading of its key path."""
+    root, ext = os.path.splitext(key_path(source))
+    return _stem(root, digest or source_digest(source)), _suffix(ext, image_format)
+
+
 def suffix_for(source: str, image_format: str | None) -> str:
-    suffix = os.path.splitext(key_path(source))[1].lower()
+    """The file extension an exported copy gets: the source's own if it is an image's, else the format's."""
+    return _suffix(os.path.splitext(key_path(source))[1], image_format)
+
+
+def safe_stem(source: str, max_len: int = 100, digest: bytes | None = None) -> str:
+    """A unique, single-segment file stem derived from the source's key path."""
+    return _stem(os.path.splitext(key_path(source))[0], digest or source_digest(source), max_len)
+
+
+def _suffix(ext: str, image_format: str | None) -> str:
+    suffix = ext.lower()
     if suffix in _IMAGE_SUFFIXES:
         return suffix
     return _EXTENSIONS.get((image_format or "").upper(), ".jpg")
 
 
-def safe_stem(source: str, max_len: int = 100, digest: bytes | None = None) -> str:
-    """A unique, single-segment file stem derived from the source's key path."""
-    stem = os.path.splitext(key_path(source))[0]
-    clean = _UNSAFE.sub("_", stem.replace("/", "_")).strip("._") or "image"
+def _stem(root: str, digest: bytes, max_len: int = 100) -> str:
+    clean = _UNSAFE.sub("_", root.replace("/", "_")).strip("._") or "image"
     if len(clean) > max_len:
         clean = clean[-max_len:].lstrip("._") or "image"
-    return f"{clean}-{(digest or source_digest(source)).hex()[:12]}"
+    return f"{clean}-{digest.hex()[:12]}"
 
 
 def check_relative(rel: str) -> str:
@@ -273,54 +288,74 @@ def prune_images(
 
 
 def pixel_boxes(
-    record: ImageRecord, instances: tuple[Instance, ...], drops: Counter[str]
+    record: ImageRecord, instances: tuple[Instance, ...], drops: dict[str, int]
 ) -> list[tuple[Instance, PixelBox]]:
     """The usable boxes of `instances` in pixels; each unusable one is counted in `drops` by reason."""
     if not instances:
         return []
-    if record.width is None or record.height is None:
-        drops[DropReason.NO_IMAGE_SIZE.value] += len(instances)
+    width, height = record.width, record.height
+    if width is None or height is None:
+        drops[NO_IMAGE_SIZE] = drops.get(NO_IMAGE_SIZE, 0) + len(instances)
         return []
     out: list[tuple[Instance, PixelBox]] = []
     for inst in instances:
-        box = to_pixels(inst.left, inst.top, inst.width, inst.height, record.width, record.height)
+        box = to_pixels(inst.left, inst.top, inst.width, inst.height, width, height)
         if isinstance(box, DropReason):
-            drops[box.value] += 1
+            drops[box.value] = drops.get(box.value, 0) + 1
         else:
             out.append((inst, box))
     return out
 
 
-def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
-    """Stream decisions for every effective record, counting records and held-out images."""
+def decisions(
+    records: Iterable[ImageRecord | None], selection: Selection, summary: ExportSummary
+) -> Iterator[Decision]:
+    """Decisions for every effective record, counting records and held-out images."""
     classes = summary.classes
-    for record in iter_records_mentioning(manifest_uri, (query.strip() for query in selection.labels)):
-        summary.records += 1
-        if record is None:  # names none of the labels and no person judged it: nothing to select
-            continue
-        decision = selection.decide(record)
-        for i, label in enumerate(decision.labels):
-            if label.outcome is Outcome.REVIEW:
-                summary.per_label[classes[i]].held_out += 1
-        yield decision
+    count = 0
+    try:
+        for record in records:
+            count += 1
+            if record is None:  # names none of the labels and no person judged it: nothing to select
+                continue
+            decision = selection.decide(record)
+            for i, label in enumerate(decision.labels):
+                if label.outcome is Outcome.REVIEW:
+                    summary.per_label[classes[i]].held_out += 1
+            yield decision
+    finally:
+        summary.records += count
 
 
-@dataclass
-class DetectionObject:
+def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
+    """`decisions` over the whole manifest, in this process (for exports bound by copying)."""
+    words = (query.strip() for query in selection.labels)
+    return decisions(iter_records_mentioning(manifest_uri, words), selection, summary)
+
+
+class DetectionObject(NamedTuple):
     class_id: int
     box: PixelBox
     confidence: float  # 0-100; 100 for a person's box
     human: bool
 
 
-@dataclass
+class Tally(NamedTuple):
+    """What the summary counts for one written image: its split and, per class, boxes and who decided."""
+
+    split: str
+    labels: tuple[tuple[int, int, bool], ...]  # (class id, boxes, decided by a person)
+
+
+@dataclass(slots=True)
 class DetectionImage:
     record: ImageRecord
     split: str
     stem: str
     suffix: str
-    objects: list[DetectionObject] = field(default_factory=list)
-    labels: list[tuple[int, LabelDecision]] = field(default_factory=list)  # selected labels with boxes
+    objects: list[DetectionObject]
+    labels: list[tuple[int, LabelDecision]]  # selected labels with boxes
+    tally: Tally
 
     @property
     def width(self) -> int:
@@ -338,7 +373,7 @@ class DetectionImage:
 
 
 def detection_images(
-    manifest_uri: str, selection: Selection, summary: ExportSummary, *, val_fraction: float | None
+    decided: Iterable[Decision], summary: ExportSummary, *, val_fraction: float | None
 ) -> Iterator[DetectionImage]:
     """Selected images with at least one usable box, one object per box, in class order.
 
@@ -348,57 +383,68 @@ def detection_images(
     warned about (`without_boxes`): the image is exported without it.
     """
     classes = summary.classes
-    for decision in iter_decisions(manifest_uri, selection, summary):
-        selected = [(i, d) for i, d in enumerate(decision.labels) if d.selected]
+    for decision in decided:
+        selected = [(i, d) for i, d in enumerate(decision.labels) if d.outcome is Outcome.SELECTED]
         if not selected:
             continue
         record = decision.record
-        drops: Counter[str] = Counter()
-        digest = source_digest(record.source)
-        image = DetectionImage(
-            record,
-            ALL if val_fraction is None else split_for(record.source, val_fraction, digest),
-            safe_stem(record.source, digest=digest),
-            suffix_for(record.source, record.format),
-        )
+        drops: dict[str, int] = {}
+        objects: list[DetectionObject] = []
+        labels: list[tuple[int, LabelDecision]] = []
+        counts: list[tuple[int, int, bool]] = []
         for class_id, label in selected:
             if label.below_threshold_boxes:
-                drops[DropReason.BELOW_THRESHOLD.value] += label.below_threshold_boxes
+                drops[BELOW_THRESHOLD] = drops.get(BELOW_THRESHOLD, 0) + label.below_threshold_boxes
             boxes = pixel_boxes(record, label.instances, drops)
             if not boxes:
                 continue
-            image.labels.append((class_id, label))
+            labels.append((class_id, label))
+            counts.append((class_id, len(boxes), label.human))
             for inst, box in boxes:
                 confidence = 100.0 if label.human else inst.confidence
-                image.objects.append(DetectionObject(class_id, box, confidence, label.human))
+                objects.append(DetectionObject(class_id, box, confidence, label.human))
         if drops:
             summary.drop_boxes(drops)
         if record.width is None or record.height is None:
             summary.skip(record.source, "no_image_size", "the record has no width/height; boxes need them")
             continue
-        if not image.objects:
+        if not objects:
             summary.skip(record.source, "no_boxes", "selected, but no usable box for any selected label")
             continue
-        with_boxes = {i for i, _ in image.labels}
-        for class_id, _ in selected:
-            if class_id not in with_boxes:
-                summary.per_label[classes[class_id]].without_boxes += 1
-                summary.warn(
-                    record.source,
-                    "label_without_boxes",
-                    "selected for this label but it has no usable box here; exported without it",
-                    classes[class_id],
-                )
-        yield image
+        if len(labels) < len(selected):
+            with_boxes = {i for i, _ in labels}
+            for class_id, _ in selected:
+                if class_id not in with_boxes:
+                    summary.per_label[classes[class_id]].without_boxes += 1
+                    summary.warn(
+                        record.source,
+                        "label_without_boxes",
+                        "selected for this label but it has no usable box here; exported without it",
+                        classes[class_id],
+                    )
+        digest = source_digest(record.source)
+        stem, suffix = file_name_parts(record.source, record.format, digest)
+        split = ALL if val_fraction is None else split_for(record.source, val_fraction, digest)
+        yield DetectionImage(record, split, stem, suffix, objects, labels, Tally(split, tuple(counts)))
 
 
-def count_detection(summary: ExportSummary, image: DetectionImage) -> None:
+class AnnotationFile(NamedTuple):
+    """One image's own annotation file (YOLO, VOC), ready to write."""
+
+    source: str
+    split: str
+    stem: str
+    name: str  # the file name of a copy of the image: stem + suffix
+    text: str
+    tally: Tally
+
+
+def count_detection(summary: ExportSummary, tally: Tally) -> None:
     """Count an image once it has been written."""
     classes = summary.classes
-    summary.count_export(image.split)
-    per_class: Counter[int] = Counter(obj.class_id for obj in image.objects)
-    for class_id, label in image.labels:
-        summary.count_image(classes[class_id], image.split, per_class[class_id], human=label.human)
+    summary.count_export(tally.split)
+    for class_id, boxes, human in tally.labels:
+        summary.count_image(classes[class_id], tally.split, boxes, human=human)
 
 
 def error_code(error: Exception) -> str:

@@ -19,25 +19,37 @@ export's one class order. Every written line is checked against the Custom Label
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, NamedTuple
 
 from labelsift.geometry import gt_box
 from labelsift.models import ImageRecord
-from labelsift.select import LabelDecision, Selection
+from labelsift.select import Decision, LabelDecision, Selection
 
 from .common import (
+    DetectionImage,
+    Tally,
     claim_file,
     class_names,
     count_detection,
+    decisions,
     detection_images,
     dump_json,
-    iter_decisions,
     open_output_file,
 )
+from .pipeline import PER_CORE, Parallel, staged
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
-from .validation import CLASSIFICATION, DETECTION, MULTILABEL, CustomLabelsChecker, attribute_problem
+from .validation import (
+    CLASSIFICATION,
+    DETECTION,
+    MULTILABEL,
+    CustomLabelsChecker,
+    LineCheck,
+    attribute_problem,
+    inspect_line,
+)
 
 Task = Literal["classification", "multilabel", "per-label", "boxes"]
 DEFAULT_ATTRIBUTE: dict[str, str] = {
@@ -83,6 +95,7 @@ def export_groundtruth(
     test_dataset: bool = False,
     overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     """Write the manifest to `dest` (a file: local path or `s3://`); returns what was written.
 
@@ -101,90 +114,132 @@ def export_groundtruth(
     )
     claim_file(dest, "Ground Truth", overwrite=overwrite)
     checker = CustomLabelsChecker(test_dataset=test_dataset) if check and task != "multilabel" else None
+    stage = partial(
+        groundtruth_lines,
+        selection=selection,
+        task=task,
+        attr=attr,
+        classes=classes,
+        check=checker is not None,
+    )
     with open_output_file(dest) as stream:
-
-        def emit(line: dict[str, Any]) -> None:
-            text = dump_json(line) + "\n"
-            stream.write(text)
+        for line in staged(manifest_uri, selection, summary, stage, parallel):
+            stream.write(line.text)
             summary.lines_written += 1
-            if checker is not None:
-                for violation in checker.check(summary.lines_written, line, len(text.encode("utf-8"))):
+            if checker is not None and line.check is not None:
+                for violation in checker.add(summary.lines_written, line.check, line.size, line.source):
                     summary.violate(violation.line, violation.rule, violation.message, violation.source)
-
-        if task == "boxes":
-            class_map = {str(i): name for i, name in enumerate(classes)}
-            for image in detection_images(manifest_uri, selection, summary, val_fraction=None):
-                record = image.record
-                annotations = []
-                objects = []
-                for obj in image.objects:
-                    left, top, width, height = gt_box(obj.box)
-                    annotations.append(
-                        {"class_id": obj.class_id, "left": left, "top": top, "width": width, "height": height}
-                    )
-                    objects.append({"confidence": 1.0 if obj.human else round(obj.confidence / 100.0, 4)})
-                dates = [_decided_at(record, d) for _, d in image.labels]
-                emit(
-                    {
-                        "source-ref": record.source,
-                        attr: {
-                            "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
-                            "annotations": annotations,
-                        },
-                        f"{attr}-metadata": {
-                            "objects": objects,
-                            "class-map": class_map,
-                            "type": DETECTION,
-                            "human-annotated": _yes(image.human),
-                            "creation-date": gt_date(max(dates)),
-                            "job-name": f"labeling-job/{attr}",
-                        },
-                    }
-                )
-                count_detection(summary, image)
-        else:
-            for decision in iter_decisions(manifest_uri, selection, summary):
-                chosen = [(i, d) for i, d in enumerate(decision.labels) if d.selected]
-                if not chosen:
-                    continue
-                record = decision.record
-                line: dict[str, Any] = {"source-ref": record.source}
-                if task == "classification":
-                    if len(chosen) > 1:
-                        summary.warn(
-                            record.source,
-                            "several_labels",
-                            f"selected for {[classes[i] for i, _ in chosen]}; single-label classification "
-                            "keeps the most confident",
-                        )
-                        chosen = [max(chosen, key=lambda c: (c[1].human, c[1].confidence))]
-                    i, d = chosen[0]
-                    line[attr] = i
-                    line[f"{attr}-metadata"] = _class_metadata(classes[i], d, record, attr)
-                elif task == "per-label":
-                    for i, d in chosen:
-                        line[f"{attr}{i}"] = i
-                        line[f"{attr}{i}-metadata"] = _class_metadata(classes[i], d, record, f"{attr}{i}")
-                else:
-                    line[attr] = [i for i, _ in chosen]
-                    line[f"{attr}-metadata"] = {
-                        "class-map": {str(i): classes[i] for i, _ in chosen},
-                        "confidence-map": {str(i): _confidence(d) for i, d in chosen},
-                        "type": MULTILABEL,
-                        "job-name": f"labeling-job/{attr}",
-                        "human-annotated": _yes(any(d.human for _, d in chosen)),
-                        "creation-date": gt_date(max(_decided_at(record, d) for _, d in chosen)),
-                    }
-                emit(line)
-                summary.count_export(ALL)
-                for i, d in chosen:
-                    summary.count_image(classes[i], ALL, 0, human=d.human)
+            count_detection(summary, line.tally)
     summary.files_written = 1
     if checker is not None:
         for violation in checker.finish():
             summary.violate(violation.line, violation.rule, violation.message)
         summary.invalid_lines = checker.invalid_lines
     return summary
+
+
+class GroundTruthLine(NamedTuple):
+    """One output line, ready to write, with its rule check (None when not checking)."""
+
+    source: str
+    text: str  # JSON and its newline
+    size: int  # bytes
+    check: LineCheck | None
+    tally: Tally
+
+
+def groundtruth_lines(
+    records: Iterator[ImageRecord | None],
+    summary: ExportSummary,
+    *,
+    selection: Selection,
+    task: Task,
+    attr: str,
+    classes: list[str],
+    check: bool,
+) -> Iterator[GroundTruthLine]:
+    """The export's stage (see `pipeline`): records -> Ground Truth lines."""
+    decided = decisions(records, selection, summary)
+    lines: Iterator[tuple[str, dict[str, Any], Tally]]
+    if task == "boxes":
+        lines = (
+            _boxes_line(image, attr, classes)
+            for image in detection_images(decided, summary, val_fraction=None)
+        )
+    else:
+        lines = _classification_lines(decided, summary, task, attr, classes)
+    for source, line, tally in lines:
+        text = dump_json(line) + "\n"
+        yield GroundTruthLine(
+            source, text, len(text.encode("utf-8")), inspect_line(line) if check else None, tally
+        )
+
+
+def _boxes_line(image: DetectionImage, attr: str, classes: list[str]) -> tuple[str, dict[str, Any], Tally]:
+    record = image.record
+    annotations = []
+    objects = []
+    for obj in image.objects:
+        left, top, width, height = gt_box(obj.box)
+        annotations.append(
+            {"class_id": obj.class_id, "left": left, "top": top, "width": width, "height": height}
+        )
+        objects.append({"confidence": 1.0 if obj.human else round(obj.confidence / 100.0, 4)})
+    dates = [_decided_at(record, d) for _, d in image.labels]
+    line = {
+        "source-ref": record.source,
+        attr: {
+            "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
+            "annotations": annotations,
+        },
+        f"{attr}-metadata": {
+            "objects": objects,
+            "class-map": {str(i): name for i, name in enumerate(classes)},
+            "type": DETECTION,
+            "human-annotated": _yes(image.human),
+            "creation-date": gt_date(max(dates)),
+            "job-name": f"labeling-job/{attr}",
+        },
+    }
+    return record.source, line, image.tally
+
+
+def _classification_lines(
+    decided: Iterator[Decision], summary: ExportSummary, task: Task, attr: str, classes: list[str]
+) -> Iterator[tuple[str, dict[str, Any], Tally]]:
+    for decision in decided:
+        chosen = [(i, d) for i, d in enumerate(decision.labels) if d.selected]
+        if not chosen:
+            continue
+        record = decision.record
+        line: dict[str, Any] = {"source-ref": record.source}
+        if task == "classification":
+            if len(chosen) > 1:
+                summary.warn(
+                    record.source,
+                    "several_labels",
+                    f"selected for {[classes[i] for i, _ in chosen]}; single-label classification "
+                    "keeps the most confident",
+                )
+                chosen = [max(chosen, key=lambda c: (c[1].human, c[1].confidence))]
+            i, d = chosen[0]
+            line[attr] = i
+            line[f"{attr}-metadata"] = _class_metadata(classes[i], d, record, attr)
+        elif task == "per-label":
+            for i, d in chosen:
+                line[f"{attr}{i}"] = i
+                line[f"{attr}{i}-metadata"] = _class_metadata(classes[i], d, record, f"{attr}{i}")
+        else:
+            line[attr] = [i for i, _ in chosen]
+            line[f"{attr}-metadata"] = {
+                "class-map": {str(i): classes[i] for i, _ in chosen},
+                "confidence-map": {str(i): _confidence(d) for i, d in chosen},
+                "type": MULTILABEL,
+                "job-name": f"labeling-job/{attr}",
+                "human-annotated": _yes(any(d.human for _, d in chosen)),
+                "creation-date": gt_date(max(_decided_at(record, d) for _, d in chosen)),
+            }
+        yield record.source, line, Tally(ALL, tuple((i, 0, d.human) for i, d in chosen))
 
 
 def _class_metadata(name: str, decision: LabelDecision, record: ImageRecord, attr: str) -> dict[str, Any]:

@@ -7,8 +7,6 @@ when some were left out of the lists (never out of the counts).
 
 from __future__ import annotations
 
-from collections import Counter
-
 from pydantic import BaseModel, Field
 
 DEFAULT_DETAIL_LIMIT = 10_000
@@ -47,6 +45,11 @@ class PlannedCopy(BaseModel):
     label: str
 
 
+def _add_counts(into: dict[str, int], more: dict[str, int]) -> None:
+    for key, n in more.items():
+        into[key] = into.get(key, 0) + n
+
+
 class ExportSummary(BaseModel):
     format: str
     manifest: str
@@ -69,6 +72,7 @@ class ExportSummary(BaseModel):
     replaced: int = Field(
         default=0, description="Files of an earlier export at the destination, deleted first (overwrite)."
     )
+    workers: int = Field(default=1, description="Processes that did the per-record work (1: this one).")
     dry_run: bool = False
     plan: list[PlannedCopy] = Field(default_factory=list)
     details_truncated: bool = False
@@ -103,7 +107,7 @@ class ExportSummary(BaseModel):
     def count_export(self, split: str) -> None:
         self.images[split] = self.images.get(split, 0) + 1
 
-    def drop_boxes(self, reasons: Counter[str]) -> None:
+    def drop_boxes(self, reasons: dict[str, int]) -> None:
         for reason, n in reasons.items():
             self.dropped_boxes[reason] = self.dropped_boxes.get(reason, 0) + n
 
@@ -125,6 +129,46 @@ class ExportSummary(BaseModel):
         if self._keep(self.plan):
             self.plan.append(PlannedCopy(source=source, destination=destination, label=label))
 
+    def blank(self) -> ExportSummary:
+        """An empty summary of the same export, for a part of it counted elsewhere (`absorb`)."""
+        return ExportSummary.start(
+            self.format, self.manifest, self.destination, self.classes, detail_limit=self.detail_limit
+        )
+
+    def absorb(self, part: ExportSummary) -> None:
+        """Add the counts and details of `part` (a `blank()` filled by a worker) to this one."""
+        for name in _COUNTS:
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        for name in _TALLIES:
+            _add_counts(getattr(self, name), getattr(part, name))
+        for label, counts in part.per_label.items():
+            mine = self.per_label[label]
+            _add_counts(mine.images, counts.images)
+            _add_counts(mine.boxes, counts.boxes)
+            mine.held_out += counts.held_out
+            mine.human += counts.human
+            mine.without_boxes += counts.without_boxes
+        for name in _DETAILS:
+            mine_items, items = getattr(self, name), getattr(part, name)
+            room = max(0, self.detail_limit - len(mine_items))
+            mine_items.extend(items[:room])
+            if len(items) > room:
+                self.details_truncated = True
+        self.details_truncated = self.details_truncated or part.details_truncated
+
     @property
     def total_images(self) -> int:
         return sum(self.images.values())
+
+
+_COUNTS = (
+    "records",
+    "lines_written",
+    "invalid_lines",
+    "files_written",
+    "copied",
+    "already_present",
+    "replaced",
+)
+_TALLIES = ("images", "dropped_boxes", "skipped", "violations")
+_DETAILS = ("skipped_images", "warnings", "violation_lines", "plan")

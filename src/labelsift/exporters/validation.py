@@ -29,7 +29,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from .summary import Violation
 
@@ -88,6 +88,145 @@ def _common_metadata(meta: dict[str, Any], problems: list[tuple[str, str]], rule
         problems.append((rule, "'creation-date' must be an ISO-8601 date"))
 
 
+class LineCheck(NamedTuple):
+    """What one line breaks, and what it holds that the whole-file rules count."""
+
+    problems: tuple[tuple[str, str], ...]  # (rule, message)
+    labels: frozenset[str]
+    kinds: tuple[str, ...]  # the type of each label attribute
+
+
+def inspect_line(line: dict[str, Any]) -> LineCheck:
+    """The per-line rules, on their own (no counting): a pure function of the line."""
+    problems: list[tuple[str, str]] = []
+    kinds: list[str] = []
+    source = line.get("source-ref")
+    if not isinstance(source, str) or not source.startswith("s3://") or "/" not in source[5:].strip("/"):
+        problems.append(("source-ref", f"'source-ref' must be an s3://bucket/key URI, got {source!r}"))
+    attributes = [k for k in line if k != "source-ref" and not k.endswith("-metadata")]
+    for key in line:
+        if key.endswith("-metadata") and key[: -len("-metadata")] not in line:
+            problems.append(("metadata", f"{key!r} has no attribute {key[: -len('-metadata')]!r}"))
+    labels: set[str] = set()
+    boxes = 0
+    for attr in attributes:
+        why = attribute_problem(attr)
+        if why is not None:
+            problems.append(("attribute-name", why))
+        meta = line.get(f"{attr}-metadata")
+        if not isinstance(meta, dict):
+            problems.append(("metadata", f"attribute {attr!r} has no '{attr}-metadata' object"))
+            continue
+        kind = meta.get("type")
+        kinds.append(str(kind))
+        if kind == CLASSIFICATION:
+            name = _classification(attr, line[attr], meta, problems)
+            if name is not None:
+                labels.add(name)
+        elif kind == DETECTION:
+            found, count = _detection(line[attr], meta, problems)
+            labels |= found
+            boxes += count
+        else:
+            problems.append(("line-type", f"attribute {attr!r}: type {kind!r} is not accepted"))
+    if not attributes:
+        problems.append(("metadata", "the line has no label attribute"))
+    if len(labels) > MAX_LABELS_PER_IMAGE:
+        problems.append(("labels-per-image", f"{len(labels)} labels (at most {MAX_LABELS_PER_IMAGE})"))
+    if boxes > MAX_BOXES_PER_IMAGE:
+        problems.append(("boxes-per-image", f"{boxes} boxes (at most {MAX_BOXES_PER_IMAGE})"))
+    return LineCheck(tuple(problems), frozenset(labels), tuple(kinds))
+
+
+def _classification(
+    attr: str, value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
+) -> str | None:
+    rule = "classification-metadata"
+    name = meta.get("class-name")
+    if not isinstance(name, str) or not name:
+        problems.append((rule, f"{attr!r}: 'class-name' is missing"))
+        name = None
+    confidence = meta.get("confidence")
+    if not _in_unit(confidence):
+        problems.append((rule, f"{attr!r}: 'confidence' must be a number within 0-1, got {confidence!r}"))
+    if not _is_int(value):
+        problems.append((rule, f"{attr!r}: the value must be an integer class id, got {value!r}"))
+    _common_metadata(meta, problems, rule)
+    return name
+
+
+def _detection(value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]) -> tuple[set[str], int]:
+    rule = "detection-format"
+    if not isinstance(value, dict):
+        problems.append((rule, "the attribute must hold 'image_size' and 'annotations'"))
+        return set(), 0
+    size = value.get("image_size")
+    width = height = None
+    if (
+        isinstance(size, list)
+        and len(size) == 1
+        and isinstance(size[0], dict)
+        and _is_number(size[0].get("width"))
+        and _is_number(size[0].get("height"))
+        and size[0]["width"] > 0
+        and size[0]["height"] > 0
+    ):
+        width, height = float(size[0]["width"]), float(size[0]["height"])
+    else:
+        problems.append((rule, "'image_size' must be a one-element list with width and height"))
+    annotations = value.get("annotations")
+    if not isinstance(annotations, list):
+        problems.append((rule, "'annotations' must be a list"))
+        return set(), 0
+    objects = meta.get("objects")
+    if not isinstance(objects, list) or len(objects) != len(annotations):
+        problems.append((rule, "'objects' must have one entry per annotation"))
+    else:
+        for obj in objects:
+            confidence = obj.get("confidence") if isinstance(obj, dict) else None
+            if not _in_unit(confidence):
+                problems.append((rule, f"object confidence must be within 0-1, got {confidence!r}"))
+                break
+    class_map = meta.get("class-map")
+    if not isinstance(class_map, dict):
+        problems.append((rule, "'class-map' is missing"))
+        class_map = {}
+    _common_metadata(meta, problems, rule)
+    scale = 1.0
+    if width is not None and height is not None:
+        scale = min(1.0, SCALED_LONGEST_SIDE / max(width, height))
+    labels: set[str] = set()
+    for i, ann in enumerate(annotations):
+        keys = ("class_id", "left", "top", "width", "height")
+        if not isinstance(ann, dict) or not all(_is_int(ann.get(k)) for k in keys):
+            problems.append((rule, f"annotation {i}: needs integer {', '.join(keys)}"))
+            continue
+        name = class_map.get(str(ann["class_id"]))
+        if name is None:
+            problems.append((rule, f"annotation {i}: class_id {ann['class_id']} is not in 'class-map'"))
+        else:
+            labels.add(str(name))
+        left, top, w, h = ann["left"], ann["top"], ann["width"], ann["height"]
+        if (
+            left < 0
+            or top < 0
+            or w <= 0
+            or h <= 0
+            or (width is not None and left + w > width)
+            or (height is not None and top + h > height)
+        ):
+            problems.append(("box-inside-image", f"annotation {i}: box {[left, top, w, h]} is off the image"))
+        elif w * scale <= 1.0 or h * scale <= 1.0:
+            problems.append(
+                (
+                    "box-too-small",
+                    f"annotation {i}: {w}x{h} px is not larger than 1x1 px once the image is "
+                    f"scaled by {scale:.4f} to a longest side of {SCALED_LONGEST_SIDE}",
+                )
+            )
+    return labels, len(annotations)
+
+
 @dataclass
 class CustomLabelsChecker:
     test_dataset: bool = False
@@ -100,142 +239,22 @@ class CustomLabelsChecker:
 
     def check(self, line_no: int, line: dict[str, Any], size: int) -> list[Violation]:
         """The rules this line breaks (empty when it is valid)."""
+        source = line.get("source-ref")
+        return self.add(line_no, inspect_line(line), size, source if isinstance(source, str) else None)
+
+    def add(self, line_no: int, check: LineCheck, size: int, source: str | None) -> list[Violation]:
+        """Count a line inspected elsewhere (`inspect_line`); its violations, numbered `line_no`."""
         self.lines += 1
         self.bytes += size
-        problems: list[tuple[str, str]] = []
-        source = line.get("source-ref")
-        if not isinstance(source, str) or not source.startswith("s3://") or "/" not in source[5:].strip("/"):
-            problems.append(("source-ref", f"'source-ref' must be an s3://bucket/key URI, got {source!r}"))
-        attributes = [k for k in line if k != "source-ref" and not k.endswith("-metadata")]
-        for key in line:
-            if key.endswith("-metadata") and key[: -len("-metadata")] not in line:
-                problems.append(("metadata", f"{key!r} has no attribute {key[: -len('-metadata')]!r}"))
-        labels: set[str] = set()
-        boxes = 0
-        for attr in attributes:
-            why = attribute_problem(attr)
-            if why is not None:
-                problems.append(("attribute-name", why))
-            meta = line.get(f"{attr}-metadata")
-            if not isinstance(meta, dict):
-                problems.append(("metadata", f"attribute {attr!r} has no '{attr}-metadata' object"))
-                continue
-            kind = meta.get("type")
-            self.kinds[str(kind)] += 1
-            if kind == CLASSIFICATION:
-                name = self._classification(attr, line[attr], meta, problems)
-                if name is not None:
-                    labels.add(name)
-            elif kind == DETECTION:
-                found, count = self._detection(line[attr], meta, problems)
-                labels |= found
-                boxes += count
-            else:
-                problems.append(("line-type", f"attribute {attr!r}: type {kind!r} is not accepted"))
-        if not attributes:
-            problems.append(("metadata", "the line has no label attribute"))
-        if len(labels) > MAX_LABELS_PER_IMAGE:
-            problems.append(("labels-per-image", f"{len(labels)} labels (at most {MAX_LABELS_PER_IMAGE})"))
-        if boxes > MAX_BOXES_PER_IMAGE:
-            problems.append(("boxes-per-image", f"{boxes} boxes (at most {MAX_BOXES_PER_IMAGE})"))
-        self.classes |= labels
-        for name in labels:
-            self.images_per_class[name] += 1
-        if problems:
+        self.kinds.update(check.kinds)
+        self.classes |= check.labels
+        self.images_per_class.update(check.labels)
+        if check.problems:
             self.invalid_lines += 1
-        src = source if isinstance(source, str) else None
-        return [Violation(line=line_no, rule=rule, message=message, source=src) for rule, message in problems]
-
-    def _classification(
-        self, attr: str, value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
-    ) -> str | None:
-        rule = "classification-metadata"
-        name = meta.get("class-name")
-        if not isinstance(name, str) or not name:
-            problems.append((rule, f"{attr!r}: 'class-name' is missing"))
-            name = None
-        confidence = meta.get("confidence")
-        if not _in_unit(confidence):
-            problems.append((rule, f"{attr!r}: 'confidence' must be a number within 0-1, got {confidence!r}"))
-        if not _is_int(value):
-            problems.append((rule, f"{attr!r}: the value must be an integer class id, got {value!r}"))
-        _common_metadata(meta, problems, rule)
-        return name
-
-    def _detection(
-        self, value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
-    ) -> tuple[set[str], int]:
-        rule = "detection-format"
-        if not isinstance(value, dict):
-            problems.append((rule, "the attribute must hold 'image_size' and 'annotations'"))
-            return set(), 0
-        size = value.get("image_size")
-        width = height = None
-        if (
-            isinstance(size, list)
-            and len(size) == 1
-            and isinstance(size[0], dict)
-            and _is_number(size[0].get("width"))
-            and _is_number(size[0].get("height"))
-            and size[0]["width"] > 0
-            and size[0]["height"] > 0
-        ):
-            width, height = float(size[0]["width"]), float(size[0]["height"])
-        else:
-            problems.append((rule, "'image_size' must be a one-element list with width and height"))
-        annotations = value.get("annotations")
-        if not isinstance(annotations, list):
-            problems.append((rule, "'annotations' must be a list"))
-            return set(), 0
-        objects = meta.get("objects")
-        if not isinstance(objects, list) or len(objects) != len(annotations):
-            problems.append((rule, "'objects' must have one entry per annotation"))
-        else:
-            for obj in objects:
-                confidence = obj.get("confidence") if isinstance(obj, dict) else None
-                if not _in_unit(confidence):
-                    problems.append((rule, f"object confidence must be within 0-1, got {confidence!r}"))
-                    break
-        class_map = meta.get("class-map")
-        if not isinstance(class_map, dict):
-            problems.append((rule, "'class-map' is missing"))
-            class_map = {}
-        _common_metadata(meta, problems, rule)
-        scale = 1.0
-        if width is not None and height is not None:
-            scale = min(1.0, SCALED_LONGEST_SIDE / max(width, height))
-        labels: set[str] = set()
-        for i, ann in enumerate(annotations):
-            keys = ("class_id", "left", "top", "width", "height")
-            if not isinstance(ann, dict) or not all(_is_int(ann.get(k)) for k in keys):
-                problems.append((rule, f"annotation {i}: needs integer {', '.join(keys)}"))
-                continue
-            name = class_map.get(str(ann["class_id"]))
-            if name is None:
-                problems.append((rule, f"annotation {i}: class_id {ann['class_id']} is not in 'class-map'"))
-            else:
-                labels.add(str(name))
-            left, top, w, h = ann["left"], ann["top"], ann["width"], ann["height"]
-            if (
-                left < 0
-                or top < 0
-                or w <= 0
-                or h <= 0
-                or (width is not None and left + w > width)
-                or (height is not None and top + h > height)
-            ):
-                problems.append(
-                    ("box-inside-image", f"annotation {i}: box {[left, top, w, h]} is off the image")
-                )
-            elif w * scale <= 1.0 or h * scale <= 1.0:
-                problems.append(
-                    (
-                        "box-too-small",
-                        f"annotation {i}: {w}x{h} px is not larger than 1x1 px once the image is "
-                        f"scaled by {scale:.4f} to a longest side of {SCALED_LONGEST_SIDE}",
-                    )
-                )
-        return labels, len(annotations)
+        return [
+            Violation(line=line_no, rule=rule, message=message, source=source)
+            for rule, message in check.problems
+        ]
 
     def finish(self) -> list[Violation]:
         """The whole-manifest rules, reported on line 0."""

@@ -11,15 +11,18 @@ loader must apply the EXIF tag (OpenCV's `imread` does by default, PIL needs `ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from functools import partial
 from xml.sax.saxutils import escape
 
 from labelsift.geometry import voc_box
+from labelsift.models import ImageRecord
 from labelsift.select import Selection
 
 from .common import (
     TRAIN,
     VAL,
+    AnnotationFile,
     Closing,
     DetectionImage,
     OutputDir,
@@ -28,9 +31,11 @@ from .common import (
     class_names,
     copy_image,
     count_detection,
+    decisions,
     detection_images,
     prune_images,
 )
+from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
@@ -57,6 +62,22 @@ def voc_xml(image: DetectionImage, classes: list[str], depth: int = 3) -> str:
     return "".join(parts)
 
 
+def voc_files(
+    records: Iterator[ImageRecord | None],
+    summary: ExportSummary,
+    *,
+    selection: Selection,
+    classes: list[str],
+    val_fraction: float,
+) -> Iterator[AnnotationFile]:
+    """The export's stage (see `pipeline`): records -> XML files."""
+    for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
+        name = image.stem + image.suffix
+        yield AnnotationFile(
+            image.record.source, image.split, image.stem, name, voc_xml(image, classes), image.tally
+        )
+
+
 def export_voc(
     manifest_uri: str,
     dest: str,
@@ -68,6 +89,7 @@ def export_voc(
     copy_images: bool = True,
     overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
     out = OutputDir(dest, storage)
@@ -77,15 +99,16 @@ def export_voc(
     )
     with Closing() as closing:
         lists = {split: closing.add(out.open_text(f"ImageSets/Main/{split}.txt")) for split in (TRAIN, VAL)}
-        for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
+        stage = partial(voc_files, selection=selection, classes=classes, val_fraction=val_fraction)
+        for image in staged(manifest_uri, selection, summary, stage, parallel):
             if copy_images:
-                rel = f"JPEGImages/{image.stem}{image.suffix}"
-                if not copy_image(out, image.record.source, rel, summary, overwrite=overwrite):
+                rel = f"JPEGImages/{image.name}"
+                if not copy_image(out, image.source, rel, summary, overwrite=overwrite):
                     continue
-            out.write_bytes(f"Annotations/{image.stem}.xml", voc_xml(image, classes).encode("utf-8"))
+            out.write_bytes(f"Annotations/{image.stem}.xml", image.text.encode("utf-8"))
             lists[image.split].write(image.stem + "\n")
             summary.files_written += 1
-            count_detection(summary, image)
+            count_detection(summary, image.tally)
     summary.files_written += 2
     out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
     summary.files_written += 1

@@ -10,24 +10,28 @@ copied unchanged, and Ultralytics applies the EXIF tag when it loads them, so th
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import partial
 
 from labelsift.geometry import yolo_box
+from labelsift.models import ImageRecord
 from labelsift.select import Selection
 
 from .common import (
     TRAIN,
     VAL,
+    AnnotationFile,
     OutputDir,
     StorageLike,
     claim_destination,
     class_names,
     copy_image,
     count_detection,
+    decisions,
     detection_images,
     prune_images,
 )
+from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
@@ -42,6 +46,23 @@ def _label_file(split: str, stem: str) -> str:
     return f"labels/{split}/{stem}.txt"
 
 
+def yolo_files(
+    records: Iterator[ImageRecord | None],
+    summary: ExportSummary,
+    *,
+    selection: Selection,
+    val_fraction: float,
+) -> Iterator[AnnotationFile]:
+    """The export's stage (see `pipeline`): records -> label files."""
+    for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
+        lines = []
+        for obj in image.objects:
+            xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
+            lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
+        name = image.stem + image.suffix
+        yield AnnotationFile(image.record.source, image.split, image.stem, name, "".join(lines), image.tally)
+
+
 def export_yolo(
     manifest_uri: str,
     dest: str,
@@ -53,23 +74,21 @@ def export_yolo(
     copy_images: bool = True,
     overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
     out = OutputDir(dest, storage)
     summary = ExportSummary.start("yolo", manifest_uri, dest, classes, detail_limit=detail_limit)
     replacing = claim_destination(out, ("labels", "data.yaml"), "YOLO", summary, overwrite=overwrite)
-    for image in detection_images(manifest_uri, selection, summary, val_fraction=val_fraction):
+    stage = partial(yolo_files, selection=selection, val_fraction=val_fraction)
+    for image in staged(manifest_uri, selection, summary, stage, parallel):
         if copy_images:
-            rel = f"images/{image.split}/{image.stem}{image.suffix}"
-            if not copy_image(out, image.record.source, rel, summary, overwrite=overwrite):
+            rel = f"images/{image.split}/{image.name}"
+            if not copy_image(out, image.source, rel, summary, overwrite=overwrite):
                 continue
-        lines = []
-        for obj in image.objects:
-            xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
-            lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
-        out.write_bytes(f"labels/{image.split}/{image.stem}.txt", "".join(lines).encode("utf-8"))
+        out.write_bytes(_label_file(image.split, image.stem), image.text.encode("utf-8"))
         summary.files_written += 1
-        count_detection(summary, image)
+        count_detection(summary, image.tally)
     out.write_bytes("data.yaml", data_yaml(out.root, classes).encode("utf-8"))
     summary.files_written += 1
     if replacing:

@@ -1,0 +1,141 @@
+"""Where an export's per-record work runs: in this process, or spread over worker processes.
+
+An export is two halves. The *stage* turns records into what gets written (parsing and validating
+each line, selecting, converting boxes, formatting); it depends on nothing but the record, so it
+can run anywhere. The *writer* (the exporter's own loop) assigns ids, copies images, writes files
+and counts what it wrote; it stays here, in manifest order.
+
+The first `Parallel.inline_first` records run here; if the manifest goes on, the rest are cut into
+batches of `Parallel.batch` lines and handed to `Parallel.workers` processes (default: one per
+core), at most two batches per worker in flight, so memory stays flat. Results come back in
+manifest order, so the output is byte for byte what one process writes, and the worker's part of
+the summary (skips, drops, held-out images) is added to the export's (`ExportSummary.absorb`).
+A bad line raises the same `ManifestError` at the same place as in one process.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from itertools import chain, islice
+from typing import TypeVar
+
+from labelsift.manifest import Line, effective_lines, records_from
+from labelsift.models import ImageRecord
+from labelsift.select import Selection
+
+from .summary import ExportSummary
+
+T = TypeVar("T")
+# A stage: records (None for one that names no selected label) -> items to write. It must be a
+# module-level function (or a functools.partial of one) so that workers can receive it.
+Stage = Callable[[Iterator[ImageRecord | None], ExportSummary], Iterator[T]]
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """How to spread an export: `workers` None = one per available core; 1 = all in this process."""
+
+    workers: int | None = None
+    inline_first: int = 2_000  # records done here before any worker starts (small exports: all)
+    batch: int = 2_000  # lines per batch handed to a worker
+
+    def __post_init__(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers: {self.workers} is not a positive number of processes")
+        if self.inline_first < 0 or self.batch < 1:
+            raise ValueError("inline_first must be >= 0 and batch >= 1")
+
+    def worker_count(self) -> int:
+        """Processes to use: 1 where workers cannot be forked (see `can_fork`)."""
+        if not can_fork():
+            return 1
+        if self.workers is not None:
+            return self.workers
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def can_fork() -> bool:
+    """Workers are forked: no start-up cost and no re-import of the caller's script (which spawned
+    workers need, and an unguarded script cannot give). They only parse, select and format, holding
+    no lock another thread could have held at the fork. Elsewhere than Linux (no fork, or macOS,
+    where forking is unsafe) all runs in this process."""
+    return sys.platform.startswith("linux")
+
+
+PER_CORE = Parallel()
+
+
+def staged(
+    manifest_uri: str,
+    selection: Selection,
+    summary: ExportSummary,
+    stage: Stage[T],
+    parallel: Parallel = PER_CORE,
+) -> Iterator[T]:
+    """The stage's items for every effective record of the manifest, in manifest order."""
+    words = [query.strip() for query in selection.labels]
+    lines = effective_lines(manifest_uri)
+    workers = parallel.worker_count()
+    first = lines if workers <= 1 else islice(lines, parallel.inline_first)
+    yield from stage(records_from(manifest_uri, first, words), summary)
+    if workers > 1:
+        yield from _in_workers(manifest_uri, words, lines, summary, stage, parallel, workers)
+
+
+def _in_workers(
+    manifest_uri: str,
+    words: list[str],
+    lines: Iterator[Line],
+    summary: ExportSummary,
+    stage: Stage[T],
+    parallel: Parallel,
+    workers: int,
+) -> Iterator[T]:
+    batches = _batches(lines, parallel.batch)
+    first = next(batches, None)
+    if first is None:
+        return
+    context = multiprocessing.get_context("fork")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    summary.workers = workers
+    pending: deque[Future[tuple[list[T], ExportSummary]]] = deque()
+    try:
+        for batch in chain([first], batches):
+            pending.append(pool.submit(run_batch, manifest_uri, words, batch, summary.blank(), stage))
+            if len(pending) >= 2 * workers:
+                yield from _collect(pending.popleft(), summary)
+        while pending:
+            yield from _collect(pending.popleft(), summary)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_batch(
+    manifest_uri: str, words: list[str], batch: list[Line], part: ExportSummary, stage: Stage[T]
+) -> tuple[list[T], ExportSummary]:
+    """In a worker: the stage over one batch of lines, and the summary of that batch alone."""
+    items = list(stage(records_from(manifest_uri, batch, words), part))
+    return items, part
+
+
+def _collect(future: Future[tuple[list[T], ExportSummary]], summary: ExportSummary) -> list[T]:
+    items, part = future.result()
+    summary.absorb(part)
+    return items
+
+
+def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
+    while batch := list(islice(lines, size)):
+        yield batch
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C reaches the whole process group; the exporter, not each worker, handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -1,0 +1,143 @@
+"""Exports spread over worker processes write exactly what one process writes, summary included."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+from test_export_common import box, failed, label, record, write_manifest
+
+from labelsift.exporters.coco import export_coco
+from labelsift.exporters.groundtruth import Task, export_groundtruth
+from labelsift.exporters.pipeline import Parallel
+from labelsift.exporters.summary import _COUNTS, _DETAILS, _TALLIES, ExportSummary
+from labelsift.exporters.voc import export_voc
+from labelsift.exporters.yolo import export_yolo
+from labelsift.manifest import ManifestError, append_verdict
+from labelsift.models import ImageRecord, Verdict
+from labelsift.select import Selection
+
+ONE = Parallel(workers=1)
+# small batches, so that a few hundred records cross many batch boundaries and both workers
+TWO = Parallel(workers=2, inline_first=10, batch=37)
+SELECTION = Selection(("Bird", "Dog"), threshold=50, band=(45.0, 55.0))
+
+
+def _varied(i: int) -> ImageRecord:
+    """Records that exercise every count: boxes kept, clipped, dropped, held out, unsized, failed."""
+    source = f"s3://raw/set-{i % 7}/img-{i:04d}.jpg"
+    kind = i % 9
+    if kind == 0:
+        return failed(source)
+    if kind == 1:
+        return record(source, label("Bird", 90, box(0.1, 0.1, 0.3, 0.3)), width=None, height=None)
+    if kind == 2:
+        return record(source, label("Bird", 50, box(0.1, 0.1, 0.3, 0.3)))  # in the review band
+    if kind == 3:
+        return record(source, label("Dog", 80, box(0.5, 0.5, 0.0001, 0.3)))  # degenerate: no boxes
+    if kind == 4:
+        return record(source, label("Tree", 99, box(0.1, 0.1, 0.5, 0.5)))  # names neither label
+    if kind == 5:  # Bird with a box, Dog without: a warning
+        return record(source, label("Bird", 70, box(0.8, 0.8, 0.4, 0.4)), label("Dog", 90))
+    return record(
+        source,
+        label("Bird", 60 + kind, box(0.1, 0.2, 0.3, 0.4), box(0.2, 0.2, 0.1, 0.1, confidence=30)),
+        label("Dog", 75, box(0.4, 0.1, 0.2, 0.2)),
+        label("Animal", 99, box(0.1, 0.2, 0.3, 0.4)),
+    )
+
+
+@pytest.fixture()
+def manifest(tmp_path: Path) -> str:
+    records = [_varied(i) for i in range(400)]
+    records += [_varied(3) for _ in range(2)]  # a source written again: only its last record counts
+    path = write_manifest(tmp_path / "m.jsonl", records)
+    append_verdict(path, _varied(2).source, Verdict(label="Bird", accepted=True))
+    append_verdict(path, _varied(15).source, Verdict(label="Dog", accepted=False))
+    return path
+
+
+def _files(root: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        text = path.read_text(encoding="utf-8").replace(str(root), "<root>")  # data.yaml names it
+        if path.suffix == ".json":  # COCO: every byte but the creation time
+            value = json.loads(text)
+            value["info"].pop("date_created")
+            text = json.dumps(value)
+        out[str(path.relative_to(root))] = text
+    return out
+
+
+def _same_summary(one: ExportSummary, two: ExportSummary) -> None:
+    assert (one.workers, two.workers) == (1, 2)
+    left, right = one.model_dump(), two.model_dump()
+    for side in (left, right):
+        side.pop("workers")
+        side.pop("destination")
+    assert left == right
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "boxes", "classification", "per-label"])
+def test_workers_write_exactly_what_one_process_writes(tmp_path: Path, manifest: str, fmt: str) -> None:
+    def run(parallel: Parallel, out: Path) -> ExportSummary:
+        if fmt == "coco":
+            return export_coco(manifest, str(out), SELECTION, parallel=parallel)
+        if fmt == "yolo":
+            return export_yolo(manifest, str(out), SELECTION, copy_images=False, parallel=parallel)
+        if fmt == "voc":
+            return export_voc(manifest, str(out), SELECTION, copy_images=False, parallel=parallel)
+        task = cast(Task, fmt)
+        return export_groundtruth(
+            manifest, str(out / "output.manifest"), SELECTION, task=task, parallel=parallel
+        )
+
+    one, two = run(ONE, tmp_path / "one"), run(TWO, tmp_path / "two")
+    _same_summary(one, two)
+    assert one.records == 400  # the repeated source counts once
+    assert one.per_label["Bird"].held_out and one.total_images and one.lines_written + one.files_written
+    if fmt in ("coco", "yolo", "voc", "boxes"):
+        assert one.skipped and one.warnings and one.dropped_boxes
+    assert _files(tmp_path / "one") == _files(tmp_path / "two")
+
+
+def test_capped_details_are_the_first_ones_in_manifest_order(tmp_path: Path, manifest: str) -> None:
+    one = export_coco(manifest, str(tmp_path / "one"), SELECTION, detail_limit=5, parallel=ONE)
+    two = export_coco(manifest, str(tmp_path / "two"), SELECTION, detail_limit=5, parallel=TWO)
+    assert two.details_truncated and len(two.skipped_images) == 5
+    assert two.skipped_images == one.skipped_images and two.warnings == one.warnings
+    assert two.skipped == one.skipped  # counts stay complete
+
+
+def test_a_bad_line_in_a_worker_names_its_line(tmp_path: Path, manifest: str) -> None:
+    lines = Path(manifest).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[300] = lines[300].replace('"status":"labeled"', '"status":"maybe"')
+    Path(manifest).write_text("".join(lines), encoding="utf-8")
+    with pytest.raises(ManifestError) as caught:
+        export_coco(manifest, str(tmp_path / "out"), SELECTION, parallel=TWO)
+    assert caught.value.line_no == 301 and "status" in str(caught.value)
+
+
+def test_absorbing_a_part_adds_every_count() -> None:
+    identity = {"format", "manifest", "destination", "classes", "workers", "dry_run", "detail_limit"}
+    merged = {*_COUNTS, *_TALLIES, *_DETAILS, "per_label", "details_truncated"}
+    assert set(ExportSummary.model_fields) == identity | merged  # a new field must say how it merges
+    total = ExportSummary.start("coco", "m", "d", ["Bird"], detail_limit=2)
+    for _ in range(2):
+        part = total.blank()
+        for name in _COUNTS:
+            setattr(part, name, 1)
+        part.skip("s3://b/k", "no_boxes", "why", "Bird")
+        part.drop_boxes({"degenerate": 2})
+        part.per_label["Bird"].held_out = 1
+        part.count_image("Bird", "train", 3, human=True)
+        total.absorb(part)
+    assert all(getattr(total, name) == 2 for name in _COUNTS)
+    assert total.skipped == {"no_boxes": 2} and total.dropped_boxes == {"degenerate": 4}
+    assert len(total.skipped_images) == 2 and not total.details_truncated
+    bird = total.per_label["Bird"]
+    assert (bird.held_out, bird.human, bird.images, bird.boxes) == (2, 2, {"train": 2}, {"train": 6})
+    total.absorb(part)
+    assert len(total.skipped_images) == 2 and total.details_truncated
