@@ -8,7 +8,7 @@ from labelsift.geometry import DropReason, PixelBox, coco_bbox, gt_box, to_pixel
 def test_ratio_to_pixels_and_each_convention() -> None:
     b = to_pixels(0.1, 0.2, 0.3, 0.4, 200, 100)
     assert b == PixelBox(20.0, 20.0, 60.0, 40.0, clipped=False)
-    assert coco_bbox(b) == [20.0, 20.0, 60.0, 40.0]
+    assert coco_bbox(b) == (20.0, 20.0, 60.0, 40.0)
     assert yolo_box(b, 200, 100) == pytest.approx((0.25, 0.4, 0.3, 0.4))
     assert voc_box(b) == (21, 21, 80, 60)
     assert gt_box(b) == (20, 20, 60, 40)

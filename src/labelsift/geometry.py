@@ -84,9 +84,9 @@ def int_edges(box: PixelBox) -> tuple[int, int, int, int]:
     return left, top, max(_round(box.right), left + 1), max(_round(box.bottom), top + 1)
 
 
-def coco_bbox(box: PixelBox, digits: int = 3) -> list[float]:
-    """COCO `bbox`: [x, y, w, h] in float pixels from the top-left."""
-    return [round(box.x, digits), round(box.y, digits), round(box.w, digits), round(box.h, digits)]
+def coco_bbox(box: PixelBox) -> tuple[float, float, float, float]:
+    """COCO `bbox`: (x, y, w, h) in float pixels from the top-left."""
+    return box.x, box.y, box.w, box.h
 
 
 def yolo_box(box: PixelBox, image_width: int, image_height: int) -> tuple[float, float, float, float]:

@@ -43,6 +43,11 @@ class Hit:
     confidence: float
 
 
+# enum members as plain names: `Outcome.SELECTED` is a slow class-attribute look-up on the hot path
+SELECTED, REVIEW, NOT_SELECTED = Outcome.SELECTED, Outcome.REVIEW, Outcome.NOT_SELECTED
+_LABELED = ScanStatus.LABELED
+
+
 class LabelDecision(NamedTuple):
     query: str
     outcome: Outcome
@@ -53,7 +58,7 @@ class LabelDecision(NamedTuple):
 
     @property
     def selected(self) -> bool:
-        return self.outcome is Outcome.SELECTED
+        return self.outcome is SELECTED
 
 
 class Decision(NamedTuple):
@@ -62,15 +67,15 @@ class Decision(NamedTuple):
 
     @property
     def selected(self) -> list[LabelDecision]:
-        return [d for d in self.labels if d.outcome is Outcome.SELECTED]
+        return [d for d in self.labels if d.outcome is SELECTED]
 
     @property
     def held_out(self) -> list[LabelDecision]:
-        return [d for d in self.labels if d.outcome is Outcome.REVIEW]
+        return [d for d in self.labels if d.outcome is REVIEW]
 
     @property
     def any_selected(self) -> bool:
-        return any(d.outcome is Outcome.SELECTED for d in self.labels)
+        return any(d.outcome is SELECTED for d in self.labels)
 
 
 def _check_confidence(name: str, value: float) -> None:
@@ -120,9 +125,7 @@ class Selection:
                 raise ValueError(f"band: low {low} is above high {high}")
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_known", {})
-        object.__setattr__(
-            self, "_nothing", tuple(LabelDecision(q, Outcome.NOT_SELECTED, 0.0) for q in self.labels)
-        )
+        object.__setattr__(self, "_nothing", tuple(LabelDecision(q, NOT_SELECTED, 0.0) for q in self.labels))
         object.__setattr__(
             self, "_limits", tuple(per_label.get(i, self.threshold) for i in range(len(self.labels)))
         )
@@ -141,14 +144,13 @@ class Selection:
                 i = self._learn(label.name)
             if i >= 0:
                 found[i].append(label)
-            for other in (label.aliases, label.parents if parents else ()):
-                for name in other:
-                    j = known.get(name)
-                    if j is None:
-                        j = self._learn(name)
-                    # identity, not equality: a label is appended once per query however it matched
-                    if j >= 0 and not (found[j] and found[j][-1] is label):
-                        found[j].append(label)
+            for name in label.aliases + label.parents if parents else label.aliases:
+                j = known.get(name)
+                if j is None:
+                    j = self._learn(name)
+                # identity, not equality: a label is appended once per query however it matched
+                if j >= 0 and not (found[j] and found[j][-1] is label):
+                    found[j].append(label)
         return found
 
     def _learn(self, name: str) -> int:
@@ -189,7 +191,7 @@ class Selection:
         return None
 
     def decide(self, record: ImageRecord) -> Decision:
-        if record.status is not ScanStatus.LABELED:
+        if record.status is not _LABELED:
             return Decision(record, self._nothing)
         matches = self._matches(record.labels)
         out: list[LabelDecision] = []
@@ -198,31 +200,29 @@ class Selection:
             if not matched and not record.review:
                 out.append(self._nothing[i])
                 continue
-            best = self._best(query, matched)
+            best = matched[0] if len(matched) == 1 else self._best(query, matched)
             confidence = best.confidence if best is not None else 0.0
             limit = self._limits[i]
             verdict = self._verdict(record, query) if record.review else None
             if verdict is not None:
                 if not verdict.accepted:
-                    out.append(LabelDecision(query, Outcome.NOT_SELECTED, confidence, human=True))
+                    out.append(LabelDecision(query, NOT_SELECTED, confidence, human=True))
                     continue
                 boxes = (
                     tuple(verdict.instances)
                     if verdict.instances is not None
                     else _unique_boxes(matched, 0.0)[0]
                 )
-                out.append(LabelDecision(query, Outcome.SELECTED, confidence, boxes, human=True))
+                out.append(LabelDecision(query, SELECTED, confidence, boxes, human=True))
                 continue
             if best is not None and self.band is not None and self.band[0] <= confidence <= self.band[1]:
-                out.append(LabelDecision(query, Outcome.REVIEW, confidence))
+                out.append(LabelDecision(query, REVIEW, confidence))
                 continue
             if best is not None and confidence >= limit:
                 boxes, low = _unique_boxes(matched, limit)
-                out.append(
-                    LabelDecision(query, Outcome.SELECTED, confidence, boxes, below_threshold_boxes=low)
-                )
+                out.append(LabelDecision(query, SELECTED, confidence, boxes, below_threshold_boxes=low))
                 continue
-            out.append(LabelDecision(query, Outcome.NOT_SELECTED, confidence))
+            out.append(LabelDecision(query, NOT_SELECTED, confidence))
         return Decision(record, tuple(out))
 
 

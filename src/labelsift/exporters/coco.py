@@ -116,7 +116,7 @@ class CocoImage(NamedTuple):
 
     source: str
     split: str
-    name: str  # the file name of a copy
+    name: str  # the file name of a copy (empty when images are not copied)
     image: str  # the image entry's JSON after its id
     annotations: tuple[str, ...]  # each annotation's JSON after its image id
     tally: Tally
@@ -132,15 +132,15 @@ def coco_images(
 ) -> Iterator[CocoImage]:
     """The export's stage (see `pipeline`): records -> COCO entries."""
     for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
-        name = image.stem + image.suffix
+        name = "".join(image.file_name()) if copy_images else ""
         file_name = name if copy_images else image.record.source
         annotations = []
         for obj in image.objects:
             x, y, w, h = coco_bbox(obj.box)
-            # hand-formatted JSON (the hot path); floats are finite, so repr is valid JSON
+            # hand-formatted JSON (the hot path): pixels to 3 decimals, scores to 4
             annotations.append(
-                f'"category_id":{obj.class_id + 1},"bbox":[{x!r},{y!r},{w!r},{h!r}],'
-                f'"area":{round(w * h, 3)!r},"iscrowd":0,"score":{round(obj.confidence / 100.0, 4)!r}}}'
+                f'"category_id":{obj.class_id + 1},"bbox":[{x:.3f},{y:.3f},{w:.3f},{h:.3f}],'
+                f'"area":{w * h:.3f},"iscrowd":0,"score":{obj.confidence / 100.0:.4f}}}'
             )
         yield CocoImage(
             image.record.source,

@@ -28,7 +28,7 @@ from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
 from labelsift.models import ImageRecord, Instance
-from labelsift.select import Decision, LabelDecision, Outcome, Selection
+from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selection
 from labelsift.storage import ObjectInfo, StorageError, is_s3, remove_local, split_s3
 
 from .summary import ALL, ExportSummary
@@ -319,9 +319,10 @@ def decisions(
             if record is None:  # names none of the labels and no person judged it: nothing to select
                 continue
             decision = selection.decide(record)
-            for i, label in enumerate(decision.labels):
-                if label.outcome is Outcome.REVIEW:
-                    summary.per_label[classes[i]].held_out += 1
+            if selection.band is not None:
+                for i, label in enumerate(decision.labels):
+                    if label.outcome is REVIEW:
+                        summary.per_label[classes[i]].held_out += 1
             yield decision
     finally:
         summary.records += count
@@ -351,8 +352,7 @@ class Tally(NamedTuple):
 class DetectionImage:
     record: ImageRecord
     split: str
-    stem: str
-    suffix: str
+    digest: bytes  # of the source
     objects: list[DetectionObject]
     labels: list[tuple[int, LabelDecision]]  # selected labels with boxes
     tally: Tally
@@ -371,6 +371,10 @@ class DetectionImage:
     def human(self) -> bool:
         return any(d.human for _, d in self.labels)
 
+    def file_name(self) -> tuple[str, str]:
+        """(stem, suffix) of the image's exported file (computed on demand: not every format names files)."""
+        return file_name_parts(self.record.source, self.record.format, self.digest)
+
 
 def detection_images(
     decided: Iterable[Decision], summary: ExportSummary, *, val_fraction: float | None
@@ -384,7 +388,7 @@ def detection_images(
     """
     classes = summary.classes
     for decision in decided:
-        selected = [(i, d) for i, d in enumerate(decision.labels) if d.outcome is Outcome.SELECTED]
+        selected = [(i, d) for i, d in enumerate(decision.labels) if d.outcome is SELECTED]
         if not selected:
             continue
         record = decision.record
@@ -423,9 +427,8 @@ def detection_images(
                         classes[class_id],
                     )
         digest = source_digest(record.source)
-        stem, suffix = file_name_parts(record.source, record.format, digest)
         split = ALL if val_fraction is None else split_for(record.source, val_fraction, digest)
-        yield DetectionImage(record, split, stem, suffix, objects, labels, Tally(split, tuple(counts)))
+        yield DetectionImage(record, split, digest, objects, labels, Tally(split, tuple(counts)))
 
 
 class AnnotationFile(NamedTuple):

@@ -15,6 +15,7 @@ A bad line raises the same `ManifestError` at the same place as in one process.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -103,7 +104,7 @@ def _in_workers(
     if first is None:
         return
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_ignore_interrupts)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
     summary.workers = workers
     pending: deque[Future[tuple[list[T], ExportSummary]]] = deque()
     try:
@@ -136,6 +137,8 @@ def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
         yield batch
 
 
-def _ignore_interrupts() -> None:
-    """Ctrl-C reaches the whole process group; the exporter, not each worker, handles it."""
+def _start_worker() -> None:
+    """Ctrl-C reaches the whole process group: the exporter, not each worker, handles it. Objects
+    inherited from the exporter are frozen out of the cyclic collector, which never walks them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    gc.freeze()

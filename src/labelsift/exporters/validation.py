@@ -45,6 +45,7 @@ MAX_CLASSIFICATION_LABELS = 250
 MAX_TEST_IMAGES_PER_LABEL = 1000
 SCALED_LONGEST_SIDE = 1280
 MAX_INVALID_SHARE = 0.20
+_BOX_KEYS = ("class_id", "left", "top", "width", "height")
 
 
 def attribute_problem(name: str) -> str | None:
@@ -197,9 +198,9 @@ def _detection(value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
         scale = min(1.0, SCALED_LONGEST_SIDE / max(width, height))
     labels: set[str] = set()
     for i, ann in enumerate(annotations):
-        keys = ("class_id", "left", "top", "width", "height")
-        if not isinstance(ann, dict) or not all(_is_int(ann.get(k)) for k in keys):
-            problems.append((rule, f"annotation {i}: needs integer {', '.join(keys)}"))
+        # type(...) is int: an integer and not a bool (the hot path of a boxes export)
+        if not isinstance(ann, dict) or not all(type(ann.get(k)) is int for k in _BOX_KEYS):
+            problems.append((rule, f"annotation {i}: needs integer {', '.join(_BOX_KEYS)}"))
             continue
         name = class_map.get(str(ann["class_id"]))
         if name is None:

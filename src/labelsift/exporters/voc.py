@@ -39,8 +39,7 @@ from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
-def voc_xml(image: DetectionImage, classes: list[str], depth: int = 3) -> str:
-    filename = image.stem + image.suffix
+def voc_xml(image: DetectionImage, filename: str, classes: list[str], depth: int = 3) -> str:
     parts = [
         "<annotation>\n",
         "  <folder>JPEGImages</folder>\n",
@@ -72,9 +71,10 @@ def voc_files(
 ) -> Iterator[AnnotationFile]:
     """The export's stage (see `pipeline`): records -> XML files."""
     for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
-        name = image.stem + image.suffix
+        stem, suffix = image.file_name()
+        name = stem + suffix
         yield AnnotationFile(
-            image.record.source, image.split, image.stem, name, voc_xml(image, classes), image.tally
+            image.record.source, image.split, stem, name, voc_xml(image, name, classes), image.tally
         )
 
 

@@ -59,8 +59,10 @@ def yolo_files(
         for obj in image.objects:
             xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
             lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
-        name = image.stem + image.suffix
-        yield AnnotationFile(image.record.source, image.split, image.stem, name, "".join(lines), image.tally)
+        stem, suffix = image.file_name()
+        yield AnnotationFile(
+            image.record.source, image.split, stem, stem + suffix, "".join(lines), image.tally
+        )
 
 
 def export_yolo(
