@@ -6,7 +6,9 @@
 For each size it writes a synthetic manifest (streaming) in a temporary folder, then runs each
 annotation format (coco, yolo labels only, voc, groundtruth boxes), a baseline (`json.loads` of
 every line) and `read` (the manifest reader alone, `iter_records`: the ceiling of any export) in a
-fresh subprocess each, so every peak is that run's own. Exports spread their per-record work over
+fresh subprocess each, so every peak is that run's own. After yolo, `files` creates as many small
+files as yolo wrote, with nothing else: the floor this disk sets for a format with one file per
+image (yolo, voc), reported as manifest records/s like the rest. Exports spread their per-record work over
 worker processes (one per core, `labelsift.exporters.pipeline`); the baseline and `read` run in one.
 It prints records/s, the peak RSS of the main process, the largest worker's peak, the main's growth
 over its RSS before the export started, the exporter/baseline speed ratio, and the
@@ -109,7 +111,22 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
     before = _rss_mb()
     start = time.perf_counter()
     records = 0
-    if fmt == "baseline":
+    files = 0
+    if fmt.startswith("files="):  # the disk's floor for one file per image: bare create-write-close
+        files = int(fmt.split("=", 1)[1])
+        data = b"0 0.500000 0.500000 0.250000 0.250000\n" * 3
+        for split in ("train", "val"):
+            os.makedirs(os.path.join(out, split))
+        for i in range(files):
+            path = os.path.join(
+                out, "val" if i % 5 == 0 else "train", f"photos_{i % 997:03d}_{i:08d}-{i:012x}.txt"
+            )
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.write(fd, data)
+            os.close(fd)
+        with open(manifest, encoding="utf-8") as stream:
+            records = sum(1 for _ in stream)
+    elif fmt == "baseline":
         with open(manifest, encoding="utf-8") as stream:
             for line in stream:
                 json.loads(line)
@@ -126,7 +143,8 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
     elif fmt == "yolo":
         from labelsift.exporters.yolo import export_yolo
 
-        records = export_yolo(manifest, out, selection, copy_images=False).records
+        summary = export_yolo(manifest, out, selection, copy_images=False)
+        records, files = summary.records, summary.files_written - 1  # not data.yaml
     elif fmt == "voc":
         from labelsift.exporters.voc import export_voc
 
@@ -145,6 +163,7 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
         "peak_mb": _rss_mb(),
         "before_mb": before,
         "worker_mb": workers,
+        "files": files,
         "workers": Parallel().worker_count() if fmt in FORMATS else 0,
     }
 
@@ -197,8 +216,12 @@ def main() -> None:
                 "vs baseline",
             )
             print("{:<12} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>12}".format(*header))
-            for fmt in ["baseline", "read", *args.formats]:
-                r = measure(fmt, manifest, tmp)
+            runs = ["baseline", "read", *args.formats]
+            if "yolo" in runs:
+                runs.insert(runs.index("yolo") + 1, "files")
+            for fmt in runs:
+                name = f"files={results[('yolo', size)]['files']}" if fmt == "files" else fmt
+                r = measure(name, manifest, tmp)
                 results[(fmt, size)] = r
                 rate = r["records"] / r["seconds"]
                 base = results[("baseline", size)]
