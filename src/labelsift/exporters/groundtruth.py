@@ -162,8 +162,9 @@ def groundtruth_lines(
     decided = decisions(records, selection, summary)
     lines: Iterator[tuple[str, dict[str, Any], Tally]]
     if task == "boxes":
+        class_map = {str(i): name for i, name in enumerate(classes)}  # every class, on every line
         lines = (
-            _boxes_line(image, attr, classes)
+            _boxes_line(image, attr, class_map)
             for image in detection_images(decided, summary, val_fraction=None)
         )
     else:
@@ -175,7 +176,9 @@ def groundtruth_lines(
         )
 
 
-def _boxes_line(image: DetectionImage, attr: str, classes: list[str]) -> tuple[str, dict[str, Any], Tally]:
+def _boxes_line(
+    image: DetectionImage, attr: str, class_map: dict[str, str]
+) -> tuple[str, dict[str, Any], Tally]:
     record = image.record
     annotations = []
     objects = []
@@ -194,7 +197,7 @@ def _boxes_line(image: DetectionImage, attr: str, classes: list[str]) -> tuple[s
         },
         f"{attr}-metadata": {
             "objects": objects,
-            "class-map": {str(i): name for i, name in enumerate(classes)},
+            "class-map": class_map,
             "type": DETECTION,
             "human-annotated": _yes(image.human),
             "creation-date": gt_date(max(dates)),
