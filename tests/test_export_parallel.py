@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any, cast
 
@@ -141,3 +144,42 @@ def test_absorbing_a_part_adds_every_count() -> None:
     assert (bird.held_out, bird.human, bird.images, bird.boxes) == (2, 2, {"train": 2}, {"train": 6})
     total.absorb(part)
     assert len(total.skipped_images) == 2 and total.details_truncated
+
+
+def _children(pid: int) -> set[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def test_killing_the_exporter_takes_its_workers_with_it(tmp_path: Path) -> None:
+    line = record("s3://raw/x.jpg", label("Bird", 90, box(0.1, 0.1, 0.3, 0.3))).model_dump_json()
+    with open(tmp_path / "big.jsonl", "w", encoding="utf-8") as stream:
+        for i in range(200_000):
+            stream.write(line.replace("s3://raw/x.jpg", f"s3://raw/{i:07d}.jpg") + "\n")
+    script = (
+        "from labelsift.exporters.coco import export_coco\n"
+        "from labelsift.exporters.pipeline import Parallel\n"
+        "from labelsift.select import Selection\n"
+        f"export_coco({str(tmp_path / 'big.jsonl')!r}, {str(tmp_path / 'out')!r}, Selection(('Bird',)),\n"
+        "            parallel=Parallel(workers=2, inline_first=0))\n"
+    )
+    exporter = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(exporter.pid)) < 2:
+            assert exporter.poll() is None and time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+    finally:
+        exporter.kill()
+    exporter.wait()
+    deadline = time.monotonic() + 10
+    while alive := {pid for pid in workers if Path(f"/proc/{pid}").exists() and not _zombie(pid)}:
+        assert time.monotonic() < deadline, f"workers {alive} outlived the killed exporter"
+        time.sleep(0.05)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return False

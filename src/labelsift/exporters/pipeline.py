@@ -15,6 +15,7 @@ A bad line raises the same `ManifestError` at the same place as in one process.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ from labelsift.select import Selection
 from .summary import ExportSummary
 
 T = TypeVar("T")
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # A stage: records (None for one that names no selected label) -> items to write. It must be a
 # module-level function (or a functools.partial of one) so that workers can receive it.
 Stage = Callable[[Iterator[ImageRecord | None], ExportSummary], Iterator[T]]
@@ -104,7 +106,9 @@ def _in_workers(
     if first is None:
         return
     context = multiprocessing.get_context("fork")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker)
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(os.getpid(),)
+    )
     summary.workers = workers
     pending: deque[Future[tuple[list[T], ExportSummary]]] = deque()
     try:
@@ -137,8 +141,12 @@ def _batches(lines: Iterator[Line], size: int) -> Iterator[list[Line]]:
         yield batch
 
 
-def _start_worker() -> None:
-    """Ctrl-C reaches the whole process group: the exporter, not each worker, handles it. Objects
+def _start_worker(parent: int) -> None:
+    """Ctrl-C reaches the whole process group: the exporter, not each worker, handles it. A worker
+    dies with the exporter (killed, it could not close the queue the worker waits on), and objects
     inherited from the exporter are frozen out of the cyclic collector, which never walks them."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
     gc.freeze()
