@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -151,7 +153,9 @@ def _children(pid: int) -> set[int]:
     return {int(p) for p in path.read_text().split()} if path.exists() else set()
 
 
-def test_killing_the_exporter_takes_its_workers_with_it(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
+def test_a_stopped_exporter_leaves_no_worker_behind(tmp_path: Path, how: str) -> None:
+    """SIGKILL reaches the exporter alone; Ctrl-C reaches the whole process group, as a terminal sends it."""
     line = record("s3://raw/x.jpg", label("Bird", 90, box(0.1, 0.1, 0.3, 0.3))).model_dump_json()
     with open(tmp_path / "big.jsonl", "w", encoding="utf-8") as stream:
         for i in range(200_000):
@@ -163,12 +167,15 @@ def test_killing_the_exporter_takes_its_workers_with_it(tmp_path: Path) -> None:
         f"export_coco({str(tmp_path / 'big.jsonl')!r}, {str(tmp_path / 'out')!r}, Selection(('Bird',)),\n"
         "            parallel=Parallel(workers=2, inline_first=0))\n"
     )
-    exporter = subprocess.Popen([sys.executable, "-c", script])
+    exporter = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while len(workers := _children(exporter.pid)) < 2:
             assert exporter.poll() is None and time.monotonic() < deadline, "the workers never started"
             time.sleep(0.05)
+        if how == "Ctrl-C":
+            os.killpg(exporter.pid, signal.SIGINT)
+            assert exporter.wait(timeout=30) != 0  # stopped, not finished
     finally:
         exporter.kill()
     exporter.wait()

@@ -5,9 +5,10 @@ loader must apply the EXIF tag to the image it reads (PIL `ImageOps.exif_transpo
 `imread` does by default). With `copy_images=False`, `file_name` is the source URI; with True the
 images are copied unchanged to `images/<split>/<unique name>` and `file_name` is that name.
 
-Nothing is held in memory but one record: image and annotation entries are appended to temporary
-files while the manifest streams, then stitched into each JSON file. Image ids count from 1 per
-split, annotation ids from 1 across the whole export, category ids from 1 in selection order.
+Memory holds a few batches of records at most (`pipeline`): image and annotation entries are
+appended to temporary files while the manifest streams, then stitched into each JSON file. Image
+ids count from 1 per split, annotation ids from 1 across the whole export, category ids from 1 in
+selection order.
 """
 
 from __future__ import annotations

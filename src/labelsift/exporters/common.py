@@ -37,8 +37,8 @@ TRAIN = "train"
 VAL = "val"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _EXTENSIONS = {"JPEG": ".jpg", "JPG": ".jpg", "PNG": ".png"}
-BELOW_THRESHOLD = DropReason.BELOW_THRESHOLD.value
-NO_IMAGE_SIZE = DropReason.NO_IMAGE_SIZE.value
+_BELOW_THRESHOLD = DropReason.BELOW_THRESHOLD.value
+_NO_IMAGE_SIZE = DropReason.NO_IMAGE_SIZE.value
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 
 
@@ -92,14 +92,10 @@ def key_path(source: str) -> str:
 
 
 def file_name_parts(source: str, image_format: str | None, digest: bytes | None = None) -> tuple[str, str]:
-    """(`safe_stem`, `suffix_for`) of a source, from one reading of its key path."""
+    """(`safe_stem`, extension) of the file an image is exported as: the source's own extension if it
+    is an image's, else its format's."""
     root, ext = os.path.splitext(key_path(source))
     return _stem(root, digest or source_digest(source)), _suffix(ext, image_format)
-
-
-def suffix_for(source: str, image_format: str | None) -> str:
-    """The file extension an exported copy gets: the source's own if it is an image's, else the format's."""
-    return _suffix(os.path.splitext(key_path(source))[1], image_format)
 
 
 def safe_stem(source: str, max_len: int = 100, digest: bytes | None = None) -> str:
@@ -295,7 +291,7 @@ def pixel_boxes(
         return []
     width, height = record.width, record.height
     if width is None or height is None:
-        drops[NO_IMAGE_SIZE] = drops.get(NO_IMAGE_SIZE, 0) + len(instances)
+        drops[_NO_IMAGE_SIZE] = drops.get(_NO_IMAGE_SIZE, 0) + len(instances)
         return []
     out: list[tuple[Instance, PixelBox]] = []
     for inst in instances:
@@ -398,7 +394,7 @@ def detection_images(
         counts: list[tuple[int, int, bool]] = []
         for class_id, label in selected:
             if label.below_threshold_boxes:
-                drops[BELOW_THRESHOLD] = drops.get(BELOW_THRESHOLD, 0) + label.below_threshold_boxes
+                drops[_BELOW_THRESHOLD] = drops.get(_BELOW_THRESHOLD, 0) + label.below_threshold_boxes
             boxes = pixel_boxes(record, label.instances, drops)
             if not boxes:
                 continue
