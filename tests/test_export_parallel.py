@@ -14,6 +14,7 @@ from typing import Any, cast
 import pytest
 from test_export_common import box, failed, label, record, write_manifest
 
+from labelsift.cli import ExitCode
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.groundtruth import Task, export_groundtruth
 from labelsift.exporters.pipeline import Parallel
@@ -155,19 +156,15 @@ def _children(pid: int) -> set[int]:
 
 @pytest.mark.parametrize("how", ["SIGKILL", "Ctrl-C"])
 def test_a_stopped_exporter_leaves_no_worker_behind(tmp_path: Path, how: str) -> None:
-    """SIGKILL reaches the exporter alone; Ctrl-C reaches the whole process group, as a terminal sends it."""
+    """SIGKILL reaches the exporter alone; Ctrl-C reaches the whole process group, as a terminal sends
+    it, and the CLI exits 130 saying how to redo the export."""
     line = record("s3://raw/x.jpg", label("Bird", 90, box(0.1, 0.1, 0.3, 0.3))).model_dump_json()
     with open(tmp_path / "big.jsonl", "w", encoding="utf-8") as stream:
         for i in range(200_000):
             stream.write(line.replace("s3://raw/x.jpg", f"s3://raw/{i:07d}.jpg") + "\n")
-    script = (
-        "from labelsift.exporters.coco import export_coco\n"
-        "from labelsift.exporters.pipeline import Parallel\n"
-        "from labelsift.select import Selection\n"
-        f"export_coco({str(tmp_path / 'big.jsonl')!r}, {str(tmp_path / 'out')!r}, Selection(('Bird',)),\n"
-        "            parallel=Parallel(workers=2, inline_first=0))\n"
-    )
-    exporter = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    command = [sys.executable, "-m", "labelsift.cli", "export", "coco", str(tmp_path / "big.jsonl")]
+    command += [str(tmp_path / "out"), "--label", "Bird", "--workers", "2"]
+    exporter = subprocess.Popen(command, start_new_session=True, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
         while len(workers := _children(exporter.pid)) < 2:
@@ -175,7 +172,10 @@ def test_a_stopped_exporter_leaves_no_worker_behind(tmp_path: Path, how: str) ->
             time.sleep(0.05)
         if how == "Ctrl-C":
             os.killpg(exporter.pid, signal.SIGINT)
-            assert exporter.wait(timeout=30) != 0  # stopped, not finished
+            _, stderr = exporter.communicate(timeout=30)
+            assert exporter.returncode == ExitCode.INTERRUPTED  # stopped, not finished: 130
+            assert "interrupted by Ctrl-C" in stderr and "--overwrite" in stderr
+            assert "Traceback" not in stderr
     finally:
         exporter.kill()
     exporter.wait()

@@ -86,13 +86,23 @@ def fail(message: str, code: ExitCode) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+_STOPPED = "interrupted by Ctrl-C before the end; rerun the same command."
+_RESUME = "interrupted by Ctrl-C: the manifest is complete up to there; rerun the same command to resume."
+_REDO_EXPORT = (
+    "interrupted by Ctrl-C: the export is incomplete (nothing else was touched); rerun the same "
+    "command with --overwrite to redo it."
+)
+
+
 @contextmanager
-def friendly_errors() -> Iterator[None]:
-    """Turn the library's errors into one paragraph and a documented exit code."""
+def friendly_errors(interrupted: str = _STOPPED) -> Iterator[None]:
+    """Turn the library's errors into one paragraph and a documented exit code (Ctrl-C: 130)."""
     try:
         yield
     except typer.Exit:
         raise
+    except KeyboardInterrupt:
+        fail(interrupted, ExitCode.INTERRUPTED)
     except Exception as exc:
         if _debug["on"]:
             raise
@@ -236,7 +246,7 @@ def scan_command(
     max_errors_in_row: MaxErrorsOption = 50,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
-    with friendly_errors():
+    with friendly_errors(_RESUME):
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
             max_images=max_images,
@@ -281,7 +291,7 @@ def filter_command(
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
     manifest_path = manifest or Path(f"labelsift-{folder}.jsonl")
-    with friendly_errors():
+    with friendly_errors(_RESUME):
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
             max_images=max_images,
@@ -410,7 +420,7 @@ def export_custom_labels_command(
     dry_run: Annotated[bool, typer.Option(help="Print the plan and counts; copy nothing.")] = False,
 ) -> None:
     """Rekognition Custom Labels folders: one folder per label, images copied server-side."""
-    with friendly_errors():
+    with friendly_errors(_REDO_EXPORT):
         summary = export_custom_labels(
             manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
             names=_names(name), overwrite=overwrite, dry_run=dry_run,
@@ -435,7 +445,7 @@ def export_groundtruth_command(
     """SageMaker Ground Truth output manifest, checked against the Custom Labels rules."""
     if task not in ("classification", "multilabel", "per-label", "boxes"):
         fail(f"--task {task!r}: choose classification, multilabel, per-label or boxes.", ExitCode.USAGE)
-    with friendly_errors():
+    with friendly_errors(_REDO_EXPORT):
         summary = export_groundtruth(
             manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
             attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
@@ -466,7 +476,7 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         ] = False,
         workers: WorkersOption = None,
     ) -> None:
-        with friendly_errors():
+        with friendly_errors(_REDO_EXPORT):
             summary = exporter(
                 manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
                 names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
@@ -497,7 +507,7 @@ def export_review_command(
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """A Ground Truth labelling-job input manifest of the uncertain images (source-ref lines)."""
-    with friendly_errors():
+    with friendly_errors(_REDO_EXPORT):
         summary = export_review_queue(
             manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local,
             overwrite=overwrite,
