@@ -80,8 +80,10 @@ def _round(value: float) -> int:
 
 def int_edges(box: PixelBox) -> tuple[int, int, int, int]:
     """Integer (left, top, right, bottom), rounded half up; right > left and bottom > top."""
-    left, top = _round(box.x), _round(box.y)
-    return left, top, max(_round(box.right), left + 1), max(_round(box.bottom), top + 1)
+    x, y, w, h, _ = box
+    left, top = _round(x), _round(y)
+    right, bottom = _round(x + w), _round(y + h)
+    return left, top, right if right > left else left + 1, bottom if bottom > top else top + 1
 
 
 def coco_bbox(box: PixelBox) -> tuple[float, float, float, float]:

@@ -27,7 +27,7 @@ import smart_open
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
-from labelsift.models import ImageRecord, Instance
+from labelsift.models import ImageRecord
 from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selection
 from labelsift.storage import ObjectInfo, StorageError, is_s3, remove_local, split_s3
 
@@ -74,11 +74,18 @@ def source_digest(source: str) -> bytes:
     return hashlib.sha1(source.encode("utf-8")).digest()
 
 
-def split_for(source: str, val_fraction: float, digest: bytes | None = None) -> str:
-    """`val` or `train`, from a hash of the source alone (stable as the dataset grows)."""
+def check_fraction(val_fraction: float) -> None:
     if not 0.0 <= val_fraction <= 1.0:
         raise ValueError(f"val_fraction: {val_fraction} is not within 0-1")
-    digest = digest or source_digest(source)
+
+
+def split_for(source: str, val_fraction: float, digest: bytes | None = None) -> str:
+    """`val` or `train`, from a hash of the source alone (stable as the dataset grows)."""
+    check_fraction(val_fraction)
+    return _split(digest or source_digest(source), val_fraction)
+
+
+def _split(digest: bytes, val_fraction: float) -> str:
     return VAL if int.from_bytes(digest[:8], "big") / 2.0**64 < val_fraction else TRAIN
 
 
@@ -283,26 +290,6 @@ def prune_images(
             summary.replaced += out.remove(f"{folder}/{name}")
 
 
-def pixel_boxes(
-    record: ImageRecord, instances: tuple[Instance, ...], drops: dict[str, int]
-) -> list[tuple[Instance, PixelBox]]:
-    """The usable boxes of `instances` in pixels; each unusable one is counted in `drops` by reason."""
-    if not instances:
-        return []
-    width, height = record.width, record.height
-    if width is None or height is None:
-        drops[_NO_IMAGE_SIZE] = drops.get(_NO_IMAGE_SIZE, 0) + len(instances)
-        return []
-    out: list[tuple[Instance, PixelBox]] = []
-    for inst in instances:
-        box = to_pixels(inst.left, inst.top, inst.width, inst.height, width, height)
-        if isinstance(box, DropReason):
-            drops[box.value] = drops.get(box.value, 0) + 1
-        else:
-            out.append((inst, box))
-    return out
-
-
 def decisions(
     records: Iterable[ImageRecord | None], selection: Selection, summary: ExportSummary
 ) -> Iterator[Decision]:
@@ -382,27 +369,43 @@ def detection_images(
     labels have no usable box. A selected label without boxes on an image that has other boxes is
     warned about (`without_boxes`): the image is exported without it.
     """
+    if val_fraction is not None:
+        check_fraction(val_fraction)
     classes = summary.classes
     for decision in decided:
-        selected = [(i, d) for i, d in enumerate(decision.labels) if d.outcome is SELECTED]
-        if not selected:
-            continue
         record = decision.record
+        width, height = record.width, record.height
+        selected: list[int] = []
         drops: dict[str, int] = {}
         objects: list[DetectionObject] = []
         labels: list[tuple[int, LabelDecision]] = []
         counts: list[tuple[int, int, bool]] = []
-        for class_id, label in selected:
+        for class_id, label in enumerate(decision.labels):
+            if label.outcome is not SELECTED:
+                continue
+            selected.append(class_id)
             if label.below_threshold_boxes:
                 drops[_BELOW_THRESHOLD] = drops.get(_BELOW_THRESHOLD, 0) + label.below_threshold_boxes
-            boxes = pixel_boxes(record, label.instances, drops)
-            if not boxes:
+            instances = label.instances
+            if not instances:
                 continue
-            labels.append((class_id, label))
-            counts.append((class_id, len(boxes), label.human))
-            for inst, box in boxes:
-                confidence = 100.0 if label.human else inst.confidence
-                objects.append(DetectionObject(class_id, box, confidence, label.human))
+            if width is None or height is None:
+                drops[_NO_IMAGE_SIZE] = drops.get(_NO_IMAGE_SIZE, 0) + len(instances)
+                continue
+            human = label.human
+            usable = 0
+            for inst in instances:
+                box = to_pixels(inst.left, inst.top, inst.width, inst.height, width, height)
+                if isinstance(box, DropReason):
+                    drops[box.value] = drops.get(box.value, 0) + 1
+                    continue
+                usable += 1
+                objects.append(DetectionObject(class_id, box, 100.0 if human else inst.confidence, human))
+            if usable:
+                labels.append((class_id, label))
+                counts.append((class_id, usable, human))
+        if not selected:
+            continue
         if drops:
             summary.drop_boxes(drops)
         if record.width is None or record.height is None:
@@ -413,7 +416,7 @@ def detection_images(
             continue
         if len(labels) < len(selected):
             with_boxes = {i for i, _ in labels}
-            for class_id, _ in selected:
+            for class_id in selected:
                 if class_id not in with_boxes:
                     summary.per_label[classes[class_id]].without_boxes += 1
                     summary.warn(
@@ -423,7 +426,7 @@ def detection_images(
                         classes[class_id],
                     )
         digest = source_digest(record.source)
-        split = ALL if val_fraction is None else split_for(record.source, val_fraction, digest)
+        split = ALL if val_fraction is None else _split(digest, val_fraction)
         yield DetectionImage(record, split, digest, objects, labels, Tally(split, tuple(counts)))
 
 
@@ -474,8 +477,11 @@ def open_output_file(uri: str) -> IO[str]:
     return path.open("w", encoding="utf-8")
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per call
+
+
 def dump_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(value)
 
 
 class Closing(AbstractContextManager["Closing"]):

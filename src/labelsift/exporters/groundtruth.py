@@ -62,9 +62,9 @@ DEFAULT_ATTRIBUTE: dict[str, str] = {
 
 def gt_date(when: datetime) -> str:
     """UTC, ISO-8601, microseconds, no offset: `2026-11-29T10:00:00.000000`."""
-    if when.tzinfo is not None:
-        when = when.astimezone(UTC).replace(tzinfo=None)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.%f")
+    if when.utcoffset():  # aware and not UTC (a naive time is taken as UTC)
+        when = when.astimezone(UTC)
+    return when.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def _decided_at(record: ImageRecord, decision: LabelDecision) -> datetime:
@@ -163,21 +163,18 @@ def groundtruth_lines(
     lines: Iterator[tuple[str, dict[str, Any], Tally]]
     if task == "boxes":
         class_map = {str(i): name for i, name in enumerate(classes)}  # every class, on every line
-        lines = (
-            _boxes_line(image, attr, class_map)
-            for image in detection_images(decided, summary, val_fraction=None)
-        )
+        boxes_line = partial(_boxes_line, attr=attr, meta=f"{attr}-metadata", class_map=class_map)
+        lines = map(boxes_line, detection_images(decided, summary, val_fraction=None))
     else:
         lines = _classification_lines(decided, summary, task, attr, classes)
     for source, line, tally in lines:
         text = dump_json(line) + "\n"
-        yield GroundTruthLine(
-            source, text, len(text.encode("utf-8")), inspect_line(line) if check else None, tally
-        )
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+        yield GroundTruthLine(source, text, size, inspect_line(line) if check else None, tally)
 
 
 def _boxes_line(
-    image: DetectionImage, attr: str, class_map: dict[str, str]
+    image: DetectionImage, *, attr: str, meta: str, class_map: dict[str, str]
 ) -> tuple[str, dict[str, Any], Tally]:
     record = image.record
     annotations = []
@@ -188,19 +185,20 @@ def _boxes_line(
             {"class_id": obj.class_id, "left": left, "top": top, "width": width, "height": height}
         )
         objects.append({"confidence": 1.0 if obj.human else round(obj.confidence / 100.0, 4)})
-    dates = [_decided_at(record, d) for _, d in image.labels]
+    human = image.human
+    decided_at = max(_decided_at(record, d) for _, d in image.labels) if human else record.scanned_at
     line = {
         "source-ref": record.source,
         attr: {
             "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
             "annotations": annotations,
         },
-        f"{attr}-metadata": {
+        meta: {
             "objects": objects,
             "class-map": class_map,
             "type": DETECTION,
-            "human-annotated": _yes(image.human),
-            "creation-date": gt_date(max(dates)),
+            "human-annotated": _yes(human),
+            "creation-date": gt_date(decided_at),
             "job-name": f"labeling-job/{attr}",
         },
     }
