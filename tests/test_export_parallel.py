@@ -21,7 +21,7 @@ from labelsift.exporters.pipeline import Parallel
 from labelsift.exporters.summary import _COUNTS, _DETAILS, _TALLIES, ExportSummary
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
-from labelsift.manifest import ManifestError, append_verdict
+from labelsift.manifest import ManifestError, append_verdict, first_pass
 from labelsift.models import ImageRecord, Verdict
 from labelsift.select import Selection
 
@@ -55,13 +55,20 @@ def _varied(i: int) -> ImageRecord:
     )
 
 
-@pytest.fixture()
-def manifest(tmp_path: Path) -> str:
+@pytest.fixture(params=["plain", "reviewed"])
+def manifest(tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """`plain`: workers read their spans of the file themselves; `reviewed` (verdicts, a source
+    written again): this process reads the effective lines and sends them."""
     records = [_varied(i) for i in range(400)]
+    if request.param == "plain":
+        path = write_manifest(tmp_path / "m.jsonl", records)
+        assert first_pass(path, TWO.batch).plain
+        return path
     records += [_varied(3) for _ in range(2)]  # a source written again: only its last record counts
     path = write_manifest(tmp_path / "m.jsonl", records)
     append_verdict(path, _varied(2).source, Verdict(label="Bird", accepted=True))
     append_verdict(path, _varied(15).source, Verdict(label="Dog", accepted=False))
+    assert not first_pass(path, TWO.batch).plain
     return path
 
 

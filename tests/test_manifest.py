@@ -11,10 +11,13 @@ from labelsift.manifest import (
     ManifestWriter,
     append_verdict,
     build_index,
+    effective_lines,
+    first_pass,
     iter_raw,
     iter_records,
     iter_records_mentioning,
     merge,
+    span_lines,
     write_records,
 )
 from labelsift.models import DetectorInfo, ImageRecord, Label, Reason, ScanStatus, Verdict
@@ -151,3 +154,52 @@ def test_records_naming_none_of_the_words_are_not_parsed_unless_judged(tmp_path:
     assert seen == ["bird.jpg", None, "dog.jpg", "esc.jpg"]
     everything = [r.source if r else None for r in iter_records_mentioning(str(path), ['say "bird"'])]
     assert everything == ["bird.jpg", "cat.jpg", "dog.jpg", "esc.jpg"]
+
+
+def _lines_by_span(path: str, span_size: int) -> list[tuple[int, str, None]]:
+    found = first_pass(path, span_size)
+    assert found.plain and found.spans is not None
+    return [line for span in found.spans for line in span_lines(path, span)]
+
+
+def test_spans_hold_exactly_the_lines_the_text_reader_yields(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    lines = [labeled(f"s3://b/{i}.jpg").model_dump_json() for i in range(23)]
+    text = "\r\n".join(lines[:5]) + "\r\n\n   \n" + "\n".join(lines[5:]) + '\n{"source":"s3://b/torn'
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(text.encode("utf-8"))
+    expected = list(effective_lines(str(path)))
+    assert len(expected) == 23 and expected[-1][0] == 25  # numbered across the blank lines
+    for size in (1, 4, 7, 30):
+        assert _lines_by_span(str(path), size) == expected
+    spans = first_pass(str(path), 4).spans
+    assert spans is not None and sum(span.lines for span in spans) == 25  # the torn line is left out
+    assert "line 26 is torn" in caplog.text
+
+
+def test_no_spans_where_bytes_and_text_could_disagree(tmp_path: Path) -> None:
+    record = labeled("s3://b/1.jpg").model_dump_json()
+    inner_cr = tmp_path / "cr.jsonl"  # a bare carriage return: the text reader breaks the line there
+    inner_cr.write_bytes(record.replace(",", ",\r", 1).encode() + b"\n")
+    with pytest.raises(ManifestError) as as_text:
+        first_pass(str(inner_cr))
+    with pytest.raises(ManifestError) as with_spans:  # the bytes reader defers to the text reader
+        first_pass(str(inner_cr), 10)
+    assert str(with_spans.value) == str(as_text.value) and "line 2" in str(as_text.value)
+    packed = tmp_path / "m.jsonl.gz"
+    packed.write_bytes(gzip.compress((record + "\n").encode()))
+    assert first_pass(str(packed), 10).spans is None
+    assert [line[0] for line in effective_lines(str(packed), first_pass(str(packed), 10))] == [1]
+
+
+def test_verdicts_or_a_repeated_source_make_a_manifest_not_plain(tmp_path: Path) -> None:
+    path = tmp_path / "m.jsonl"
+    write_records(str(path), [labeled("s3://b/1.jpg"), labeled("s3://b/2.jpg")])
+    assert first_pass(str(path), 10).plain
+    write_records(str(path), [labeled("s3://b/1.jpg"), labeled("s3://b/2.jpg"), labeled("s3://b/1.jpg")])
+    assert first_pass(str(path), 10).repeated == {"s3://b/1.jpg"} and not first_pass(str(path), 10).plain
+    other = tmp_path / "v.jsonl"
+    write_records(str(other), [labeled("s3://b/1.jpg")])
+    append_verdict(str(other), "s3://b/1.jpg", Verdict(label="Bird", accepted=False))
+    assert not first_pass(str(other), 10).plain

@@ -82,7 +82,7 @@ def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
                 yield line_no, text
 
 
-def _parses(text: str) -> bool:
+def _parses(text: str | bytes) -> bool:
     try:
         json.loads(text)
     except json.JSONDecodeError:
@@ -306,26 +306,111 @@ class _SeenFilter:
 
 
 Line = tuple[int, str, list[Verdict] | None]  # (line number, text, people's verdicts on it)
+_COMPRESSED = (".bz2", ".gz", ".lz4", ".xz", ".zst")  # extensions smart-open decompresses
 
 
-def effective_lines(uri: str) -> Iterator[Line]:
+class Span(NamedTuple):
+    """A run of whole lines of a plain local manifest: bytes [start, end), numbered from `first_line`."""
+
+    start: int
+    end: int
+    first_line: int
+    lines: int
+
+
+@dataclass
+class FirstPass:
+    """What a first pass over a manifest found: people's verdicts (as many as people made, not as
+    many as images), sources that may repeat (a fixed-size filter finds them), and for a plain
+    local file read with `span_lines`, its lines cut into `Span`s of that many."""
+
+    verdicts: dict[str, list[Verdict]]
+    repeated: set[str]
+    spans: list[Span] | None
+
+    @property
+    def plain(self) -> bool:
+        """Spans exist, no record supersedes another and nobody judged one: each line stands alone."""
+        return self.spans is not None and not self.verdicts and not self.repeated
+
+
+def first_pass(uri: str, span_lines: int | None = None) -> FirstPass:
+    """Read the manifest once for what `effective_lines` must know before it yields anything."""
+    found = FirstPass({}, set(), None)
+    seen = _SeenFilter()
+    if span_lines is not None and is_local(uri) and not uri.lower().endswith(_COMPRESSED):
+        found.spans = _spanning_pass(uri, span_lines, found, seen)
+        if found.spans is not None:
+            return found
+        found.verdicts.clear()
+        found.repeated.clear()
+        seen = _SeenFilter()
+    for line_no, text in iter_lines(uri):
+        _note(uri, line_no, text, found, seen)
+    return found
+
+
+def _note(uri: str, line_no: int, text: str, found: FirstPass, seen: _SeenFilter) -> None:
+    if text.startswith(_VERDICT_PREFIX):
+        entry = parse_line(uri, line_no, text)
+        assert isinstance(entry, VerdictEntry)
+        found.verdicts.setdefault(entry.source, []).append(entry.verdict)
+    elif seen.add(source := _source_of(uri, line_no, text)):
+        found.repeated.add(source)
+
+
+def _spanning_pass(uri: str, span_lines: int, found: FirstPass, seen: _SeenFilter) -> list[Span] | None:
+    """The first pass over a local file in bytes, noting where every `span_lines` lines end; None
+    (read it as text instead) when a carriage return inside a line would make the text reader's
+    universal newlines number the lines differently."""
+    path = str(Path(uri).expanduser())
+    if not os.path.exists(path):
+        return []
+    spans: list[Span] = []
+    start = end = 0
+    first_line = line_no = 1
+    with open(path, "rb") as stream:
+        for line_no, raw in enumerate(stream, start=1):
+            if not raw.endswith(b"\n") and not _parses(raw):
+                log.warning("%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no)
+                line_no -= 1
+                break
+            end += len(raw)
+            text = raw.decode("utf-8").strip()
+            if "\r" in text:
+                return None
+            if text:
+                _note(uri, line_no, text, found, seen)
+            if line_no - first_line + 1 == span_lines:
+                spans.append(Span(start, end, first_line, span_lines))
+                start, first_line = end, line_no + 1
+    if end > start:
+        spans.append(Span(start, end, first_line, line_no - first_line + 1))
+    return spans
+
+
+def span_lines(uri: str, span: Span) -> list[Line]:
+    """The non-blank lines of `span` of a plain manifest (`FirstPass.plain`: no verdicts in it)."""
+    with open(Path(uri).expanduser(), "rb") as stream:
+        stream.seek(span.start)
+        data = stream.read(span.end - span.start)
+    out: list[Line] = []
+    for line_no, raw in enumerate(data.decode("utf-8").split("\n"), start=span.first_line):
+        text = raw.strip()
+        if text:
+            out.append((line_no, text, None))
+    return out
+
+
+def effective_lines(uri: str, first: FirstPass | None = None) -> Iterator[Line]:
     """(line number, text, people's verdicts) of each record not superseded by a later one.
 
-    A first pass collects verdict lines (as many as people made, not as many as images) and
-    finds sources that may repeat, with a fixed-size filter; only if some do, a second pass finds
-    where each of those last appears. The final pass yields the winners. Memory stays flat.
+    The first pass (`first_pass`, or the one given) collects verdict lines and finds sources that
+    may repeat; only if some do, a second pass finds where each of those last appears. The final
+    pass yields the winners. Memory stays flat.
     """
-    verdicts: dict[str, list[Verdict]] = {}
-    seen = _SeenFilter()
-    repeated: set[str] = set()
-    for line_no, text in iter_lines(uri):
-        if text.startswith(_VERDICT_PREFIX):
-            entry = parse_line(uri, line_no, text)
-            assert isinstance(entry, VerdictEntry)
-            verdicts.setdefault(entry.source, []).append(entry.verdict)
-        elif seen.add(source := _source_of(uri, line_no, text)):
-            repeated.add(source)
-    del seen
+    found = first if first is not None else first_pass(uri)
+    verdicts, repeated = found.verdicts, found.repeated
     last: dict[str, int] = {}
     if repeated:
         for line_no, text in iter_lines(uri):

@@ -7,7 +7,9 @@ and counts what it wrote; it stays here, in manifest order.
 
 The first `Parallel.inline_first` records run here; if the manifest goes on, the rest are cut into
 batches of `Parallel.batch` lines and handed to `Parallel.workers` processes (default: one per
-core), at most two batches per worker in flight, so memory stays flat. Results come back in
+core), at most two batches per worker in flight, so memory stays flat. For a plain local manifest
+(no record superseded, no verdict: `FirstPass.plain`, the usual case) a batch is a byte span of the
+file that the worker reads itself; otherwise this process reads the lines and sends them. Results come back in
 manifest order, so the output is byte for byte what one process writes, and the worker's part of
 the summary (skips, drops, held-out images) is added to the export's (`ExportSummary.absorb`).
 A bad line raises the same `ManifestError` at the same place as in one process.
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import TypeVar
 
-from labelsift.manifest import Line, effective_lines, records_from
+from labelsift.manifest import Line, Span, effective_lines, first_pass, records_from, span_lines
 from labelsift.models import ImageRecord
 from labelsift.select import Selection
 
@@ -84,24 +86,45 @@ def staged(
 ) -> Iterator[T]:
     """The stage's items for every effective record of the manifest, in manifest order."""
     words = [query.strip() for query in selection.labels]
-    lines = effective_lines(manifest_uri)
     workers = parallel.worker_count()
+    found = first_pass(manifest_uri, parallel.batch if workers > 1 else None)
+    if workers > 1 and found.plain and found.spans is not None:
+        yield from _spans(manifest_uri, words, found.spans, summary, stage, parallel, workers)
+        return
+    lines = effective_lines(manifest_uri, found)
     first = lines if workers <= 1 else islice(lines, parallel.inline_first)
     yield from stage(records_from(manifest_uri, first, words), summary)
     if workers > 1:
-        yield from _in_workers(manifest_uri, words, lines, summary, stage, parallel, workers)
+        yield from _in_workers(manifest_uri, words, _batches(lines, parallel.batch), summary, stage, workers)
 
 
-def _in_workers(
+def _spans(
     manifest_uri: str,
     words: list[str],
-    lines: Iterator[Line],
+    spans: list[Span],
     summary: ExportSummary,
     stage: Stage[T],
     parallel: Parallel,
     workers: int,
 ) -> Iterator[T]:
-    batches = _batches(lines, parallel.batch)
+    """A plain local manifest: each worker reads the lines of its own spans from the file, so this
+    process neither reads them a second time nor sends them."""
+    rest = iter(spans)
+    done = 0
+    while done < parallel.inline_first and (span := next(rest, None)) is not None:
+        yield from stage(records_from(manifest_uri, span_lines(manifest_uri, span), words), summary)
+        done += span.lines
+    yield from _in_workers(manifest_uri, words, rest, summary, stage, workers)
+
+
+def _in_workers(
+    manifest_uri: str,
+    words: list[str],
+    batches: Iterator[list[Line] | Span],
+    summary: ExportSummary,
+    stage: Stage[T],
+    workers: int,
+) -> Iterator[T]:
     first = next(batches, None)
     if first is None:
         return
@@ -123,10 +146,12 @@ def _in_workers(
 
 
 def run_batch(
-    manifest_uri: str, words: list[str], batch: list[Line], part: ExportSummary, stage: Stage[T]
+    manifest_uri: str, words: list[str], batch: list[Line] | Span, part: ExportSummary, stage: Stage[T]
 ) -> tuple[list[T], ExportSummary]:
-    """In a worker: the stage over one batch of lines, and the summary of that batch alone."""
-    items = list(stage(records_from(manifest_uri, batch, words), part))
+    """In a worker: the stage over one batch of lines (or a span of the file to read them from),
+    and the summary of that batch alone."""
+    lines = span_lines(manifest_uri, batch) if isinstance(batch, Span) else batch
+    items = list(stage(records_from(manifest_uri, lines, words), part))
     return items, part
 
 
