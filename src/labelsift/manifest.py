@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import mmap
 import os
 import sqlite3
 import tempfile
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple
 
+import numpy as np
 import smart_open
 from pydantic import ValidationError
 
@@ -285,24 +287,92 @@ def _source_of(uri: str, line_no: int, text: str) -> str:
 
 
 class _SeenFilter:
-    """A fixed-size Bloom filter over sources (16 MiB whatever the manifest's length).
+    """A fixed-size blocked Bloom filter over sources (32 MiB whatever the manifest's length).
 
-    `add` answers whether the source may have been added before: never a false "no", rarely a
-    false "yes", so a manifest with no repeated source is confirmed without any index at all.
+    `add_many` answers which keys may have been added before (by an earlier batch, or earlier in
+    this one): never a false "no", rarely a false "yes" (about one in a million sources, a hundred
+    in five million), so a manifest with no repeated source is confirmed without any index at all.
+    Each key sets six bits of one 64-bit word (one memory access per key); the bit work runs in
+    numpy, a batch at a time.
     """
 
-    def __init__(self, bits: int = 1 << 27) -> None:
-        self._bits = bytearray(bits >> 3)
-        self._mask = bits - 1
+    def __init__(self, words: int = 1 << 22) -> None:
+        self._words = np.zeros(words, dtype=np.uint64)
+        self._mask = np.uint64(words - 1)
 
-    def add(self, source: str) -> bool:
-        digest = hash(source)
-        first, second = digest & self._mask, (digest >> 32) & self._mask
-        bits = self._bits
-        seen = bool(bits[first >> 3] & (1 << (first & 7))) and bool(bits[second >> 3] & (1 << (second & 7)))
-        bits[first >> 3] |= 1 << (first & 7)
-        bits[second >> 3] |= 1 << (second & 7)
-        return seen
+    def add_many(self, keys: list[bytes]) -> list[int]:
+        hashes = np.array([hash(key) for key in keys], dtype=np.int64)
+        digest = hashes.view(np.uint64)
+        word = (digest & self._mask).astype(np.intp)
+        bits = np.zeros(len(keys), dtype=np.uint64)
+        for shift in range(28, 64, 6):  # six 6-bit fields above the word's index
+            bits |= np.left_shift(np.uint64(1), (digest >> np.uint64(shift)) & np.uint64(63))
+        seen = self._words[word] & bits == bits
+        _, firsts = np.unique(hashes, return_index=True)  # a key twice in this batch: seen
+        again = np.ones(len(keys), dtype=bool)
+        again[firsts] = False
+        np.bitwise_or.at(self._words, word, bits)  # ufunc.at: keys of one batch may share a word
+        return [int(i) for i in np.flatnonzero(seen | again)]
+
+
+class _RepeatFinder:
+    """Sources that may have been written before, from the filter, a batch of keys at a time."""
+
+    def __init__(self) -> None:
+        self._seen = _SeenFilter()
+        self._keys: list[bytes] = []
+        self.maybe: set[str] = set()
+        self.odd_lines = 0  # record lines not in the writer's form (`_key_of` had to decode them)
+
+    def add(self, key: bytes) -> None:
+        self._keys.append(key)
+        if len(self._keys) >= 4096:
+            self.flush()
+
+    def flush(self) -> None:
+        keys, self._keys = self._keys, []
+        if keys:
+            self.maybe.update(keys[i].decode("utf-8") for i in self._seen.add_many(keys))
+
+
+_SOURCE_PREFIX_BYTES = b'{"source":"'
+
+
+def _key_of(uri: str, line_no: int, raw: bytes) -> bytes | None:
+    """A record line's source as UTF-8 (None for a blank or verdict line), without decoding the
+    line when it starts the way the writer writes it (its source string then holds no escape)."""
+    if raw.startswith(_SOURCE_PREFIX_BYTES):
+        close = raw.find(b'"', len(_SOURCE_PREFIX_BYTES))
+        if close > 0 and raw.find(b"\\", len(_SOURCE_PREFIX_BYTES), close) < 0:
+            return raw[len(_SOURCE_PREFIX_BYTES) : close]
+    text = raw.decode("utf-8").strip()
+    if not text or text.startswith(_VERDICT_PREFIX):
+        return None
+    return _source_of(uri, line_no, text).encode("utf-8")
+
+
+def _local_plain(uri: str) -> bool:
+    """A local file smart-open would not decompress: its bytes are its lines."""
+    return is_local(uri) and not uri.lower().endswith(_COMPRESSED)
+
+
+def _record_keys(uri: str) -> Iterator[tuple[int, bytes]]:
+    """(line number, source key) of every record line, reading bytes where the file allows."""
+    if not _local_plain(uri):
+        for line_no, text in iter_lines(uri):
+            if not text.startswith(_VERDICT_PREFIX):
+                yield line_no, _source_of(uri, line_no, text).encode("utf-8")
+        return
+    path = Path(uri).expanduser()
+    if not path.exists():
+        return
+    with open(path, "rb") as stream:
+        for line_no, raw in enumerate(stream, start=1):
+            if not raw.endswith(b"\n") and not _parses(raw):
+                return  # torn: `iter_lines` warns about it
+            key = _key_of(uri, line_no, raw)
+            if key is not None:
+                yield line_no, key
 
 
 Line = tuple[int, str, list[Verdict] | None]  # (line number, text, people's verdicts on it)
@@ -321,54 +391,95 @@ class Span(NamedTuple):
 @dataclass
 class FirstPass:
     """What a first pass over a manifest found: people's verdicts (as many as people made, not as
-    many as images), sources that may repeat (a fixed-size filter finds them), and for a plain
-    local file read with `span_lines`, its lines cut into `Span`s of that many."""
+    many as images), where each source written more than once last appears, and for a plain local
+    file read with `lines_per_span`, its lines cut into `Span`s of that many."""
 
     verdicts: dict[str, list[Verdict]]
-    repeated: set[str]
+    last: dict[str, int]  # source -> line number of its newest record, for repeated sources only
     spans: list[Span] | None
 
     @property
     def plain(self) -> bool:
         """Spans exist, no record supersedes another and nobody judged one: each line stands alone."""
-        return self.spans is not None and not self.verdicts and not self.repeated
+        return self.spans is not None and not self.verdicts and not self.last
 
 
-def first_pass(uri: str, span_lines: int | None = None) -> FirstPass:
-    """Read the manifest once for what `effective_lines` must know before it yields anything."""
-    found = FirstPass({}, set(), None)
-    seen = _SeenFilter()
-    if span_lines is not None and is_local(uri) and not uri.lower().endswith(_COMPRESSED):
-        found.spans = _spanning_pass(uri, span_lines, found, seen)
-        if found.spans is not None:
-            return found
+def first_pass(uri: str, lines_per_span: int | None = None) -> FirstPass:
+    """Read the manifest for what `effective_lines` must know before it yields anything.
+
+    A fixed-size filter flags sources that may have been seen before; it has false alarms (dozens
+    in a million sources), so only if it flags any does a second pass count the flagged ones and
+    keep those really written more than once.
+    """
+    found = FirstPass({}, {}, None)
+    finder = _RepeatFinder()
+    if lines_per_span is not None and _local_plain(uri):
+        found.spans = _spanning_pass(uri, lines_per_span, found.verdicts, finder)
+    if found.spans is None:
         found.verdicts.clear()
-        found.repeated.clear()
-        seen = _SeenFilter()
-    for line_no, text in iter_lines(uri):
-        _note(uri, line_no, text, found, seen)
+        finder = _RepeatFinder()
+        for line_no, text in iter_lines(uri):
+            if text.startswith(_VERDICT_PREFIX):
+                _add_verdict(uri, line_no, text, found.verdicts)
+            else:
+                finder.add(_source_of(uri, line_no, text).encode("utf-8"))
+    finder.flush()
+    if finder.maybe and not (found.spans is not None and _written_once(uri, finder)):
+        found.last = _repeats(uri, finder.maybe)
     return found
 
 
-def _note(uri: str, line_no: int, text: str, found: FirstPass, seen: _SeenFilter) -> None:
-    if text.startswith(_VERDICT_PREFIX):
-        entry = parse_line(uri, line_no, text)
-        assert isinstance(entry, VerdictEntry)
-        found.verdicts.setdefault(entry.source, []).append(entry.verdict)
-    elif seen.add(source := _source_of(uri, line_no, text)):
-        found.repeated.add(source)
+def _written_once(uri: str, finder: _RepeatFinder) -> bool:
+    """Whether each of a few flagged sources has one record only, found by searching the file's
+    bytes for its record's start (much faster than reading the lines again). Exact only when every
+    record line is in the writer's form (none odd): `\\n{"source":"<source>"` then starts each of
+    its lines and nothing else (JSON escapes the quotes of a string that holds it)."""
+    if finder.odd_lines or len(finder.maybe) > 16:
+        return False
+    with (
+        open(Path(uri).expanduser(), "rb") as stream,
+        mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
+    ):
+        for source in finder.maybe:
+            needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8") + b'"'
+            first = 0 if data[: len(needle) - 1] == needle[1:] else data.find(needle)
+            if first >= 0 and data.find(needle, first + 1) >= 0:
+                return False
+    return True
 
 
-def _spanning_pass(uri: str, span_lines: int, found: FirstPass, seen: _SeenFilter) -> list[Span] | None:
-    """The first pass over a local file in bytes, noting where every `span_lines` lines end; None
-    (read it as text instead) when a carriage return inside a line would make the text reader's
-    universal newlines number the lines differently."""
-    path = str(Path(uri).expanduser())
-    if not os.path.exists(path):
+def _add_verdict(uri: str, line_no: int, text: str, verdicts: dict[str, list[Verdict]]) -> None:
+    entry = parse_line(uri, line_no, text)
+    assert isinstance(entry, VerdictEntry)
+    verdicts.setdefault(entry.source, []).append(entry.verdict)
+
+
+def _repeats(uri: str, maybe: set[str]) -> dict[str, int]:
+    """source -> line of its newest record, for the sources of `maybe` written more than once."""
+    wanted = {source.encode("utf-8") for source in maybe}
+    seen_once: set[bytes] = set()
+    last: dict[str, int] = {}
+    for line_no, key in _record_keys(uri):
+        if key in wanted:
+            if key in seen_once:
+                last[key.decode("utf-8")] = line_no
+            seen_once.add(key)
+    return last
+
+
+def _spanning_pass(
+    uri: str, lines_per_span: int, verdicts: dict[str, list[Verdict]], finder: _RepeatFinder
+) -> list[Span] | None:
+    """The first pass over a local file in bytes, noting where every `lines_per_span` lines end;
+    None (read it as text instead) when a carriage return inside a line would make the text
+    reader's universal newlines number the lines differently."""
+    path = Path(uri).expanduser()
+    if not path.exists():
         return []
     spans: list[Span] = []
     start = end = 0
     first_line = line_no = 1
+    prefix, skip = _SOURCE_PREFIX_BYTES, len(_SOURCE_PREFIX_BYTES)
     with open(path, "rb") as stream:
         for line_no, raw in enumerate(stream, start=1):
             if not raw.endswith(b"\n") and not _parses(raw):
@@ -376,13 +487,18 @@ def _spanning_pass(uri: str, span_lines: int, found: FirstPass, seen: _SeenFilte
                 line_no -= 1
                 break
             end += len(raw)
-            text = raw.decode("utf-8").strip()
-            if "\r" in text:
+            if b"\r" in raw and b"\r" in raw.strip():
                 return None
-            if text:
-                _note(uri, line_no, text, found, seen)
-            if line_no - first_line + 1 == span_lines:
-                spans.append(Span(start, end, first_line, span_lines))
+            close = raw.find(b'"', skip) if raw.startswith(prefix) else -1
+            if close > 0 and raw.find(b"\\", skip, close) < 0:  # `_key_of`'s fast path, inline
+                finder.add(raw[skip:close])
+            elif (key := _key_of(uri, line_no, raw)) is not None:
+                finder.add(key)
+                finder.odd_lines += 1
+            elif text := raw.decode("utf-8").strip():
+                _add_verdict(uri, line_no, text, verdicts)
+            if line_no - first_line + 1 == lines_per_span:
+                spans.append(Span(start, end, first_line, lines_per_span))
                 start, first_line = end, line_no + 1
     if end > start:
         spans.append(Span(start, end, first_line, line_no - first_line + 1))
@@ -405,19 +521,12 @@ def span_lines(uri: str, span: Span) -> list[Line]:
 def effective_lines(uri: str, first: FirstPass | None = None) -> Iterator[Line]:
     """(line number, text, people's verdicts) of each record not superseded by a later one.
 
-    The first pass (`first_pass`, or the one given) collects verdict lines and finds sources that
-    may repeat; only if some do, a second pass finds where each of those last appears. The final
-    pass yields the winners. Memory stays flat.
+    The first pass (`first_pass`, or the one given) collects verdict lines and finds where each
+    repeated source last appears; this pass yields the winners. Memory stays flat (as many entries
+    as verdicts and repeated sources, not as records).
     """
     found = first if first is not None else first_pass(uri)
-    verdicts, repeated = found.verdicts, found.repeated
-    last: dict[str, int] = {}
-    if repeated:
-        for line_no, text in iter_lines(uri):
-            if text.startswith(_VERDICT_PREFIX):
-                continue
-            if (source := _source_of(uri, line_no, text)) in repeated:
-                last[source] = line_no
+    verdicts, last = found.verdicts, found.last
     for line_no, text in iter_lines(uri):
         if text.startswith(_VERDICT_PREFIX):
             continue
