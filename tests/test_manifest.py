@@ -9,6 +9,7 @@ import pytest
 from labelsift.manifest import (
     ManifestError,
     ManifestWriter,
+    _line_starts,
     _RepeatFinder,
     _SeenFilter,
     _written_once,
@@ -227,3 +228,17 @@ def test_a_flagged_source_is_confirmed_by_searching_the_bytes(tmp_path: Path) ->
     assert not _written_once(str(path), finder)
     finder.maybe, finder.odd_lines = {"s3://b/2.jpg"}, 1  # a line in another form: cannot tell
     assert not _written_once(str(path), finder)
+
+
+@pytest.mark.parametrize("offset", [-20, -5, -1, 0, 3])
+def test_the_bytes_search_finds_a_record_across_a_chunk_border(tmp_path: Path, offset: int) -> None:
+    record = b'{"source":"s3://b/x.jpg","status":"labeled"}\n'
+    head = b'{"source":"s3://b/pad.jpg","format":"'
+    pad = head + b"a" * ((1 << 20) + offset - len(head) - 3) + b'"}\n'  # the next line starts near 1 MiB
+    path = tmp_path / "m.jsonl"
+    path.write_bytes(pad + record + record)
+    assert _line_starts(path, "s3://b/x.jpg", limit=5) == 2
+    path.write_bytes(record + pad + record)  # at the very start, then across the border
+    assert _line_starts(path, "s3://b/x.jpg", limit=5) == 2
+    assert _line_starts(path, "s3://b/pad.jpg", limit=5) == 1
+    assert _line_starts(path, "s3://b/x.jp", limit=5) == 0  # a prefix of a source is not it

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import mmap
 import os
 import sqlite3
 import tempfile
@@ -436,16 +435,27 @@ def _written_once(uri: str, finder: _RepeatFinder) -> bool:
     its lines and nothing else (JSON escapes the quotes of a string that holds it)."""
     if finder.odd_lines or len(finder.maybe) > 16:
         return False
-    with (
-        open(Path(uri).expanduser(), "rb") as stream,
-        mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data,
-    ):
-        for source in finder.maybe:
-            needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8") + b'"'
-            first = 0 if data[: len(needle) - 1] == needle[1:] else data.find(needle)
-            if first >= 0 and data.find(needle, first + 1) >= 0:
-                return False
-    return True
+    path = Path(uri).expanduser()
+    return all(_line_starts(path, source, limit=2) < 2 for source in finder.maybe)
+
+
+def _line_starts(path: Path, source: str, *, limit: int) -> int:
+    """How many lines (up to `limit`) start with `source`'s record in the writer's form, read in
+    chunks of 1 MiB."""
+    needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8") + b'"'
+    found = 0
+    with open(path, "rb") as stream:
+        carry = b"\n"  # the file's start is a line's start
+        while chunk := stream.read(1 << 20):
+            data = carry + chunk
+            at = data.find(needle)
+            while at >= 0:
+                found += 1
+                if found >= limit:
+                    return found
+                at = data.find(needle, at + 1)
+            carry = data[1 - len(needle) :]  # a match across the chunks' border starts in here
+    return found
 
 
 def _add_verdict(uri: str, line_no: int, text: str, verdicts: dict[str, list[Verdict]]) -> None:
