@@ -7,12 +7,13 @@ and counts what it wrote; it stays here, in manifest order.
 
 The first `Parallel.inline_first` records run here; if the manifest goes on, the rest are cut into
 batches of `Parallel.batch` lines and handed to `Parallel.workers` processes (default: one per
-core), at most two batches per worker in flight, so memory stays flat. For a plain local manifest
-(no record superseded, no verdict: `FirstPass.plain`, the usual case) a batch is a byte span of the
-file that the worker reads itself; otherwise this process reads the lines and sends them. Results come back in
-manifest order, so the output is byte for byte what one process writes, and the worker's part of
-the summary (skips, drops, held-out images) is added to the export's (`ExportSummary.absorb`).
-A bad line raises the same `ManifestError` at the same place as in one process.
+core), at most two batches per worker in flight, so memory stays flat. For a plain local
+manifest (no record superseded, no verdict: `FirstPass.plain`, the usual case) a batch is a byte
+span of the file that the worker reads itself; otherwise this process reads the lines and sends
+them. Results come back in manifest order, so the output is byte for byte what one process
+writes, and the worker's part of the summary (skips, drops, held-out images) is added to the
+export's (`ExportSummary.absorb`). A bad line raises the same `ManifestError` at the same place
+as in one process.
 """
 
 from __future__ import annotations
