@@ -357,6 +357,8 @@ def scan(
             ahead = min(ahead, options.workers + options.target - progress.hits)
         if options.patience is not None:
             ahead = min(ahead, options.workers + options.patience - progress.misses_in_row)
+        if options.max_errors_in_row is not None:  # an outage: as few requests past the stop
+            ahead = min(ahead, options.workers + options.max_errors_in_row - errors_in_row)
         return max(1, ahead)
 
     def reserved() -> float:
