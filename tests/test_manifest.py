@@ -242,3 +242,12 @@ def test_the_bytes_search_finds_a_record_across_a_chunk_border(tmp_path: Path, o
     assert _line_starts(path, "s3://b/x.jpg", limit=5) == 2
     assert _line_starts(path, "s3://b/pad.jpg", limit=5) == 1
     assert _line_starts(path, "s3://b/x.jp", limit=5) == 0  # a prefix of a source is not it
+
+
+def test_old_mac_line_ends_are_read_as_text_with_repeats_found(tmp_path: Path) -> None:
+    a, b = labeled("s3://b/a.jpg").model_dump_json(), labeled("s3://b/b.jpg").model_dump_json()
+    path = tmp_path / "m.jsonl"
+    path.write_bytes("\r".join([a, b, a]).encode() + b"\r")  # carriage returns only
+    found = first_pass(str(path), 10)
+    assert found.spans is None and found.last == {"s3://b/a.jpg": 3}
+    assert [(n, text[:30]) for n, text, _ in effective_lines(str(path), found)] == [(2, b[:30]), (3, a[:30])]

@@ -355,9 +355,10 @@ def _local_plain(uri: str) -> bool:
     return is_local(uri) and not uri.lower().endswith(_COMPRESSED)
 
 
-def _record_keys(uri: str) -> Iterator[tuple[int, bytes]]:
-    """(line number, source key) of every record line, reading bytes where the file allows."""
-    if not _local_plain(uri):
+def _record_keys(uri: str, *, as_bytes: bool) -> Iterator[tuple[int, bytes]]:
+    """(line number, source key) of every record line; `as_bytes` where the first pass found the
+    file's byte lines to be its text lines (`_spanning_pass`: no carriage return inside a line)."""
+    if not as_bytes:
         for line_no, text in iter_lines(uri):
             if not text.startswith(_VERDICT_PREFIX):
                 yield line_no, _source_of(uri, line_no, text).encode("utf-8")
@@ -424,7 +425,7 @@ def first_pass(uri: str, lines_per_span: int | None = None) -> FirstPass:
                 finder.add(_source_of(uri, line_no, text).encode("utf-8"))
     finder.flush()
     if finder.maybe and not (found.spans is not None and _written_once(uri, finder)):
-        found.last = _repeats(uri, finder.maybe)
+        found.last = _repeats(uri, finder.maybe, as_bytes=found.spans is not None)
     return found
 
 
@@ -464,12 +465,12 @@ def _add_verdict(uri: str, line_no: int, text: str, verdicts: dict[str, list[Ver
     verdicts.setdefault(entry.source, []).append(entry.verdict)
 
 
-def _repeats(uri: str, maybe: set[str]) -> dict[str, int]:
+def _repeats(uri: str, maybe: set[str], *, as_bytes: bool) -> dict[str, int]:
     """source -> line of its newest record, for the sources of `maybe` written more than once."""
     wanted = {source.encode("utf-8") for source in maybe}
     seen_once: set[bytes] = set()
     last: dict[str, int] = {}
-    for line_no, key in _record_keys(uri):
+    for line_no, key in _record_keys(uri, as_bytes=as_bytes):
         if key in wanted:
             if key in seen_once:
                 last[key.decode("utf-8")] = line_no
@@ -492,13 +493,13 @@ def _spanning_pass(
     prefix, skip = _SOURCE_PREFIX_BYTES, len(_SOURCE_PREFIX_BYTES)
     with open(path, "rb") as stream:
         for line_no, raw in enumerate(stream, start=1):
+            if b"\r" in raw and b"\r" in raw.strip():
+                return None
             if not raw.endswith(b"\n") and not _parses(raw):
                 log.warning("%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no)
                 line_no -= 1
                 break
             end += len(raw)
-            if b"\r" in raw and b"\r" in raw.strip():
-                return None
             close = raw.find(b'"', skip) if raw.startswith(prefix) else -1
             if close > 0 and raw.find(b"\\", skip, close) < 0:  # `_key_of`'s fast path, inline
                 finder.add(raw[skip:close])
