@@ -27,8 +27,9 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain, islice
+from itertools import islice
 from typing import TypeVar
 
 from labelsift.manifest import Line, Span, effective_lines, first_pass, records_from, span_lines
@@ -136,7 +137,9 @@ def _in_workers(
     summary.workers = workers
     pending: deque[Future[tuple[list[T], ExportSummary]]] = deque()
     try:
-        for batch in chain([first], batches):
+        with _sigint_held():  # the first submit forks the workers
+            pending.append(pool.submit(run_batch, manifest_uri, words, first, summary.blank(), stage))
+        for batch in batches:
             pending.append(pool.submit(run_batch, manifest_uri, words, batch, summary.blank(), stage))
             if len(pending) >= 2 * workers:
                 yield from _collect(pending.popleft(), summary)
@@ -144,6 +147,19 @@ def _in_workers(
             yield from _collect(pending.popleft(), summary)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C while the workers are forked: it then arrives after, as KeyboardInterrupt here.
+    Arriving during a fork it could be raised inside an at-fork callback, where Python reports it
+    as unraisable and drops it, and the export would go on. The workers and the pool's thread
+    keep it blocked (they inherit the mask): Ctrl-C is this thread's to handle."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def run_batch(
