@@ -384,3 +384,20 @@ def test_a_denied_delete_stops_an_overwrite_before_it_writes(
     assert READ_AND_LIST.secret_key not in text
     after = {item["Key"] for item in s3_client.list_objects_v2(Bucket=bucket, Prefix="yolo/")["Contents"]}
     assert after == before  # the earlier export is whole
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["export", "coco", "{missing}", "{out}"],
+        ["export", "groundtruth", "{missing}", "{out}/gt.manifest"],
+        ["export", "custom-labels", "{missing}", "{out}"],
+        ["export", "review", "{missing}", "{out}/queue.manifest"],
+    ],
+)
+def test_an_export_from_a_missing_manifest_says_so(tmp_path: Path, command: list[str]) -> None:
+    missing = str(tmp_path / "typo.jsonl")  # read as empty, it would export nothing and exit 0
+    args = [part.format(missing=missing, out=tmp_path / "out") for part in command]
+    result = cli(*args, "--label", "Bird")
+    assert_one_paragraph(result, ExitCode.CANNOT_PROCEED, "typo.jsonl", "no such file")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -311,8 +312,15 @@ def decisions(
         summary.records += count
 
 
+def require_manifest(uri: str) -> None:
+    """Refuse a manifest that is not there: read as empty, a mistyped path would export nothing."""
+    if not manifest_exists(uri):
+        raise FileNotFoundError(errno.ENOENT, "no such manifest", uri)
+
+
 def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
     """`decisions` over the whole manifest, in this process (for exports bound by copying)."""
+    require_manifest(manifest_uri)
     words = (query.strip() for query in selection.labels)
     return decisions(iter_records_mentioning(manifest_uri, words), selection, summary)
 

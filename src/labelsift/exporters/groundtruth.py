@@ -163,7 +163,9 @@ def groundtruth_lines(
     lines: Iterator[tuple[str, dict[str, Any], Tally]]
     if task == "boxes":
         class_map = {str(i): name for i, name in enumerate(classes)}  # every class, on every line
-        boxes_line = partial(_boxes_line, attr=attr, meta=f"{attr}-metadata", class_map=class_map)
+        boxes_line = partial(
+            _boxes_line, attr=attr, meta=f"{attr}-metadata", job=f"labeling-job/{attr}", class_map=class_map
+        )
         lines = map(boxes_line, detection_images(decided, summary, val_fraction=None))
     else:
         lines = _classification_lines(decided, summary, task, attr, classes)
@@ -174,7 +176,7 @@ def groundtruth_lines(
 
 
 def _boxes_line(
-    image: DetectionImage, *, attr: str, meta: str, class_map: dict[str, str]
+    image: DetectionImage, *, attr: str, meta: str, job: str, class_map: dict[str, str]
 ) -> tuple[str, dict[str, Any], Tally]:
     record = image.record
     annotations = []
@@ -199,7 +201,7 @@ def _boxes_line(
             "type": DETECTION,
             "human-annotated": _yes(human),
             "creation-date": gt_date(decided_at),
-            "job-name": f"labeling-job/{attr}",
+            "job-name": job,
         },
     }
     return record.source, line, image.tally

@@ -36,6 +36,7 @@ from labelsift.manifest import Line, Span, effective_lines, first_pass, records_
 from labelsift.models import ImageRecord
 from labelsift.select import Selection
 
+from .common import require_manifest
 from .summary import ExportSummary
 
 T = TypeVar("T")
@@ -87,6 +88,7 @@ def staged(
     parallel: Parallel = PER_CORE,
 ) -> Iterator[T]:
     """The stage's items for every effective record of the manifest, in manifest order."""
+    require_manifest(manifest_uri)
     words = [query.strip() for query in selection.labels]
     workers = parallel.worker_count()
     found = first_pass(manifest_uri, parallel.batch if workers > 1 else None)
