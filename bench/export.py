@@ -5,11 +5,13 @@
 
 For each size it writes a synthetic manifest (streaming) in a temporary folder, then runs each
 annotation format (coco, yolo labels only, voc, groundtruth boxes), a baseline (`json.loads` of
-every line) and `read` (the manifest reader alone, `iter_records`: the ceiling of any export) in a
-fresh subprocess each, so every peak is that run's own. After yolo, `files` creates as many small
-files as yolo wrote, with nothing else: the floor this disk sets for a format with one file per
-image (yolo, voc), reported as manifest records/s like the rest. Exports spread their per-record work over
-worker processes (one per core, `labelsift.exporters.pipeline`); the baseline and `read` run in one.
+every line) and `read` (the exporters' reader alone: every record's view,
+`iter_records_mentioning` with no word; the ceiling of any export in one process) in a fresh
+subprocess each, so every peak is that run's own. After yolo, `files` creates as many small files
+as yolo wrote, with nothing else: the floor this disk sets for a format with one file per image
+(yolo, voc), reported as manifest records/s like the rest. Exports spread their per-record work
+over worker processes (one per core, `labelsift.exporters.pipeline`); the baseline and `read` run
+in one.
 It prints records/s, the peak RSS of the main process, the largest worker's peak, the main's growth
 over its RSS before the export started, the exporter/baseline speed ratio, and the
 largest/smallest-size ratio of main + workers peaks (target <= 1.2). Between runs it waits for
@@ -111,7 +113,7 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
     from labelsift.exporters.pipeline import Parallel
     from labelsift.exporters.voc import export_voc
     from labelsift.exporters.yolo import export_yolo
-    from labelsift.manifest import iter_records
+    from labelsift.manifest import iter_records_mentioning
     from labelsift.select import Selection
 
     selection = Selection(("Bird", "Dog", "Car"), threshold=60)  # imports above: not timed
@@ -139,7 +141,7 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
                 json.loads(line)
                 records += 1
     elif fmt == "read":
-        for _ in iter_records(manifest):
+        for _ in iter_records_mentioning(manifest, []):
             records += 1
     elif fmt == "coco":
         records = export_coco(manifest, out, selection).records

@@ -14,6 +14,7 @@ from labelsift.gt_import import import_review
 from labelsift.manifest import ManifestWriter, iter_raw, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus, VerdictEntry
 from labelsift.select import Outcome, Selection
+from labelsift.views import instance_view, view_of
 
 DATE = "2026-11-29T10:00:00.000000"
 
@@ -193,13 +194,13 @@ def test_import_for_one_label(tmp_path: Path, name: str) -> None:
     # a person's reject beats the model's 95%; a person's boxes replace the model's
     selection = Selection(labels=("Bird",), threshold=50.0, band=(40.0, 99.0))
     for n in (2, 4, 6):
-        decision = selection.decide(records[src(n)]).labels[0]
+        decision = selection.decide(view_of(records[src(n)])).labels[0]
         assert decision.outcome is Outcome.NOT_SELECTED and decision.human and decision.confidence == 95.0
-    boxed = selection.decide(records[src(5)]).labels[0]
+    boxed = selection.decide(view_of(records[src(5)])).labels[0]
     assert boxed.outcome is Outcome.SELECTED and boxed.human
-    assert boxed.instances == tuple(verdict.instances)
+    assert boxed.instances == tuple(instance_view(box) for box in verdict.instances)
     # without a verdict the same 95% sits in the band and waits for people
-    assert selection.decide(records[src(7)]).labels[0].outcome is Outcome.REVIEW
+    assert selection.decide(view_of(records[src(7)])).labels[0].outcome is Outcome.REVIEW
 
 
 def test_import_without_a_label_takes_each_answer_as_named(tmp_path: Path) -> None:
@@ -222,7 +223,7 @@ def test_import_without_a_label_takes_each_answer_as_named(tmp_path: Path) -> No
     assert dog.instances == [Instance(left=0.0, top=0.0, width=0.5, height=0.5, confidence=80.0)]
     assert summary.verdicts == 7 and summary.accepted == 6 and summary.rejected == 1
     # the lower-case "bird" from a person still counts for the query "Bird"
-    assert Selection(labels=("Bird",)).decide(records[src(1)]).labels[0].human
+    assert Selection(labels=("Bird",)).decide(view_of(records[src(1)])).labels[0].human
 
 
 def test_machine_labels_only_when_asked(tmp_path: Path) -> None:
@@ -246,7 +247,7 @@ def test_newest_answer_wins_and_chained_jobs(tmp_path: Path) -> None:
     assert summary.verdicts == 2 and summary.imported_lines == 1
     record = latest(manifest)[src(1)]
     assert [v.accepted for v in record.review] == [True, False]
-    assert Selection(labels=("bird",)).decide(record).labels[0].outcome is Outcome.NOT_SELECTED
+    assert Selection(labels=("bird",)).decide(view_of(record)).labels[0].outcome is Outcome.NOT_SELECTED
 
 
 def test_gt_output_from_s3(tmp_path: Path, bucket: str, s3_client: Any) -> None:

@@ -154,9 +154,9 @@ def test_records_naming_none_of_the_words_are_not_parsed_unless_judged(tmp_path:
         stream.write('{"source":"esc.jpg","status":"labeled","detector":{"name":"local"},'
                      '"labels":[{"name":"\\u0042ird","confidence":90}]}\n')  # fmt: skip
     append_verdict(path, "dog.jpg", Verdict(label="Bird", accepted=True))
-    seen = [r.source if r else None for r in iter_records_mentioning(str(path), ["BIRD"])]
+    seen = [r["source"] if r else None for r in iter_records_mentioning(str(path), ["BIRD"])]
     assert seen == ["bird.jpg", None, "dog.jpg", "esc.jpg"]
-    everything = [r.source if r else None for r in iter_records_mentioning(str(path), ['say "bird"'])]
+    everything = [r["source"] if r else None for r in iter_records_mentioning(str(path), ['say "bird"'])]
     assert everything == ["bird.jpg", "cat.jpg", "dog.jpg", "esc.jpg"]
 
 

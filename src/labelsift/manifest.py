@@ -26,6 +26,7 @@ import smart_open
 from pydantic import ValidationError
 
 from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
+from labelsift.views import RECORD_VIEW, RecordView
 
 log = logging.getLogger(__name__)
 
@@ -97,10 +98,14 @@ def parse_line(uri: str, line_no: int, text: str) -> ImageRecord | VerdictEntry:
             return VerdictEntry.model_validate_json(text)
         return ImageRecord.model_validate_json(text)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ManifestError(uri, line_no, f"not a valid record ({problems})") from None
+        raise _invalid(uri, line_no, exc) from None
+
+
+def _invalid(uri: str, line_no: int, exc: ValidationError) -> ManifestError:
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()
+    )
+    return ManifestError(uri, line_no, f"not a valid record ({problems})")
 
 
 def _head(uri: str, line_no: int, text: str) -> dict[str, Any]:
@@ -566,14 +571,25 @@ def _plain(word: str) -> bool:
     return word.isascii() and word.isprintable() and '"' not in word and "\\" not in word
 
 
-def iter_records_mentioning(uri: str, words: Iterable[str]) -> Iterator[ImageRecord | None]:
-    """Like `iter_records`, but a record whose line names none of `words` (case-insensitively)
-    and has no verdict is not parsed: None stands in for it (see `records_from`)."""
+def _view(uri: str, line_no: int, text: str, verdicts: list[Verdict] | None) -> RecordView:
+    try:
+        view = RECORD_VIEW.validate_json(text)
+    except ValidationError as exc:
+        raise _invalid(uri, line_no, exc) from None
+    if verdicts:
+        view["review"] = [*view["review"], *verdicts]
+    return view
+
+
+def iter_records_mentioning(uri: str, words: Iterable[str]) -> Iterator[RecordView | None]:
+    """The views (`views.RecordView`) of the effective records, as exports read them; a record
+    whose line names none of `words` (case-insensitively) and has no verdict is not parsed: None
+    stands in for it (see `records_from`)."""
     return records_from(uri, effective_lines(uri), words)
 
 
-def records_from(uri: str, lines: Iterable[Line], words: Iterable[str]) -> Iterator[ImageRecord | None]:
-    """The records of `lines` (from `effective_lines(uri)`), parsing only those that name a word.
+def records_from(uri: str, lines: Iterable[Line], words: Iterable[str]) -> Iterator[RecordView | None]:
+    """The record views of `lines` (from `effective_lines(uri)`), parsing only those that name a word.
 
     For selections over a few labels in a big manifest most records name none of them, and
     skipping their validation is most of an export's time. A line with JSON escapes (or a word
@@ -590,7 +606,7 @@ def records_from(uri: str, lines: Iterable[Line], words: Iterable[str]) -> Itera
             else:
                 yield None
                 continue
-        yield _record(uri, line_no, text, verdicts)
+        yield _view(uri, line_no, text, verdicts)
 
 
 def iter_raw(uri: str) -> Iterator[ImageRecord | VerdictEntry]:

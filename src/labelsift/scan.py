@@ -25,6 +25,7 @@ from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopRe
 from labelsift.probe import ProbeError, probe
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError
+from labelsift.views import label_views
 
 # Skipped: the object itself cannot be labelled as it is; rescanning it unchanged would give the same
 # answer (a changed object gets a new etag and is scanned again anyway). Every other code is an
@@ -150,7 +151,7 @@ def _is_hit(selection: Selection | None, record: ImageRecord) -> bool | None:
         return None
     if selection is None or not selection.labels:
         return None
-    return bool(selection.hits(record.labels))
+    return bool(selection.hits(label_views(record.labels)))
 
 
 def _load_prior(

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
-from labelsift.models import ImageRecord, Instance, Label, ScanStatus, Verdict
+from labelsift.models import ScanStatus, Verdict
+from labelsift.views import InstanceView, LabelView, RecordView, instance_view
 
 _MAX_KNOWN_NAMES = 100_000  # detector taxonomies have a few thousand names
 
@@ -39,7 +40,7 @@ class Hit:
     """A query label reached its threshold: the best matching detected label and its confidence."""
 
     query: str
-    label: Label
+    label: LabelView
     confidence: float
 
 
@@ -52,7 +53,7 @@ class LabelDecision(NamedTuple):
     query: str
     outcome: Outcome
     confidence: float  # best matching model confidence, 0-100 (0 when nothing matched)
-    instances: tuple[Instance, ...] = ()  # boxes to export when selected
+    instances: tuple[InstanceView, ...] = ()  # boxes to export when selected
     human: bool = False  # a person's verdict decided
     below_threshold_boxes: int = 0  # matching boxes left out for their own low confidence
 
@@ -62,7 +63,7 @@ class LabelDecision(NamedTuple):
 
 
 class Decision(NamedTuple):
-    record: ImageRecord
+    record: RecordView
     labels: tuple[LabelDecision, ...]  # one per query label, in query order
 
     @property
@@ -133,24 +134,26 @@ class Selection:
     def threshold_for(self, query: str) -> float:
         return self._limits[self._index[query.strip().lower()]]
 
-    def _matches(self, labels: Sequence[Label]) -> list[list[Label]]:
+    def _matches(self, labels: Sequence[LabelView]) -> list[list[LabelView]]:
         """For each query, the detected labels that match it (name, alias or parent), each once."""
-        found: list[list[Label]] = [[] for _ in self.labels]
+        found: list[list[LabelView]] = [[] for _ in self.labels]
         known = self._known
         parents = self.include_parents
         for label in labels:
-            i = known.get(label.name)
+            name = label["name"]
+            i = known.get(name)
             if i is None:
-                i = self._learn(label.name)
+                i = self._learn(name)
             if i >= 0:
                 found[i].append(label)
-            for name in label.aliases + label.parents if parents else label.aliases:
-                j = known.get(name)
-                if j is None:
-                    j = self._learn(name)
-                # identity, not equality: a label is appended once per query however it matched
-                if j >= 0 and not (found[j] and found[j][-1] is label):
-                    found[j].append(label)
+            for names in (label["aliases"], label["parents"]) if parents else (label["aliases"],):
+                for name in names:
+                    j = known.get(name)
+                    if j is None:
+                        j = self._learn(name)
+                    # identity, not equality: a label is appended once per query however it matched
+                    if j >= 0 and not (found[j] and found[j][-1] is label):
+                        found[j].append(label)
         return found
 
     def _learn(self, name: str) -> int:
@@ -160,56 +163,59 @@ class Selection:
         return i
 
     @staticmethod
-    def _best(query: str, matched: list[Label]) -> Label | None:
+    def _best(query: str, matched: list[LabelView]) -> LabelView | None:
         """Highest confidence; on a tie the label named like the query wins."""
-        best: Label | None = None
+        best: LabelView | None = None
         for label in matched:
             if (
                 best is None
-                or label.confidence > best.confidence
-                or (label.confidence == best.confidence and label.name.lower() == query.lower())
+                or label["confidence"] > best["confidence"]
+                or (label["confidence"] == best["confidence"] and label["name"].lower() == query.lower())
             ):
                 best = label
         return best
 
-    def hits(self, labels: Sequence[Label]) -> list[Hit]:
-        """Query labels whose best match reaches their threshold, in query order (model only)."""
+    def hits(self, labels: Sequence[LabelView]) -> list[Hit]:
+        """Query labels whose best match reaches their threshold, in query order (model only).
+        Labels held as models: `views.label_views(labels)`."""
         out: list[Hit] = []
         for i, matched in enumerate(self._matches(labels)):
             if not matched:
                 continue
             best = self._best(self.labels[i], matched)
-            if best is not None and best.confidence >= self._limits[i]:
-                out.append(Hit(self.labels[i], best, best.confidence))
+            if best is not None and best["confidence"] >= self._limits[i]:
+                out.append(Hit(self.labels[i], best, best["confidence"]))
         return out
 
-    def _verdict(self, record: ImageRecord, query: str) -> Verdict | None:
+    def _verdict(self, record: RecordView, query: str) -> Verdict | None:
         key = query.lower()
-        for verdict in reversed(record.review):
+        for verdict in reversed(record["review"]):
             if verdict.label.lower() == key:
                 return verdict
         return None
 
-    def decide(self, record: ImageRecord) -> Decision:
-        if record.status is not _LABELED:
+    def decide(self, record: RecordView) -> Decision:
+        """Per query label, what to do with the record (a model's: `views.view_of(record)`)."""
+        if record["status"] is not _LABELED:
             return Decision(record, self._nothing)
-        matches = self._matches(record.labels)
+        matches = self._matches(record["labels"])
+        review = record["review"]
         out: list[LabelDecision] = []
         for i, query in enumerate(self.labels):
             matched = matches[i]
-            if not matched and not record.review:
+            if not matched and not review:
                 out.append(self._nothing[i])
                 continue
             best = matched[0] if len(matched) == 1 else self._best(query, matched)
-            confidence = best.confidence if best is not None else 0.0
+            confidence = best["confidence"] if best is not None else 0.0
             limit = self._limits[i]
-            verdict = self._verdict(record, query) if record.review else None
+            verdict = self._verdict(record, query) if review else None
             if verdict is not None:
                 if not verdict.accepted:
                     out.append(LabelDecision(query, NOT_SELECTED, confidence, human=True))
                     continue
                 boxes = (
-                    tuple(verdict.instances)
+                    tuple(instance_view(box) for box in verdict.instances)
                     if verdict.instances is not None
                     else _unique_boxes(matched, 0.0)[0]
                 )
@@ -226,18 +232,18 @@ class Selection:
         return Decision(record, tuple(out))
 
 
-def _unique_boxes(matched: list[Label], limit: float) -> tuple[tuple[Instance, ...], int]:
+def _unique_boxes(matched: list[LabelView], limit: float) -> tuple[tuple[InstanceView, ...], int]:
     """Boxes of the matching labels at or above `limit`, each distinct box once; and how many fell short."""
     seen: set[tuple[float, float, float, float]] = set()
-    boxes: list[Instance] = []
+    boxes: list[InstanceView] = []
     low = 0
     for label in matched:
-        for instance in label.instances:
-            key = (instance.left, instance.top, instance.width, instance.height)
+        for instance in label["instances"]:
+            key = (instance["left"], instance["top"], instance["width"], instance["height"])
             if key in seen:
                 continue
             seen.add(key)
-            if instance.confidence < limit:
+            if instance["confidence"] < limit:
                 low += 1
                 continue
             boxes.append(instance)

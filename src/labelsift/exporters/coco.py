@@ -21,8 +21,8 @@ from functools import partial
 from typing import IO, NamedTuple
 
 from labelsift.geometry import coco_bbox
-from labelsift.models import ImageRecord
 from labelsift.select import Selection
+from labelsift.views import RecordView
 
 from .common import (
     TRAIN,
@@ -124,7 +124,7 @@ class CocoImage(NamedTuple):
 
 
 def coco_images(
-    records: Iterator[ImageRecord | None],
+    records: Iterator[RecordView | None],
     summary: ExportSummary,
     *,
     selection: Selection,
@@ -134,7 +134,7 @@ def coco_images(
     """The export's stage (see `pipeline`): records -> COCO entries."""
     for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
         name = "".join(image.file_name()) if copy_images else ""
-        file_name = name if copy_images else image.record.source
+        file_name = name if copy_images else image.record["source"]
         annotations = []
         for obj in image.objects:
             x, y, w, h = coco_bbox(obj.box)
@@ -144,7 +144,7 @@ def coco_images(
                 f'"area":{w * h:.3f},"iscrowd":0,"score":{obj.confidence / 100.0:.4f}}}'
             )
         yield CocoImage(
-            image.record.source,
+            image.record["source"],
             image.split,
             name,
             f'"file_name":{dumps(file_name)},"width":{image.width},"height":{image.height}}}',

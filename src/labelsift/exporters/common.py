@@ -28,9 +28,9 @@ from pydantic_core import to_json
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
-from labelsift.models import ImageRecord
 from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selection
 from labelsift.storage import ObjectInfo, StorageError, is_s3, remove_local, split_s3
+from labelsift.views import RecordView
 
 from .summary import ALL, ExportSummary
 
@@ -292,7 +292,7 @@ def prune_images(
 
 
 def decisions(
-    records: Iterable[ImageRecord | None], selection: Selection, summary: ExportSummary
+    records: Iterable[RecordView | None], selection: Selection, summary: ExportSummary
 ) -> Iterator[Decision]:
     """Decisions for every effective record, counting records and held-out images."""
     classes = summary.classes
@@ -341,7 +341,7 @@ class Tally(NamedTuple):
 
 @dataclass(slots=True)
 class DetectionImage:
-    record: ImageRecord
+    record: RecordView
     split: str
     digest: bytes  # of the source
     objects: list[DetectionObject]
@@ -350,13 +350,15 @@ class DetectionImage:
 
     @property
     def width(self) -> int:
-        assert self.record.width is not None
-        return self.record.width
+        width = self.record["width"]
+        assert width is not None
+        return width
 
     @property
     def height(self) -> int:
-        assert self.record.height is not None
-        return self.record.height
+        height = self.record["height"]
+        assert height is not None
+        return height
 
     @property
     def human(self) -> bool:
@@ -364,7 +366,7 @@ class DetectionImage:
 
     def file_name(self) -> tuple[str, str]:
         """(stem, suffix) of the image's exported file (computed on demand: not every format names files)."""
-        return file_name_parts(self.record.source, self.record.format, self.digest)
+        return file_name_parts(self.record["source"], self.record["format"], self.digest)
 
 
 def detection_images(
@@ -382,7 +384,7 @@ def detection_images(
     classes = summary.classes
     for decision in decided:
         record = decision.record
-        width, height = record.width, record.height
+        width, height = record["width"], record["height"]
         selected: list[int] = []
         drops: dict[str, int] = {}
         objects: list[DetectionObject] = []
@@ -403,12 +405,12 @@ def detection_images(
             human = label.human
             usable = 0
             for inst in instances:
-                box = to_pixels(inst.left, inst.top, inst.width, inst.height, width, height)
+                box = to_pixels(inst["left"], inst["top"], inst["width"], inst["height"], width, height)
                 if isinstance(box, DropReason):
                     drops[box.value] = drops.get(box.value, 0) + 1
                     continue
                 usable += 1
-                objects.append(DetectionObject(class_id, box, 100.0 if human else inst.confidence, human))
+                objects.append(DetectionObject(class_id, box, 100.0 if human else inst["confidence"], human))
             if usable:
                 labels.append((class_id, label))
                 counts.append((class_id, usable, human))
@@ -416,11 +418,11 @@ def detection_images(
             continue
         if drops:
             summary.drop_boxes(drops)
-        if record.width is None or record.height is None:
-            summary.skip(record.source, "no_image_size", "the record has no width/height; boxes need them")
+        if width is None or height is None:
+            summary.skip(record["source"], "no_image_size", "the record has no width/height; boxes need them")
             continue
         if not objects:
-            summary.skip(record.source, "no_boxes", "selected, but no usable box for any selected label")
+            summary.skip(record["source"], "no_boxes", "selected, but no usable box for any selected label")
             continue
         if len(labels) < len(selected):
             with_boxes = {i for i, _ in labels}
@@ -428,12 +430,12 @@ def detection_images(
                 if class_id not in with_boxes:
                     summary.per_label[classes[class_id]].without_boxes += 1
                     summary.warn(
-                        record.source,
+                        record["source"],
                         "label_without_boxes",
                         "selected for this label but it has no usable box here; exported without it",
                         classes[class_id],
                     )
-        digest = source_digest(record.source)
+        digest = source_digest(record["source"])
         split = ALL if val_fraction is None else _split(digest, val_fraction)
         yield DetectionImage(record, split, digest, objects, labels, Tally(split, tuple(counts)))
 

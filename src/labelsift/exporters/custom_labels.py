@@ -22,9 +22,9 @@ import os
 from collections.abc import Mapping
 
 from labelsift.manifest import iter_lines
-from labelsift.models import ImageRecord
 from labelsift.select import Selection
 from labelsift.storage import is_s3, split_s3
+from labelsift.views import RecordView
 
 from .common import (
     OutputDir,
@@ -43,31 +43,32 @@ MAX_BYTES = 15 * 1024 * 1024
 MAX_ASPECT = 20.0
 
 
-def image_problems(record: ImageRecord) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def image_problems(record: RecordView) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(broken rules, unknowns) of Custom Labels' image limits, as (code, message) pairs."""
     broken: list[tuple[str, str]] = []
     unknown: list[tuple[str, str]] = []
-    if record.format is None:
+    image_format, width, height, size = record["format"], record["width"], record["height"], record["size"]
+    if image_format is None:
         unknown.append(("unknown_format", "the image format is unknown"))
-    elif record.format.upper() not in FORMATS:
-        broken.append(("format", f"{record.format} is not JPEG or PNG"))
-    if record.width is None or record.height is None:
+    elif image_format.upper() not in FORMATS:
+        broken.append(("format", f"{image_format} is not JPEG or PNG"))
+    if width is None or height is None:
         unknown.append(("unknown_size", "the image width/height are unknown"))
     else:
-        short, long = sorted((record.width, record.height))
+        short, long = sorted((width, height))
         if short < MIN_SIDE or long > MAX_SIDE:
             broken.append(
                 (
                     "dimensions",
-                    f"{record.width}x{record.height} px is outside {MIN_SIDE}-{MAX_SIDE} px a side",
+                    f"{width}x{height} px is outside {MIN_SIDE}-{MAX_SIDE} px a side",
                 )
             )
         if long / short > MAX_ASPECT:
             broken.append(("aspect_ratio", f"aspect ratio {long / short:.1f}:1 is above {MAX_ASPECT:.0f}:1"))
-    if record.size is None:
+    if size is None:
         unknown.append(("unknown_bytes", "the file size is unknown"))
-    elif record.size > MAX_BYTES:
-        broken.append(("file_size", f"{record.size} bytes is above 15 MB"))
+    elif size > MAX_BYTES:
+        broken.append(("file_size", f"{size} bytes is above 15 MB"))
     return broken, unknown
 
 
@@ -127,30 +128,29 @@ def export_custom_labels(
         if not chosen:
             continue
         record = decision.record
+        source = record["source"]
         broken, unknown = image_problems(record)
         for code, message in unknown:
-            summary.warn(record.source, code, message)
+            summary.warn(source, code, message)
         if broken and enforce_limits:
             code, message = broken[0]
-            summary.skip(record.source, code, "; ".join(m for _, m in broken) if len(broken) > 1 else message)
+            summary.skip(source, code, "; ".join(m for _, m in broken) if len(broken) > 1 else message)
             continue
         for code, message in broken:
-            summary.warn(record.source, code, message)
+            summary.warn(source, code, message)
         try:
-            key = check_relative(
-                source_key(record.source, several_buckets=len(buckets) > 1, local_root=local_root)
-            )
+            key = check_relative(source_key(source, several_buckets=len(buckets) > 1, local_root=local_root))
         except ValueError as error:
-            summary.skip(record.source, "unsafe_key", str(error))
+            summary.skip(source, "unsafe_key", str(error))
             continue
         exported = False
         for i, label in chosen:
             target = out.uri(f"{classes[i]}/{key}")
             if dry_run:
-                summary.add_plan(record.source, target, classes[i])
+                summary.add_plan(source, target, classes[i])
             else:
                 rel = f"{classes[i]}/{key}"
-                if not copy_image(out, record.source, rel, summary, overwrite=overwrite, label=classes[i]):
+                if not copy_image(out, source, rel, summary, overwrite=overwrite, label=classes[i]):
                     continue
             summary.count_image(classes[i], ALL, 0, human=label.human)
             exported = True

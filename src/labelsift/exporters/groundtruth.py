@@ -25,8 +25,8 @@ from functools import partial
 from typing import Any, Literal, NamedTuple
 
 from labelsift.geometry import gt_box
-from labelsift.models import ImageRecord
 from labelsift.select import Decision, LabelDecision, Selection
+from labelsift.views import RecordView
 
 from .common import (
     DetectionImage,
@@ -67,12 +67,12 @@ def gt_date(when: datetime) -> str:
     return when.replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
-def _decided_at(record: ImageRecord, decision: LabelDecision) -> datetime:
+def _decided_at(record: RecordView, decision: LabelDecision) -> datetime:
     if decision.human:
-        for verdict in reversed(record.review):
+        for verdict in reversed(record["review"]):
             if verdict.label.lower() == decision.query.lower():
                 return verdict.at
-    return record.scanned_at
+    return record["scanned_at"]
 
 
 def _confidence(decision: LabelDecision) -> float:
@@ -149,7 +149,7 @@ class GroundTruthLine(NamedTuple):
 
 
 def groundtruth_lines(
-    records: Iterator[ImageRecord | None],
+    records: Iterator[RecordView | None],
     summary: ExportSummary,
     *,
     selection: Selection,
@@ -188,9 +188,9 @@ def _boxes_line(
         )
         objects.append({"confidence": 1.0 if obj.human else round(obj.confidence / 100.0, 4)})
     human = image.human
-    decided_at = max(_decided_at(record, d) for _, d in image.labels) if human else record.scanned_at
+    decided_at = max(_decided_at(record, d) for _, d in image.labels) if human else record["scanned_at"]
     line = {
-        "source-ref": record.source,
+        "source-ref": record["source"],
         attr: {
             "image_size": [{"width": image.width, "height": image.height, "depth": 3}],
             "annotations": annotations,
@@ -204,7 +204,7 @@ def _boxes_line(
             "job-name": job,
         },
     }
-    return record.source, line, image.tally
+    return record["source"], line, image.tally
 
 
 def _classification_lines(
@@ -215,11 +215,12 @@ def _classification_lines(
         if not chosen:
             continue
         record = decision.record
-        line: dict[str, Any] = {"source-ref": record.source}
+        source = record["source"]
+        line: dict[str, Any] = {"source-ref": source}
         if task == "classification":
             if len(chosen) > 1:
                 summary.warn(
-                    record.source,
+                    source,
                     "several_labels",
                     f"selected for {[classes[i] for i, _ in chosen]}; single-label classification "
                     "keeps the most confident",
@@ -242,10 +243,10 @@ def _classification_lines(
                 "human-annotated": _yes(any(d.human for _, d in chosen)),
                 "creation-date": gt_date(max(_decided_at(record, d) for _, d in chosen)),
             }
-        yield record.source, line, Tally(ALL, tuple((i, 0, d.human) for i, d in chosen))
+        yield source, line, Tally(ALL, tuple((i, 0, d.human) for i, d in chosen))
 
 
-def _class_metadata(name: str, decision: LabelDecision, record: ImageRecord, attr: str) -> dict[str, Any]:
+def _class_metadata(name: str, decision: LabelDecision, record: RecordView, attr: str) -> dict[str, Any]:
     return {
         "class-name": name,
         "confidence": _confidence(decision),

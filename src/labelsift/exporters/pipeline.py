@@ -33,8 +33,8 @@ from itertools import islice
 from typing import TypeVar
 
 from labelsift.manifest import Line, Span, effective_lines, first_pass, records_from, span_lines
-from labelsift.models import ImageRecord
 from labelsift.select import Selection
+from labelsift.views import RecordView
 
 from .common import require_manifest
 from .summary import ExportSummary
@@ -43,7 +43,7 @@ T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 # A stage: records (None for one that names no selected label) -> items to write. It must be a
 # module-level function (or a functools.partial of one) so that workers can receive it.
-Stage = Callable[[Iterator[ImageRecord | None], ExportSummary], Iterator[T]]
+Stage = Callable[[Iterator[RecordView | None], ExportSummary], Iterator[T]]
 
 
 @dataclass(frozen=True)

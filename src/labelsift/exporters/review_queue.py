@@ -44,7 +44,7 @@ def export_review_queue(
                 held = decision.held_out
                 if not held:
                     continue
-                source = decision.record.source
+                source = decision.record["source"]
                 if not is_s3(source) and not allow_local:
                     summary.skip(source, "not_s3", "Ground Truth reads images from S3 only")
                     continue

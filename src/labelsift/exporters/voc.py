@@ -16,8 +16,8 @@ from functools import partial
 from xml.sax.saxutils import escape
 
 from labelsift.geometry import voc_box
-from labelsift.models import ImageRecord
 from labelsift.select import Selection
+from labelsift.views import RecordView
 
 from .common import (
     TRAIN,
@@ -44,7 +44,7 @@ def voc_xml(image: DetectionImage, filename: str, classes: list[str], depth: int
         "<annotation>\n",
         "  <folder>JPEGImages</folder>\n",
         f"  <filename>{escape(filename)}</filename>\n",
-        f"  <path>{escape(image.record.source)}</path>\n",
+        f"  <path>{escape(image.record['source'])}</path>\n",
         "  <source><database>labelsift</database></source>\n",
         f"  <size><width>{image.width}</width><height>{image.height}</height><depth>{depth}</depth></size>\n",
         "  <segmented>0</segmented>\n",
@@ -62,7 +62,7 @@ def voc_xml(image: DetectionImage, filename: str, classes: list[str], depth: int
 
 
 def voc_files(
-    records: Iterator[ImageRecord | None],
+    records: Iterator[RecordView | None],
     summary: ExportSummary,
     *,
     selection: Selection,
@@ -74,7 +74,7 @@ def voc_files(
         stem, suffix = image.file_name()
         name = stem + suffix
         yield AnnotationFile(
-            image.record.source, image.split, stem, name, voc_xml(image, name, classes), image.tally
+            image.record["source"], image.split, stem, name, voc_xml(image, name, classes), image.tally
         )
 
 

@@ -14,8 +14,8 @@ from collections.abc import Iterator, Mapping
 from functools import partial
 
 from labelsift.geometry import yolo_box
-from labelsift.models import ImageRecord
 from labelsift.select import Selection
+from labelsift.views import RecordView
 
 from .common import (
     TRAIN,
@@ -47,7 +47,7 @@ def _label_file(split: str, stem: str) -> str:
 
 
 def yolo_files(
-    records: Iterator[ImageRecord | None],
+    records: Iterator[RecordView | None],
     summary: ExportSummary,
     *,
     selection: Selection,
@@ -61,7 +61,7 @@ def yolo_files(
             lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
         stem, suffix = image.file_name()
         yield AnnotationFile(
-            image.record.source, image.split, stem, stem + suffix, "".join(lines), image.tally
+            image.record["source"], image.split, stem, stem + suffix, "".join(lines), image.tally
         )
 
 

@@ -37,6 +37,7 @@ from PIL import Image, ImageOps
 from labelsift.manifest import append_verdict, is_local, iter_records
 from labelsift.models import ImageRecord, Instance, ScanStatus, Verdict
 from labelsift.select import Selection
+from labelsift.views import label_views
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def collect_band(
     for record in iter_records(manifest_path):
         if record.status is not ScanStatus.LABELED:
             continue
-        hits = selection.hits(record.labels)
+        hits = selection.hits(label_views(record.labels))
         if not hits:
             continue
         best = hits[0]
@@ -97,7 +98,11 @@ def collect_band(
             outside += 1
             continue
         item = BandItem(
-            record.source, best.confidence, tuple(best.label.instances), record.width, record.height
+            record.source,
+            best.confidence,
+            tuple(Instance(**box) for box in best.label["instances"]),
+            record.width,
+            record.height,
         )
         found.append((item, _latest_verdict(record, label)))
     found.sort(key=lambda pair: (-pair[0].confidence, pair[0].source))

@@ -1,0 +1,80 @@
+"""What an export reads of a manifest record: typed dicts validated straight from the line's JSON.
+
+An export reads a few fields of every record in its hot loop. Building the full models
+(`models.ImageRecord`, its labels and boxes) costs twice what parsing the line does; plain dicts
+of the fields an export reads cost little more than the parse. Every field here keeps its model's
+constraints, so each value an export uses is validated as strictly as the scan wrote it; the
+fields no export reads (etag, detector, categories, ...) are not read at all.
+
+`view_of` turns a model into its view, for callers that hold models (the scan, the review server,
+tests).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, cast
+
+from pydantic import Field, TypeAdapter
+from typing_extensions import TypedDict
+
+from labelsift.models import (
+    Confidence,
+    Extent,
+    ImageRecord,
+    Instance,
+    Label,
+    Ratio,
+    ScanStatus,
+    Verdict,
+    utc_now,
+)
+
+
+class InstanceView(TypedDict):
+    left: Ratio
+    top: Ratio
+    width: Extent
+    height: Extent
+    confidence: Confidence
+
+
+class LabelView(TypedDict):
+    name: Annotated[str, Field(min_length=1)]
+    confidence: Confidence
+    parents: Annotated[list[str], Field(default_factory=list)]
+    aliases: Annotated[list[str], Field(default_factory=list)]
+    instances: Annotated[list[InstanceView], Field(default_factory=list)]
+
+
+class RecordView(TypedDict):
+    source: Annotated[str, Field(min_length=1)]
+    status: ScanStatus
+    width: Annotated[Annotated[int, Field(gt=0)] | None, Field(default=None)]
+    height: Annotated[Annotated[int, Field(gt=0)] | None, Field(default=None)]
+    size: Annotated[Annotated[int, Field(ge=0)] | None, Field(default=None)]
+    format: Annotated[str | None, Field(default=None)]
+    scanned_at: Annotated[datetime, Field(default_factory=utc_now)]
+    labels: Annotated[list[LabelView], Field(default_factory=list)]
+    review: Annotated[list[Verdict], Field(default_factory=list)]
+
+
+RECORD_VIEW: TypeAdapter[RecordView] = TypeAdapter(RecordView)
+_FIELDS = frozenset(RecordView.__annotations__)
+_LABEL_FIELDS = frozenset(LabelView.__annotations__)
+
+
+def view_of(record: ImageRecord) -> RecordView:
+    """The view of a record held as a model (its verdicts stay `Verdict` models)."""
+    view = cast(RecordView, record.model_dump(include=set(_FIELDS - {"labels", "review"})))
+    view["labels"] = label_views(record.labels)
+    view["review"] = list(record.review)
+    return view
+
+
+def label_views(labels: list[Label]) -> list[LabelView]:
+    return [cast(LabelView, label.model_dump(include=set(_LABEL_FIELDS))) for label in labels]
+
+
+def instance_view(instance: Instance) -> InstanceView:
+    return cast(InstanceView, instance.model_dump())
