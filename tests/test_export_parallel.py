@@ -156,6 +156,23 @@ def test_absorbing_a_part_adds_every_count() -> None:
     assert len(total.skipped_images) == 2 and total.details_truncated
 
 
+def test_a_part_keeps_only_the_details_the_export_has_room_for() -> None:
+    total = ExportSummary.start("coco", "m", "d", ["Bird"], detail_limit=2)
+    total.skip("s3://b/1", "no_boxes", "why")
+    part = total.blank()
+    for i in range(3):
+        part.skip(f"s3://b/p{i}", "no_boxes", "why")
+        part.warn(f"s3://b/p{i}", "label_without_boxes", "why")
+    assert len(part.skipped_images) == 1 and len(part.warnings) == 2 and part.details_truncated
+    assert part.skipped == {"no_boxes": 3}  # counts stay complete
+    total.absorb(part)
+    assert [i.source for i in total.skipped_images] == ["s3://b/1", "s3://b/p0"]
+    assert [i.source for i in total.warnings] == ["s3://b/p0", "s3://b/p1"]
+    full = total.blank()
+    full.skip("s3://b/late", "no_boxes", "why")
+    assert not full.skipped_images and full.skipped == {"no_boxes": 1} and full.details_truncated
+
+
 def _children(pid: int) -> set[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return {int(p) for p in path.read_text().split()} if path.exists() else set()

@@ -7,7 +7,7 @@ when some were left out of the lists (never out of the counts).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 DEFAULT_DETAIL_LIMIT = 10_000
 ALL = "all"  # the split name of formats that have no train/val split
@@ -77,6 +77,8 @@ class ExportSummary(BaseModel):
     plan: list[PlannedCopy] = Field(default_factory=list)
     details_truncated: bool = False
     detail_limit: int = DEFAULT_DETAIL_LIMIT
+    # a part's room per detail list (`blank`): what the export it is part of has left
+    _rooms: dict[str, int] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def start(
@@ -91,8 +93,8 @@ class ExportSummary(BaseModel):
             detail_limit=detail_limit,
         )
 
-    def _keep(self, items: list[ImageIssue] | list[Violation] | list[PlannedCopy]) -> bool:
-        if len(items) < self.detail_limit:
+    def _keep(self, name: str, items: list[ImageIssue] | list[Violation] | list[PlannedCopy]) -> bool:
+        if len(items) < self._rooms.get(name, self.detail_limit):
             return True
         self.details_truncated = True
         return False
@@ -113,27 +115,31 @@ class ExportSummary(BaseModel):
 
     def skip(self, source: str, code: str, message: str, label: str | None = None) -> None:
         self.skipped[code] = self.skipped.get(code, 0) + 1
-        if self._keep(self.skipped_images):
+        if self._keep("skipped_images", self.skipped_images):
             self.skipped_images.append(ImageIssue(source=source, code=code, message=message, label=label))
 
     def warn(self, source: str, code: str, message: str, label: str | None = None) -> None:
-        if self._keep(self.warnings):
+        if self._keep("warnings", self.warnings):
             self.warnings.append(ImageIssue(source=source, code=code, message=message, label=label))
 
     def violate(self, line: int, rule: str, message: str, source: str | None = None) -> None:
         self.violations[rule] = self.violations.get(rule, 0) + 1
-        if self._keep(self.violation_lines):
+        if self._keep("violation_lines", self.violation_lines):
             self.violation_lines.append(Violation(line=line, rule=rule, message=message, source=source))
 
     def add_plan(self, source: str, destination: str, label: str) -> None:
-        if self._keep(self.plan):
+        if self._keep("plan", self.plan):
             self.plan.append(PlannedCopy(source=source, destination=destination, label=label))
 
     def blank(self) -> ExportSummary:
-        """An empty summary of the same export, for a part of it counted elsewhere (`absorb`)."""
-        return ExportSummary.start(
+        """An empty summary of the same export, for a part of it counted elsewhere (`absorb`). Each
+        of its detail lists has the room this one's has left: once a list is full here, parts keep
+        none of its details (which `absorb` would drop), only the counts and `details_truncated`."""
+        part = ExportSummary.start(
             self.format, self.manifest, self.destination, self.classes, detail_limit=self.detail_limit
         )
+        part._rooms = {name: max(0, self.detail_limit - len(getattr(self, name))) for name in _DETAILS}
+        return part
 
     def absorb(self, part: ExportSummary) -> None:
         """Add the counts and details of `part` (a `blank()` filled by a worker) to this one."""
