@@ -137,17 +137,16 @@ class OutputDir:
     """A destination folder, local or `s3://`: joins, small writes, streamed writes, copies in."""
 
     def __init__(self, root: str, storage: StorageLike | None) -> None:
-        self.root = root.rstrip("/") if is_s3(root) else str(Path(root).expanduser())
+        self.local = not is_s3(root)
+        self.root = str(Path(root).expanduser()) if self.local else root.rstrip("/")
         self.storage = storage
         self._made: set[str] = set()
 
-    @property
-    def local(self) -> bool:
-        return not is_s3(self.root)
-
     def uri(self, rel: str) -> str:
         check_relative(rel)
-        return f"{self.root}/{rel}" if not self.local else os.path.join(self.root, *rel.split("/"))
+        if not self.local:
+            return f"{self.root}/{rel}"
+        return f"{self.root}{os.sep}{rel}" if os.sep == "/" else os.path.join(self.root, *rel.split("/"))
 
     def _parent(self, path: str) -> None:
         parent = os.path.dirname(path)
@@ -162,9 +161,11 @@ class OutputDir:
             # os-level calls: one small file per image is the hot path of YOLO and VOC exports
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
+                written = os.write(fd, data)
+                if written < len(data):  # a short write: rare, but allowed
+                    view = memoryview(data)[written:]
+                    while view:
+                        view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
         else:

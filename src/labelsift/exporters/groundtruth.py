@@ -64,7 +64,7 @@ def gt_date(when: datetime) -> str:
     """UTC, ISO-8601, microseconds, no offset: `2026-11-29T10:00:00.000000`."""
     if when.utcoffset():  # aware and not UTC (a naive time is taken as UTC)
         when = when.astimezone(UTC)
-    return when.replace(tzinfo=None).isoformat(timespec="microseconds")
+    return when.isoformat(timespec="microseconds")[:26]  # without the offset, if any
 
 
 def _decided_at(record: RecordView, decision: LabelDecision) -> datetime:
