@@ -7,11 +7,12 @@ For each size it writes a synthetic manifest (streaming) in a temporary folder, 
 annotation format (coco, yolo labels only, voc, groundtruth boxes), a baseline (`json.loads` of
 every line) and `read` (the exporters' reader alone: every record's view,
 `iter_records_mentioning` with no word; the ceiling of any export in one process) in a fresh
-subprocess each, so every peak is that run's own. After yolo, `files` creates as many small files
-as yolo wrote, with nothing else: the floor this disk sets for a format with one file per image
-(yolo, voc), reported as manifest records/s like the rest. Exports spread their per-record work
-over worker processes (one per core, `labelsift.exporters.pipeline`); the baseline and `read` run
-in one.
+subprocess each, so every peak is that run's own. After yolo and after voc, `yolo-files` and
+`voc-files` create as many files as that format wrote, of its mean file size, in its folder layout
+(yolo: train and val folders; voc: one `Annotations` folder), with nothing else: the floor this
+disk sets for a format with one file per image, reported as manifest records/s like the rest.
+Exports spread their per-record work over worker processes (one per core,
+`labelsift.exporters.pipeline`); the baseline and `read` run in one.
 It prints records/s, the peak RSS of the main process, the largest worker's peak, the main's growth
 over its RSS before the export started, the exporter/baseline speed ratio, and the
 largest/smallest-size ratio of main + workers peaks (target <= 1.2). Between runs it waits for
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 FORMATS = ("coco", "yolo", "voc", "groundtruth")
@@ -121,15 +123,16 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
     start = time.perf_counter()
     records = 0
     files = 0
+    size = 0
     if fmt.startswith("files="):  # the disk's floor for one file per image: bare create-write-close
-        files = int(fmt.split("=", 1)[1])
-        data = b"0 0.500000 0.500000 0.250000 0.250000\n" * 3
-        for split in ("train", "val"):
+        count, size, folders = (int(n) for n in fmt.split("=", 1)[1].split(","))
+        data = b"0" * size
+        splits: tuple[str, ...] = ("train", "val") if folders == 2 else ("all",)
+        for split in splits:
             os.makedirs(os.path.join(out, split))
-        for i in range(files):
-            path = os.path.join(
-                out, "val" if i % 5 == 0 else "train", f"photos_{i % 997:03d}_{i:08d}-{i:012x}.txt"
-            )
+        for i in range(count):
+            split = splits[1] if folders == 2 and i % 5 == 0 else splits[0]
+            path = os.path.join(out, split, f"photos_{i % 997:03d}_{i:08d}-{i:012x}.txt")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
             os.write(fd, data)
             os.close(fd)
@@ -149,12 +152,16 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
         summary = export_yolo(manifest, out, selection, copy_images=False)
         records, files = summary.records, summary.files_written - 1  # not data.yaml
     elif fmt == "voc":
-        records = export_voc(manifest, out, selection, copy_images=False).records
+        summary = export_voc(manifest, out, selection, copy_images=False)
+        records, files = summary.records, summary.files_written - 3  # not the lists, labels.txt
     elif fmt == "groundtruth":
         records = export_groundtruth(manifest, os.path.join(out, "output.manifest"), selection).records
     else:
         raise SystemExit(f"unknown format {fmt}")
     seconds = time.perf_counter() - start
+    if fmt in ("yolo", "voc") and files:  # the mean size of an annotation file, after the clock
+        folder = os.path.join(out, "labels") if fmt == "yolo" else os.path.join(out, "Annotations")
+        size = round(sum(entry.stat().st_size for entry in _walk(folder)) / files)
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # the largest worker
     return {
         "records": records,
@@ -163,8 +170,17 @@ def run_one(fmt: str, manifest: str, out: str) -> dict[str, Any]:
         "before_mb": before,
         "worker_mb": workers,
         "files": files,
+        "file_bytes": size,
         "workers": Parallel().worker_count() if fmt in FORMATS else 0,
     }
+
+
+def _walk(folder: str) -> Iterator[os.DirEntry[str]]:
+    for entry in os.scandir(folder):
+        if entry.is_dir():
+            yield from _walk(entry.path)
+        else:
+            yield entry
 
 
 def measure(fmt: str, manifest: str, out_dir: str) -> dict[str, Any]:
@@ -237,10 +253,14 @@ def main() -> None:
             )
             print("{:<12} {:>10} {:>8} {:>8} {:>8} {:>10} {:>10} {:>12}".format(*header))
             runs = ["baseline", "read", *args.formats]
-            if "yolo" in runs:
-                runs.insert(runs.index("yolo") + 1, "files")
+            for one_per_image in ("yolo", "voc"):
+                if one_per_image in runs:
+                    runs.insert(runs.index(one_per_image) + 1, f"{one_per_image}-files")
             for fmt in runs:
-                name = f"files={results[('yolo', size)]['files']}" if fmt == "files" else fmt
+                name = fmt
+                if fmt.endswith("-files"):  # as many files as the format wrote, of its mean size
+                    made = results[(fmt.removesuffix("-files"), size)]
+                    name = f"files={made['files']},{made['file_bytes']},{2 if fmt == 'yolo-files' else 1}"
                 r = measure(name, manifest, args.out_dir or tmp)
                 results[(fmt, size)] = r
                 rate = r["records"] / r["seconds"]
