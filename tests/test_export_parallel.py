@@ -134,7 +134,7 @@ def test_a_bad_line_in_a_worker_names_its_line(tmp_path: Path, manifest: str) ->
 
 
 def test_absorbing_a_part_adds_every_count() -> None:
-    identity = {"format", "manifest", "destination", "classes", "workers", "dry_run", "detail_limit"}
+    identity = {"format", "manifest", "destination", "classes", "workers", "dry_run", "detail_limit", "rooms"}
     merged = {*_COUNTS, *_TALLIES, *_DETAILS, "per_label", "details_truncated"}
     assert set(ExportSummary.model_fields) == identity | merged  # a new field must say how it merges
     total = ExportSummary.start("coco", "m", "d", ["Bird"], detail_limit=2)

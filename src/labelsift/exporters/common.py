@@ -344,7 +344,7 @@ class Tally(NamedTuple):
 class DetectionImage:
     record: RecordView
     split: str
-    digest: bytes  # of the source
+    digest: bytes  # of the source; empty where no split needed it (`file_name` makes it then)
     objects: list[DetectionObject]
     labels: list[tuple[int, LabelDecision]]  # selected labels with boxes
     tally: Tally
@@ -436,8 +436,11 @@ def detection_images(
                         "selected for this label but it has no usable box here; exported without it",
                         classes[class_id],
                     )
-        digest = source_digest(record["source"])
-        split = ALL if val_fraction is None else _split(digest, val_fraction)
+        if val_fraction is None:
+            digest, split = b"", ALL
+        else:
+            digest = source_digest(record["source"])
+            split = _split(digest, val_fraction)
         yield DetectionImage(record, split, digest, objects, labels, Tally(split, tuple(counts)))
 
 

@@ -7,7 +7,7 @@ when some were left out of the lists (never out of the counts).
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, PrivateAttr
+from pydantic import BaseModel, Field
 
 DEFAULT_DETAIL_LIMIT = 10_000
 ALL = "all"  # the split name of formats that have no train/val split
@@ -77,8 +77,12 @@ class ExportSummary(BaseModel):
     plan: list[PlannedCopy] = Field(default_factory=list)
     details_truncated: bool = False
     detail_limit: int = DEFAULT_DETAIL_LIMIT
-    # a part's room per detail list (`blank`): what the export it is part of has left
-    _rooms: dict[str, int] = PrivateAttr(default_factory=dict)
+    rooms: dict[str, int] = Field(
+        default_factory=dict,
+        exclude=True,
+        repr=False,
+        description="A part's room per detail list (`blank`): what the export it is part of has left.",
+    )
 
     @classmethod
     def start(
@@ -94,7 +98,7 @@ class ExportSummary(BaseModel):
         )
 
     def _keep(self, name: str, items: list[ImageIssue] | list[Violation] | list[PlannedCopy]) -> bool:
-        if len(items) < self._rooms.get(name, self.detail_limit):
+        if len(items) < self.rooms.get(name, self.detail_limit):
             return True
         self.details_truncated = True
         return False
@@ -138,7 +142,7 @@ class ExportSummary(BaseModel):
         part = ExportSummary.start(
             self.format, self.manifest, self.destination, self.classes, detail_limit=self.detail_limit
         )
-        part._rooms = {name: max(0, self.detail_limit - len(getattr(self, name))) for name in _DETAILS}
+        part.rooms = {name: max(0, self.detail_limit - len(getattr(self, name))) for name in _DETAILS}
         return part
 
     def absorb(self, part: ExportSummary) -> None:

@@ -247,9 +247,12 @@ class CustomLabelsChecker:
         """Count a line inspected elsewhere (`inspect_line`); its violations, numbered `line_no`."""
         self.lines += 1
         self.bytes += size
-        self.kinds.update(check.kinds)
+        kinds, per_class = self.kinds, self.images_per_class
+        for kind in check.kinds:  # loops, not Counter.update: no Mapping check per line
+            kinds[kind] += 1
+        for label in check.labels:
+            per_class[label] += 1
         self.classes |= check.labels
-        self.images_per_class.update(check.labels)
         if check.problems:
             self.invalid_lines += 1
         return [
