@@ -35,9 +35,9 @@ from urllib.parse import parse_qs, urlsplit
 from PIL import Image, ImageOps
 
 from labelsift.manifest import append_verdict, is_local, iter_records
-from labelsift.models import ImageRecord, Instance, ScanStatus, Verdict
+from labelsift.models import ImageRecord, ScanStatus, Verdict
 from labelsift.select import Selection
-from labelsift.views import label_views
+from labelsift.views import InstanceView, label_views
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class BandItem:
 
     source: str
     confidence: float
-    boxes: tuple[Instance, ...]
+    boxes: tuple[InstanceView, ...]
     width: int | None
     height: int | None
 
@@ -100,7 +100,7 @@ def collect_band(
         item = BandItem(
             record.source,
             best.confidence,
-            tuple(Instance(**box) for box in best.label["instances"]),
+            tuple(best.label["instances"]),
             record.width,
             record.height,
         )
@@ -196,11 +196,11 @@ class ReviewState:
                     "height": item.height,
                     "boxes": [
                         {
-                            "left": b.left,
-                            "top": b.top,
-                            "width": b.width,
-                            "height": b.height,
-                            "confidence": round(b.confidence, 2),
+                            "left": b["left"],
+                            "top": b["top"],
+                            "width": b["width"],
+                            "height": b["height"],
+                            "confidence": round(b["confidence"], 2),
                         }
                         for b in item.boxes
                     ],
