@@ -24,7 +24,7 @@ from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
 from labelsift.detectors.rekognition import RekognitionDetector
-from labelsift.manifest import iter_records, write_records
+from labelsift.manifest import ManifestError, iter_records, write_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus
 from labelsift.scan import ScanOptions, scan
 from labelsift.storage import Storage
@@ -401,3 +401,17 @@ def test_an_export_from_a_missing_manifest_says_so(tmp_path: Path, command: list
     result = cli(*args, "--label", "Bird")
     assert_one_paragraph(result, ExitCode.CANNOT_PROCEED, "typo.jsonl", "no such file")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.json"))
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_manifest_line_that_is_not_utf8_is_named(tmp_path: Path, workers: str) -> None:
+    """Saved in Latin-1 by an editor: the line is named (exit 4). With workers, a worker's byte
+    span holds it (the exporter reads the first 2,000 records itself)."""
+    manifest = bird_manifest(tmp_path / "m.jsonl", [f"s3://raw/{i:05d}.jpg" for i in range(2_500)])
+    lines = manifest.read_bytes().split(b"\n")
+    lines[2_299] = lines[2_299].replace(b'"Bird"', b'"Bird \xe9t\xe9"')
+    manifest.write_bytes(b"\n".join(lines))
+    result = cli("export", "coco", str(manifest), str(tmp_path / "out"), "-l", "Bird", "--workers", workers)
+    assert_one_paragraph(result, ExitCode.BAD_MANIFEST, "m.jsonl, line 2300", "not UTF-8", "0xE9")
+    with pytest.raises(ManifestError, match="line 2300: not UTF-8"):
+        list(iter_records(str(manifest)))

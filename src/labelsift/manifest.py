@@ -53,8 +53,34 @@ def is_local(uri: str) -> bool:
 
 
 def _open_text(uri: str, mode: str) -> IO[str]:
-    stream: IO[str] = smart_open.open(uri, mode, encoding="utf-8")
+    """UTF-8. Reading, a byte that is not UTF-8 stays as a lone surrogate, for `_check_text` to
+    name its line (a strict decoder fails a chunk ahead, at no line)."""
+    errors = "surrogateescape" if mode == "r" else "strict"
+    stream: IO[str] = smart_open.open(uri, mode, encoding="utf-8", errors=errors)
     return stream
+
+
+def _not_utf8(uri: str, line_no: int, byte: int) -> ManifestError:
+    return ManifestError(
+        uri, line_no, f"not UTF-8 text (byte 0x{byte:02X}); save the manifest as UTF-8 and run again"
+    )
+
+
+def _check_text(uri: str, line_no: int, text: str) -> str:
+    """`text` as read by `_open_text`, refused if the line's bytes were not UTF-8."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise _not_utf8(uri, line_no, ord(text[exc.start]) - 0xDC00) from None
+    return text
+
+
+def _text_of(uri: str, line_no: int, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(uri, line_no, raw[exc.start]) from None
 
 
 def exists(uri: str) -> bool:
@@ -81,7 +107,7 @@ def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
                 return
             text = raw.strip()
             if text:
-                yield line_no, text
+                yield line_no, _check_text(uri, line_no, text)
 
 
 def _parses(text: str | bytes) -> bool:
@@ -336,7 +362,8 @@ class _RepeatFinder:
     def flush(self) -> None:
         keys, self._keys = self._keys, []
         if keys:
-            self.maybe.update(keys[i].decode("utf-8") for i in self._seen.add_many(keys))
+            # keys are raw bytes (`_key_of`): one that is not UTF-8 fails later, at its line
+            self.maybe.update(keys[i].decode("utf-8", "surrogateescape") for i in self._seen.add_many(keys))
 
 
 _SOURCE_PREFIX_BYTES = b'{"source":"'
@@ -349,7 +376,7 @@ def _key_of(uri: str, line_no: int, raw: bytes) -> bytes | None:
         close = raw.find(b'"', len(_SOURCE_PREFIX_BYTES))
         if close > 0 and raw.find(b"\\", len(_SOURCE_PREFIX_BYTES), close) < 0:
             return raw[len(_SOURCE_PREFIX_BYTES) : close]
-    text = raw.decode("utf-8").strip()
+    text = _text_of(uri, line_no, raw).strip()
     if not text or text.startswith(_VERDICT_PREFIX):
         return None
     return _source_of(uri, line_no, text).encode("utf-8")
@@ -448,7 +475,7 @@ def _written_once(uri: str, finder: _RepeatFinder) -> bool:
 def _line_starts(path: Path, source: str, *, limit: int) -> int:
     """How many lines (up to `limit`) start with `source`'s record in the writer's form, read in
     chunks of 1 MiB."""
-    needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8") + b'"'
+    needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8", "surrogateescape") + b'"'
     found = 0
     with open(path, "rb") as stream:
         carry = b"\n"  # the file's start is a line's start
@@ -472,13 +499,13 @@ def _add_verdict(uri: str, line_no: int, text: str, verdicts: dict[str, list[Ver
 
 def _repeats(uri: str, maybe: set[str], *, as_bytes: bool) -> dict[str, int]:
     """source -> line of its newest record, for the sources of `maybe` written more than once."""
-    wanted = {source.encode("utf-8") for source in maybe}
+    wanted = {source.encode("utf-8", "surrogateescape") for source in maybe}
     seen_once: set[bytes] = set()
     last: dict[str, int] = {}
     for line_no, key in _record_keys(uri, as_bytes=as_bytes):
         if key in wanted:
             if key in seen_once:
-                last[key.decode("utf-8")] = line_no
+                last[key.decode("utf-8", "surrogateescape")] = line_no
             seen_once.add(key)
     return last
 
@@ -511,7 +538,7 @@ def _spanning_pass(
             elif (key := _key_of(uri, line_no, raw)) is not None:
                 finder.add(key)
                 finder.odd_lines += 1
-            elif text := raw.decode("utf-8").strip():
+            elif text := _text_of(uri, line_no, raw).strip():
                 _add_verdict(uri, line_no, text, verdicts)
             if line_no - first_line + 1 == lines_per_span:
                 spans.append(Span(start, end, first_line, lines_per_span))
@@ -526,8 +553,12 @@ def span_lines(uri: str, span: Span) -> list[Line]:
     with open(Path(uri).expanduser(), "rb") as stream:
         stream.seek(span.start)
         data = stream.read(span.end - span.start)
+    try:
+        decoded = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_utf8(uri, span.first_line + data.count(b"\n", 0, exc.start), data[exc.start]) from None
     out: list[Line] = []
-    for line_no, raw in enumerate(data.decode("utf-8").split("\n"), start=span.first_line):
+    for line_no, raw in enumerate(decoded.split("\n"), start=span.first_line):
         text = raw.strip()
         if text:
             out.append((line_no, text, None))
