@@ -22,6 +22,9 @@ Ratio = Annotated[
 Extent = Annotated[
     float, Field(ge=0.0, le=2.0, allow_inf_nan=False, description="A fraction of the image side.")
 ]
+NonEmpty = Annotated[str, Field(min_length=1)]
+Pixels = Annotated[int, Field(gt=0)]
+ByteCount = Annotated[int, Field(ge=0)]
 
 
 def utc_now() -> datetime:
@@ -45,7 +48,7 @@ class Instance(_Model):
 class Label(_Model):
     """A label as the detector named it, with its place in the detector's taxonomy."""
 
-    name: Annotated[str, Field(min_length=1)]
+    name: NonEmpty
     confidence: Confidence
     parents: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)
@@ -86,12 +89,12 @@ class Verdict(_Model):
 class ImageRecord(_Model):
     """One line of the manifest: everything known about one source image."""
 
-    source: Annotated[str, Field(min_length=1, description="URI of the image: s3://bucket/key or a path.")]
+    source: Annotated[NonEmpty, Field(description="URI of the image: s3://bucket/key or a path.")]
     etag: str | None = None
     version_id: str | None = None
-    size: Annotated[int, Field(ge=0)] | None = None
-    width: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed width in pixels.")
-    height: Annotated[int, Field(gt=0)] | None = Field(default=None, description="Displayed height, pixels.")
+    size: ByteCount | None = None
+    width: Pixels | None = Field(default=None, description="Displayed width in pixels.")
+    height: Pixels | None = Field(default=None, description="Displayed height, pixels.")
     format: str | None = None
     orientation: Annotated[int, Field(ge=1, le=8)] | None = Field(
         default=None, description="EXIF orientation tag of the stored image (1 = as stored)."

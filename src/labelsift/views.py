@@ -19,11 +19,14 @@ from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
 
 from labelsift.models import (
+    ByteCount,
     Confidence,
     Extent,
     ImageRecord,
     Instance,
     Label,
+    NonEmpty,
+    Pixels,
     Ratio,
     ScanStatus,
     Verdict,
@@ -40,7 +43,7 @@ class InstanceView(TypedDict):
 
 
 class LabelView(TypedDict):
-    name: Annotated[str, Field(min_length=1)]
+    name: NonEmpty
     confidence: Confidence
     parents: Annotated[list[str], Field(default_factory=list)]
     aliases: Annotated[list[str], Field(default_factory=list)]
@@ -48,11 +51,11 @@ class LabelView(TypedDict):
 
 
 class RecordView(TypedDict):
-    source: Annotated[str, Field(min_length=1)]
+    source: NonEmpty
     status: ScanStatus
-    width: Annotated[Annotated[int, Field(gt=0)] | None, Field(default=None)]
-    height: Annotated[Annotated[int, Field(gt=0)] | None, Field(default=None)]
-    size: Annotated[Annotated[int, Field(ge=0)] | None, Field(default=None)]
+    width: Annotated[Pixels | None, Field(default=None)]
+    height: Annotated[Pixels | None, Field(default=None)]
+    size: Annotated[ByteCount | None, Field(default=None)]
     format: Annotated[str | None, Field(default=None)]
     scanned_at: Annotated[datetime, Field(default_factory=utc_now)]
     labels: Annotated[list[LabelView], Field(default_factory=list)]
