@@ -415,3 +415,35 @@ def test_a_manifest_line_that_is_not_utf8_is_named(tmp_path: Path, workers: str)
     assert_one_paragraph(result, ExitCode.BAD_MANIFEST, "m.jsonl, line 2300", "not UTF-8", "0xE9")
     with pytest.raises(ManifestError, match="line 2300: not UTF-8"):
         list(iter_records(str(manifest)))
+
+
+def test_ctrl_c_in_a_custom_labels_export_says_rerun_and_the_rerun_copies_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    uris = []
+    for i in range(4):
+        (photos / f"{i}.jpg").write_bytes(make_image("bird", seed=i))
+        uris.append(str(photos / f"{i}.jpg"))
+    manifest = str(bird_manifest(tmp_path / "m.jsonl", uris))
+    dest = tmp_path / "out"
+    real_copy = Storage.copy
+    copies: list[str] = []
+
+    def copy_until_ctrl_c(self: Storage, src: str, dst: str, *, overwrite: bool = False) -> bool:
+        copies.append(src)
+        if len(copies) == 3:
+            raise KeyboardInterrupt
+        return real_copy(self, src, dst, overwrite=overwrite)
+
+    monkeypatch.setattr(Storage, "copy", copy_until_ctrl_c)
+    stopped = cli("export", "custom-labels", manifest, str(dest), "-l", "Bird")
+    assert stopped.exit_code == ExitCode.INTERRUPTED, stopped.output
+    text = " ".join(stopped.output.split())
+    assert "rerun the same command to copy the rest" in text and "--overwrite" not in text
+    assert len(list(dest.rglob("*.jpg"))) == 2
+    monkeypatch.setattr(Storage, "copy", real_copy)
+    again = cli("export", "custom-labels", manifest, str(dest), "-l", "Bird")
+    assert again.exit_code == ExitCode.OK, again.output
+    assert sorted(p.name for p in dest.rglob("*.jpg")) == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]

@@ -92,6 +92,10 @@ _REDO_EXPORT = (
     "interrupted by Ctrl-C: the export is incomplete (nothing else was touched); rerun the same "
     "command with --overwrite to redo it."
 )
+_RESUME_COPY = (
+    "interrupted by Ctrl-C: every image copied so far is whole; rerun the same command to copy the "
+    "rest (nothing already there is copied again)."
+)
 
 
 @contextmanager
@@ -420,7 +424,7 @@ def export_custom_labels_command(
     dry_run: Annotated[bool, typer.Option(help="Print the plan and counts; copy nothing.")] = False,
 ) -> None:
     """Rekognition Custom Labels folders: one folder per label, images copied server-side."""
-    with friendly_errors(_REDO_EXPORT):
+    with friendly_errors(_RESUME_COPY):
         summary = export_custom_labels(
             manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
             names=_names(name), overwrite=overwrite, dry_run=dry_run,
