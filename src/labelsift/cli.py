@@ -18,7 +18,6 @@ from rich.logging import RichHandler
 
 from labelsift import cost as cost_module
 from labelsift.demo import run_demo
-from labelsift.detectors.base import DetectorError
 from labelsift.detectors.factory import DetectorSettings, build_detector
 from labelsift.display import (
     export_details,
@@ -28,6 +27,7 @@ from labelsift.display import (
     scan_progress,
     summary_table,
 )
+from labelsift.errors import LabelsiftError
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.groundtruth import export_groundtruth
@@ -38,10 +38,10 @@ from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier
-from labelsift.manifest import ManifestError, merge
+from labelsift.manifest import merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.review import run_review
-from labelsift.scan import MixedDetectorsError, ScanAborted, ScanOptions, ScanProgress, UnsafeSource, scan
+from labelsift.scan import ScanAborted, ScanOptions, ScanProgress, scan
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError
 
@@ -107,23 +107,25 @@ def friendly_errors(interrupted: str = _STOPPED) -> Iterator[None]:
         raise
     except KeyboardInterrupt:
         fail(interrupted, ExitCode.INTERRUPTED)
-    except Exception as exc:
-        if _debug["on"]:
-            raise
+    except LabelsiftError as exc:
+        _traceback_if_debug()
         if isinstance(exc, ScanAborted):
             out.print(summary_table(exc.summary))
-            fail(str(exc), ExitCode.CANNOT_PROCEED)
-        if isinstance(exc, UnsafeSource):
-            fail(str(exc), ExitCode.USAGE)
-        if isinstance(exc, StorageError | DetectorError | MixedDetectorsError):
-            fail(str(exc), ExitCode.CANNOT_PROCEED)
-        if isinstance(exc, ManifestError):
-            fail(str(exc), ExitCode.BAD_MANIFEST)
-        if isinstance(exc, FileNotFoundError):
-            fail(f"{exc.filename}: no such file or folder.", ExitCode.CANNOT_PROCEED)
+        fail(str(exc), ExitCode(exc.exit_code))
+    except FileNotFoundError as exc:
+        _traceback_if_debug()
+        fail(f"{exc.filename}: no such file or folder.", ExitCode.CANNOT_PROCEED)
+    except Exception as exc:
+        _traceback_if_debug()
         fail(
             f"unexpected {type(exc).__name__}: {exc}. Rerun with --debug for the traceback.", ExitCode.FAILED
         )
+
+
+def _traceback_if_debug() -> None:
+    """With --debug, the traceback of the error being handled; the exit code stays the same."""
+    if _debug["on"]:
+        err.print_exception()
 
 
 @contextmanager

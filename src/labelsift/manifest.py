@@ -25,6 +25,7 @@ import numpy as np
 import smart_open
 from pydantic import ValidationError
 
+from labelsift.errors import BadManifest
 from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
 from labelsift.views import RECORD_VIEW, RecordView
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 _VERDICT_PREFIX = '{"kind":"verdict"'
 
 
-class ManifestError(Exception):
+class ManifestError(BadManifest):
     """A manifest line that cannot be read, with where it is."""
 
     def __init__(self, uri: str, line_no: int, message: str) -> None:

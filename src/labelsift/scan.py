@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from labelsift import uri
 from labelsift.cost import PriceTable
 from labelsift.detectors.base import Detector, DetectorError, ImageInput
+from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import ManifestWriter, SourceIndex, iter_records
 from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopReason
 from labelsift.probe import ProbeError, probe
@@ -47,44 +49,20 @@ SKIP_CODES = frozenset(
 _STORAGE_SKIPS = {"NoSuchKey": "Vanished", "NotFound": "Vanished", "InvalidObjectState": "ArchivedObject"}
 
 
-_PRESIGN_PARAMS = (
-    "x-amz-signature",
-    "x-amz-credential",
-    "x-amz-security-token",
-    "signature",
-    "awsaccesskeyid",
-)
-
-
-class UnsafeSource(ValueError):
+class UnsafeSource(UsageError):
     """A source that carries credentials (a presigned URL) or is not something labelsift reads."""
 
 
 def check_source(source: str) -> str:
-    """`source` if labelsift may record it; UnsafeSource for a URL that carries credentials.
-
-    Manifests, summaries and messages repeat the source, so a presigned URL (its query holds a
-    signature, often a session token) is refused, and the message shows it without its query.
-    """
-    scheme, sep, rest = source.partition("://")
-    _, qmark, query = rest.partition("?")
-    params = {part.split("=", 1)[0].lower() for part in query.split("&")} if qmark else set()
-    shown = f"{scheme}{sep}{rest.partition('?')[0]}?…" if qmark else source
-    if params & set(_PRESIGN_PARAMS):
-        raise UnsafeSource(
-            f"{shown}: this looks like a presigned URL; its query carries credentials, which labelsift "
-            "never records. Give the object as s3://bucket/key (credentials come from the AWS "
-            "configuration), or download it to a folder first."
-        )
-    if sep and scheme.lower() != "s3":
-        raise UnsafeSource(
-            f"{shown}: labelsift reads s3://bucket/prefix URIs and local folders, not {scheme}:// URLs. "
-            "Give the bucket and key as s3://bucket/key, or download the images to a folder."
-        )
+    """`source` if labelsift may record it (see `labelsift.uri.parse`); UnsafeSource otherwise."""
+    try:
+        uri.parse(source, what="source")
+    except UsageError as exc:
+        raise UnsafeSource(str(exc)) from None
     return source
 
 
-class ScanAborted(Exception):
+class ScanAborted(CannotProceed):
     """A fault that no further image can get past (credentials, access, a missing bucket)."""
 
     def __init__(self, message: str, summary: RunSummary) -> None:
@@ -92,7 +70,7 @@ class ScanAborted(Exception):
         self.summary = summary
 
 
-class MixedDetectorsError(Exception):
+class MixedDetectorsError(CannotProceed):
     pass
 
 

@@ -35,6 +35,8 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
+from labelsift.errors import CannotProceed
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -75,7 +77,7 @@ class ObjectInfo:
     storage_class: str | None = None
 
 
-class StorageError(Exception):
+class StorageError(CannotProceed):
     """A storage operation failed. `code` is stable; `fatal` means no further operation can succeed."""
 
     def __init__(self, code: str, uri: str, message: str, *, fatal: bool = False) -> None:

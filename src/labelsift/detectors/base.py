@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from labelsift.errors import CannotProceed
 from labelsift.models import DetectorInfo, Label
 
 
@@ -33,7 +34,7 @@ class Detection:
     model_version: str | None = None
 
 
-class DetectorError(Exception):
+class DetectorError(CannotProceed):
     """The detector could not label this image.
 
     `code` is stable (it lands in the manifest's `error.code`); `billable` says whether the

@@ -1,0 +1,104 @@
+"""A string from the user or a manifest becomes a location once, here: an S3 object or prefix, or
+a local path. Everything else (http(s) URLs, presigned URLs, other schemes, a collapsed `s3:/`)
+is refused with a `UsageError` that says how to write it instead.
+
+Messages never repeat a URL's query: a presigned URL carries credentials there.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from labelsift.errors import UsageError
+
+S3_SCHEME = "s3://"
+_PRESIGN_PARAMS = frozenset(
+    {"x-amz-signature", "x-amz-credential", "x-amz-security-token", "signature", "awsaccesskeyid"}
+)
+
+
+@dataclass(frozen=True)
+class S3Location:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"{S3_SCHEME}{self.bucket}/{self.key}"
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+@dataclass(frozen=True)
+class LocalLocation:
+    path: Path  # absolute, user expanded; not resolved (a symlink stays a symlink)
+
+    @property
+    def uri(self) -> str:
+        return str(self.path)
+
+    def __str__(self) -> str:
+        return self.uri
+
+
+Location = S3Location | LocalLocation
+
+
+def shown(text: str) -> str:
+    """`text` safe to print: a URL's query (where presigned credentials live) is cut off."""
+    head, qmark, _ = text.partition("?")
+    return f"{head}?…" if qmark and "://" in head else text
+
+
+def _refuse_credentials(text: str, what: str) -> None:
+    _, sep, rest = text.partition("://")
+    if not sep:
+        return
+    _, qmark, query = rest.partition("?")
+    params = {part.split("=", 1)[0].lower() for part in query.split("&")} if qmark else set()
+    if params & _PRESIGN_PARAMS:
+        raise UsageError(
+            f"{shown(text)}: this {what} looks like a presigned URL; its query carries credentials, which "
+            "labelsift never records or prints. Give the object as s3://bucket/key (credentials come "
+            "from the AWS configuration), or download it to a folder first."
+        )
+
+
+def parse(text: str, *, what: str = "path") -> Location:
+    """The location `text` names; `what` ("source", "manifest", "destination") words the errors."""
+    if not text or not text.strip():
+        raise UsageError(f"an empty {what}: give s3://bucket/prefix or a local path.")
+    _refuse_credentials(text, what)
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() == "s3":
+        bucket, _, key = rest.partition("/")
+        if not bucket:
+            raise UsageError(f"{shown(text)!r} names no bucket: write the {what} as s3://bucket/key.")
+        return S3Location(bucket, key)
+    if sep:
+        raise UsageError(
+            f"{shown(text)}: labelsift reads and writes s3://bucket/key URIs and local paths, not "
+            f"{scheme}:// URLs. Give the {what} as s3://bucket/key, or download it to a local path."
+        )
+    if text.lower().startswith("s3:") and not text.lower().startswith("s3://"):
+        raise UsageError(
+            f"{text!r}: did you mean s3://{text[3:].lstrip('/')}? An S3 {what} is written s3://bucket/key."
+        )
+    return LocalLocation(Path(os.path.abspath(os.path.expanduser(text))))
+
+
+def is_s3(text: str) -> bool:
+    return text.startswith(S3_SCHEME)
+
+
+def same_target(a: Location, b: Location) -> bool:
+    """Whether `a` and `b` are the same file or object (hard links and symlinks count as the same)."""
+    if isinstance(a, S3Location) or isinstance(b, S3Location):
+        return a == b
+    try:
+        return os.path.samefile(a.path, b.path)
+    except OSError:
+        return os.path.realpath(a.path) == os.path.realpath(b.path)
