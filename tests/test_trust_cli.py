@@ -132,6 +132,16 @@ def test_debug_adds_a_traceback_and_keeps_the_usage_code(scanned: Path, tmp_path
     assert "Traceback" in result.output and "--val" in flat(result.output)
 
 
+@pytest.mark.parametrize("name", ["a/b", "../up"])
+def test_filter_names_its_default_manifest_as_one_file_in_the_working_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    cli("filter", str(photos()), str(tmp_path / "hits"), "--label", "Dog", "--name", name, "--workers", "2")
+    made = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("labelsift-"))
+    assert len(made) == 1 and made[0].endswith(".jsonl") and (tmp_path / made[0]).is_file(), made
+
+
 # ---- finding 15: scan options that were accepted and should not be ------------------------------
 
 

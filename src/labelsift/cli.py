@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -298,7 +299,8 @@ def filter_command(
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
-    manifest_path = manifest or Path(f"labelsift-{folder}.jsonl")
+    # one file in the working folder whatever the folder's name (`--name a/b`, `--name ../x`)
+    manifest_path = manifest or Path(f"labelsift-{re.sub(r'[^A-Za-z0-9._-]+', '_', folder).strip('.')}.jsonl")
     with friendly_errors(_RESUME):
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
