@@ -190,6 +190,14 @@ def _prices(tmp_path: Path, case: str) -> Path:
         path.write_text(json.dumps({"free_image": 5}))
     elif case == "not-an-object":
         path.write_text("[1, 2]")
+    elif case == "no-tiers":
+        path.write_text(json.dumps({"detector_tiers": []}))
+    elif case == "tiers-out-of-order":
+        path.write_text(
+            json.dumps({"detector_tiers": [{"usd_per_image": 1}, {"up_to": 5, "usd_per_image": 2}]})
+        )
+    elif case == "crowd-range":
+        path.write_text(json.dumps({"crowd_workers_low": 5, "crowd_workers_high": 3}))
     elif case == "not-utf8":
         path.write_bytes(b'{"free_images_left": 5, "x": "\xe9"}')
     return path
@@ -203,6 +211,9 @@ PRICE_CASES = {
     "unknown-field": ["prices.json", "free_image"],
     "not-an-object": ["prices.json", "object"],
     "not-utf8": ["prices.json", "UTF-8"],
+    "no-tiers": ["prices.json", "detector_tiers", "at least one tier"],
+    "tiers-out-of-order": ["prices.json", "detector_tiers", "only the last tier"],
+    "crowd-range": ["prices.json", "crowd_workers_low 5 is above crowd_workers_high 3"],
 }
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labelsift.errors import UsageError
 from labelsift.storage import Storage
@@ -36,6 +37,29 @@ class PriceTable(BaseModel):
     crowd_usd_per_task: Annotated[float, Field(ge=0)] = 0.012
     crowd_workers_low: Annotated[int, Field(ge=1)] = 3
     crowd_workers_high: Annotated[int, Field(ge=1)] = 5
+
+    @field_validator("detector_tiers")
+    @classmethod
+    def _tiers_climb(cls, tiers: list[PriceTier]) -> list[PriceTier]:
+        """At least one tier; limits rise; only the last may have none (a tier after it is unreachable)."""
+        if not tiers:
+            raise ValueError('give at least one tier, e.g. [{"usd_per_image": 0.001}]')
+        limits = [tier.up_to for tier in tiers]
+        if None in limits[:-1]:
+            raise ValueError("only the last tier may have no up_to: a tier after it is never reached")
+        bounded = [limit for limit in limits if limit is not None]
+        if any(b <= a for a, b in pairwise(bounded)):
+            raise ValueError(f"up_to must rise from tier to tier, got {bounded}")
+        return tiers
+
+    @model_validator(mode="after")
+    def _crowd_range(self) -> PriceTable:
+        if self.crowd_workers_low > self.crowd_workers_high:
+            raise ValueError(
+                f"crowd_workers_low {self.crowd_workers_low} is above crowd_workers_high "
+                f"{self.crowd_workers_high}"
+            )
+        return self
 
     def price_of_image(self, n: int) -> float:
         """What the n-th billable image of this run costs (n counts from 0)."""
@@ -105,8 +129,9 @@ def _read_prices(path: Path) -> PriceTable:
         return PriceTable.model_validate(data)
     except ValidationError as exc:
         problem = exc.errors()[0]
-        field = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        raise UsageError(f"--prices {path}: {field}: {problem['msg']}; {fix}.") from None
+        field = ".".join(str(part) for part in problem["loc"])
+        where = f"{field}: " if field else ""
+        raise UsageError(f"--prices {path}: {where}{problem['msg']}; {fix}.") from None
 
 
 def check_rate(rate_per_second: float) -> None:
