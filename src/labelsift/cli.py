@@ -156,7 +156,9 @@ MaxErrorsOption = Annotated[
 WorkersOption = Annotated[
     int | None,
     typer.Option(
-        help="Processes that parse and format records (default: one per core; 1: this one only).", min=1
+        help="Processes that parse and format records (default: one per core, at most 4 per core; "
+        "1: this one only).",
+        min=1,
     ),
 ]
 LabelOption = Annotated[
