@@ -85,6 +85,10 @@ EXPORT_MISTAKES = {
         ["--label", "Dog", "--label", "Cat", "--name", "Dog=pet", "--name", "Cat=pet"],
         ["--name", "pet", "Dog", "Cat"],
     ),
+    "one-label-two-names": (
+        ["--label", "Dog", "--name", "Dog=a", "--name", "dog=b"],
+        ["--name", "Dog=a", "dog=b"],
+    ),
     "workers-far-above-cores": (
         ["--label", "Dog", "--workers", str(4 * CORES + 1)],
         ["--workers", str(4 * CORES + 1), f"{CORES} core"],

@@ -404,6 +404,10 @@ def _names(pairs: list[str] | None) -> dict[str, str] | None:
         label, sep, name = pair.partition("=")
         if not sep or not label or not name:
             fail(f"--name {pair!r}: write LABEL=NAME, e.g. --name Bird=robin.", ExitCode.USAGE)
+        twice = [given for given in names if given.lower() == label.lower()]
+        if twice:
+            fail(f"--name: {label} is renamed twice ({twice[0]}={names[twice[0]]} and {pair}); "
+                 "give each label one name.", ExitCode.USAGE)  # fmt: skip
         names[label] = name
     return names
 
