@@ -146,6 +146,13 @@ def test_filter_names_its_default_manifest_as_one_file_in_the_working_folder(
     assert len(made) == 1 and made[0].endswith(".jsonl") and (tmp_path / made[0]).is_file(), made
 
 
+def test_demo_into_a_file_is_a_usage_error_and_leaves_the_file(tmp_path: Path) -> None:
+    target = tmp_path / "notes.txt"
+    target.write_text("mine\n")
+    assert_paragraph(cli("demo", str(target)), ExitCode.USAGE, "notes.txt", "folder")
+    assert target.read_text() == "mine\n"
+
+
 # ---- finding 15: scan options that were accepted and should not be ------------------------------
 
 
