@@ -399,7 +399,7 @@ def _band(text: str | None) -> tuple[float, float] | None:
 def _names(pairs: list[str] | None) -> dict[str, str] | None:
     if not pairs:
         return None
-    names = {}
+    names: dict[str, str] = {}
     for pair in pairs:
         label, sep, name = pair.partition("=")
         if not sep or not label or not name:
