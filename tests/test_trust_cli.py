@@ -209,6 +209,8 @@ def _prices(tmp_path: Path, case: str) -> Path:
         )
     elif case == "crowd-range":
         path.write_text(json.dumps({"crowd_workers_low": 5, "crowd_workers_high": 3}))
+    elif case == "endless":
+        return Path("/dev/zero")
     elif case == "not-utf8":
         path.write_bytes(b'{"free_images_left": 5, "x": "\xe9"}')
     return path
@@ -222,6 +224,7 @@ PRICE_CASES = {
     "unknown-field": ["prices.json", "free_image"],
     "not-an-object": ["prices.json", "object"],
     "not-utf8": ["prices.json", "UTF-8"],
+    "endless": ["/dev/zero", "not a price table"],
     "no-tiers": ["prices.json", "detector_tiers", "at least one tier"],
     "tiers-out-of-order": ["prices.json", "detector_tiers", "only the last tier"],
     "crowd-range": ["prices.json", "crowd_workers_low 5 is above crowd_workers_high 3"],

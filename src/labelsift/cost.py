@@ -104,11 +104,18 @@ def load_prices(path: str | Path | None, *, free_images_left: int | None = None)
     return table
 
 
+MAX_PRICES_BYTES = 1 << 20
+
+
 def _read_prices(path: Path) -> PriceTable:
     fields = ", ".join(PriceTable.model_fields)
     fix = f"a price table is a JSON object with any of {fields}; leave --prices out for the defaults"
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as stream:  # a price table is a few hundred bytes: never read more than a cap
+            raw = stream.read(MAX_PRICES_BYTES + 1)
+        if len(raw) > MAX_PRICES_BYTES:
+            raise UsageError(f"--prices {path}: over {MAX_PRICES_BYTES} bytes, not a price table; {fix}.")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"--prices {path}: no such file; {fix}.") from None
     except IsADirectoryError:
