@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -42,7 +43,7 @@ from labelsift.manifest import merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.review import run_review
 from labelsift.scan import ScanAborted, ScanOptions, ScanProgress, scan
-from labelsift.select import Selection
+from labelsift.select import Selection, unmatched_in_manifest
 from labelsift.storage import ObjectInfo, Storage, StorageError
 
 
@@ -146,13 +147,18 @@ def graceful_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+FreeImagesOption = Annotated[
+    int | None, typer.Option(help="Free-tier images you still have this month.", min=0)
+]
 MaxErrorsOption = Annotated[
     int, typer.Option(help="Stop after N images in a row fail (service down); 0 never stops.", min=0)
 ]
 WorkersOption = Annotated[
     int | None,
     typer.Option(
-        help="Processes that parse and format records (default: one per core; 1: this one only).", min=1
+        help="Processes that parse and format records (default: one per core, at most 4 per core; "
+        "1: this one only).",
+        min=1,
     ),
 ]
 LabelOption = Annotated[
@@ -173,11 +179,10 @@ def _selection(labels: list[str] | None, threshold: float, parents: bool) -> Sel
 
 
 def _settings(
-    min_confidence: float, retry_mode: str, max_attempts: int, rate: float | None
+    min_confidence: float, retry_mode: Literal["standard", "adaptive"], max_attempts: int, rate: float | None
 ) -> DetectorSettings:
-    mode: Literal["standard", "adaptive"] = "adaptive" if retry_mode == "adaptive" else "standard"
     return DetectorSettings(
-        min_confidence=min_confidence, retry_mode=mode, max_attempts=max_attempts, rate_limit=rate
+        min_confidence=min_confidence, retry_mode=retry_mode, max_attempts=max_attempts, rate_limit=rate
     )
 
 
@@ -243,12 +248,12 @@ def scan_command(
     ] = False,
     min_confidence: Annotated[float, typer.Option(help="Rekognition MinConfidence.", min=0, max=100)] = 50.0,
     rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
-    retry_mode: Annotated[str, typer.Option(help="botocore retry mode: standard or adaptive.")] = "standard",
+    retry_mode: Annotated[
+        Literal["standard", "adaptive"], typer.Option(help="botocore retry mode.")
+    ] = "standard",
     max_attempts: Annotated[int, typer.Option(help="botocore max attempts per call.", min=1)] = 5,
     prices: Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
-    free_images: Annotated[
-        int | None, typer.Option(help="Free-tier images you still have this month.")
-    ] = None,
+    free_images: FreeImagesOption = None,
     max_errors_in_row: MaxErrorsOption = 50,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
@@ -296,7 +301,8 @@ def filter_command(
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
-    manifest_path = manifest or Path(f"labelsift-{folder}.jsonl")
+    # one file in the working folder whatever the folder's name (`--name a/b`, `--name ../x`)
+    manifest_path = manifest or Path(f"labelsift-{re.sub(r'[^A-Za-z0-9._-]+', '_', folder).strip('.')}.jsonl")
     with friendly_errors(_RESUME):
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
@@ -330,12 +336,11 @@ def estimate_command(
     rate: Annotated[float, typer.Option(help="Requests per second you expect (your account quota).")] = 50.0,
     detector: DetectorOption = "rekognition",
     prices: Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
-    free_images: Annotated[
-        int | None, typer.Option(help="Free-tier images you still have this month.")
-    ] = None,
+    free_images: FreeImagesOption = None,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
     with friendly_errors():
+        cost_module.check_rate(rate)
         table = cost_module.load_prices(prices, free_images_left=free_images)
         result = cost_module.estimate_source(
             Storage(), source, table, rate_per_second=rate, billable=detector == "rekognition"
@@ -394,11 +399,15 @@ def _band(text: str | None) -> tuple[float, float] | None:
 def _names(pairs: list[str] | None) -> dict[str, str] | None:
     if not pairs:
         return None
-    names = {}
+    names: dict[str, str] = {}
     for pair in pairs:
         label, sep, name = pair.partition("=")
         if not sep or not label or not name:
             fail(f"--name {pair!r}: write LABEL=NAME, e.g. --name Bird=robin.", ExitCode.USAGE)
+        twice = [given for given in names if given.lower() == label.lower()]
+        if twice:
+            fail(f"--name: {label} is renamed twice ({twice[0]}={names[twice[0]]} and {pair}); "
+                 "give each label one name.", ExitCode.USAGE)  # fmt: skip
         names[label] = name
     return names
 
@@ -407,10 +416,29 @@ def _export_selection(labels: list[str], threshold: float, parents: bool, band: 
     return Selection(labels=tuple(labels), threshold=threshold, include_parents=parents, band=_band(band))
 
 
-def _print_export(summary: ExportSummary) -> None:
+def _print_export(summary: ExportSummary, labels: list[str], parents: bool) -> None:
     out.print(export_table(summary))
     for line in export_details(summary):
         out.print(line, highlight=False)
+    _warn_unmatched(summary, labels, parents)
+
+
+def _warn_unmatched(summary: ExportSummary, labels: list[str], parents: bool) -> None:
+    """A warning for each label that exported nothing because no record has it (a typo?)."""
+    empty = [
+        query
+        for query, name in zip(labels, summary.classes, strict=True)
+        if not any(summary.per_label[name].images.values()) and not summary.per_label[name].held_out
+    ]
+    if not empty:
+        return
+    try:
+        missing = unmatched_in_manifest(summary.manifest, Selection(tuple(empty), include_parents=parents))
+    except LabelsiftError as exc:  # a line the export did not need to read: the export stands
+        err.print(f"[bold yellow]warning:[/] could not look for {', '.join(empty)} in every record: {exc}")
+        return
+    for label in missing:
+        err.print(f"[bold yellow]warning:[/] {label.message(summary.manifest)}", highlight=False)
 
 
 @export_app.command("custom-labels")
@@ -431,7 +459,7 @@ def export_custom_labels_command(
             manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
             names=_names(name), overwrite=overwrite, dry_run=dry_run,
         )  # fmt: skip
-    _print_export(summary)
+    _print_export(summary, label, parents)
 
 
 @export_app.command("groundtruth")
@@ -456,7 +484,7 @@ def export_groundtruth_command(
             manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
             attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
         )  # fmt: skip
-    _print_export(summary)
+    _print_export(summary, label, parents)
 
 
 def _annotation_command(fmt: str) -> Callable[..., None]:
@@ -488,7 +516,7 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
                 names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
                 parallel=Parallel(workers),
             )  # fmt: skip
-        _print_export(summary)
+        _print_export(summary, label, parents)
 
     command.__doc__ = {
         "coco": "COCO detection JSON (category ids from 1, unique annotation ids).",
@@ -518,7 +546,7 @@ def export_review_command(
             manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local,
             overwrite=overwrite,
         )  # fmt: skip
-    _print_export(summary)
+    _print_export(summary, label, parents)
 
 
 @app.command("review")

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labelsift.errors import UsageError
 from labelsift.storage import Storage
 
 
@@ -35,6 +37,29 @@ class PriceTable(BaseModel):
     crowd_usd_per_task: Annotated[float, Field(ge=0)] = 0.012
     crowd_workers_low: Annotated[int, Field(ge=1)] = 3
     crowd_workers_high: Annotated[int, Field(ge=1)] = 5
+
+    @field_validator("detector_tiers")
+    @classmethod
+    def _tiers_climb(cls, tiers: list[PriceTier]) -> list[PriceTier]:
+        """At least one tier; limits rise; only the last may have none (a tier after it is unreachable)."""
+        if not tiers:
+            raise ValueError('give at least one tier, e.g. [{"usd_per_image": 0.001}]')
+        limits = [tier.up_to for tier in tiers]
+        if None in limits[:-1]:
+            raise ValueError("only the last tier may have no up_to: a tier after it is never reached")
+        bounded = [limit for limit in limits if limit is not None]
+        if any(b <= a for a, b in pairwise(bounded)):
+            raise ValueError(f"up_to must rise from tier to tier, got {bounded}")
+        return tiers
+
+    @model_validator(mode="after")
+    def _crowd_range(self) -> PriceTable:
+        if self.crowd_workers_low > self.crowd_workers_high:
+            raise ValueError(
+                f"crowd_workers_low {self.crowd_workers_low} is above crowd_workers_high "
+                f"{self.crowd_workers_high}"
+            )
+        return self
 
     def price_of_image(self, n: int) -> float:
         """What the n-th billable image of this run costs (n counts from 0)."""
@@ -67,11 +92,59 @@ class PriceTable(BaseModel):
 
 
 def load_prices(path: str | Path | None, *, free_images_left: int | None = None) -> PriceTable:
-    """The default table, or one read from a JSON file; `free_images_left` overrides the file."""
-    table = PriceTable() if path is None else PriceTable.model_validate(json.loads(Path(path).read_text()))
+    """The default table, or one read from a JSON file; `free_images_left` overrides the file.
+
+    A file that cannot be read as a price table is a `UsageError` naming the file and what is wrong
+    with it (the line of a JSON error, the field of a wrong value)."""
+    table = PriceTable() if path is None else _read_prices(Path(path))
     if free_images_left is not None:
+        if free_images_left < 0:
+            raise UsageError(f"--free-images {free_images_left}: give the free images left, 0 or more.")
         table = table.model_copy(update={"free_images_left": free_images_left})
     return table
+
+
+MAX_PRICES_BYTES = 1 << 20
+
+
+def _read_prices(path: Path) -> PriceTable:
+    fields = ", ".join(PriceTable.model_fields)
+    fix = f"a price table is a JSON object with any of {fields}; leave --prices out for the defaults"
+    try:
+        with path.open("rb") as stream:  # a price table is a few hundred bytes: never read more than a cap
+            raw = stream.read(MAX_PRICES_BYTES + 1)
+        if len(raw) > MAX_PRICES_BYTES:
+            raise UsageError(f"--prices {path}: over {MAX_PRICES_BYTES} bytes, not a price table; {fix}.")
+        text = raw.decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"--prices {path}: no such file; {fix}.") from None
+    except IsADirectoryError:
+        raise UsageError(f"--prices {path}: is a folder, not a JSON file; {fix}.") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--prices {path}: not UTF-8 text (byte {exc.start}); save it as UTF-8.") from None
+    except OSError as exc:
+        raise UsageError(f"--prices {path}: cannot be read ({exc.strerror}).") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--prices {path}: not JSON at line {exc.lineno} column {exc.colno} ({exc.msg}); {fix}."
+        ) from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--prices {path}: give a JSON object of prices, not {type(data).__name__}; {fix}.")
+    try:
+        return PriceTable.model_validate(data)
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        where = f"{field}: " if field else ""
+        raise UsageError(f"--prices {path}: {where}{problem['msg']}; {fix}.") from None
+
+
+def check_rate(rate_per_second: float) -> None:
+    """A rate an estimate can divide by: above 0 and finite (a UsageError otherwise)."""
+    if not 0 < rate_per_second < math.inf:  # NaN fails this too
+        raise UsageError(f"--rate {rate_per_second:g}: give the requests per second you expect, above 0.")
 
 
 class Estimate(BaseModel):
@@ -89,12 +162,13 @@ class Estimate(BaseModel):
 def estimate(
     images: int, total_bytes: int, prices: PriceTable, *, rate_per_second: float, billable: bool
 ) -> Estimate:
+    check_rate(rate_per_second)
     low, high = prices.crowd_cost(images)
     return Estimate(
         images=images,
         bytes=total_bytes,
         detector_usd=prices.cost(images) if billable else 0.0,
-        seconds=images / rate_per_second if rate_per_second > 0 else math.inf,
+        seconds=images / rate_per_second,
         rate_per_second=rate_per_second,
         crowd_usd_low=low,
         crowd_usd_high=high,

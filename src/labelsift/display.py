@@ -28,17 +28,13 @@ def _line(progress: ScanProgress) -> str:
 def scan_progress(
     console: Console, count_total: Callable[[], int] | None, limit: int | None
 ) -> Iterator[Callable[[ScanProgress], None]]:
-    """Yield a callback that shows scan progress; the total is counted in the background."""
+    """Yield a callback that shows scan progress; the total is counted in the background.
+
+    Never ends on a stale state: without a terminal, a line every `PLAIN_EVERY` seconds (none for a
+    shorter run) and, if any was printed, a last one with the final state; on a terminal the bar
+    disappears when the scan ends (the summary that follows has the final counts)."""
     if not console.is_terminal:
-        last = [0.0]
-
-        def plain(progress: ScanProgress) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 5.0:
-                last[0] = now
-                console.print(_line(progress), highlight=False)
-
-        yield plain
+        yield from _plain_progress(console)
         return
     bar = Progress(
         TextColumn("[bold]scan"),
@@ -52,7 +48,7 @@ def scan_progress(
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        transient=False,
+        transient=True,
     )
     task: TaskID = bar.add_task("scan", total=limit, rate=0.0, hits=0, misses=0, errors=0, cost=0.0)
 
@@ -82,6 +78,28 @@ def scan_progress(
         yield live
 
 
+PLAIN_EVERY = 5.0  # seconds between progress lines when stdout is not a terminal
+
+
+def _plain_progress(console: Console) -> Iterator[Callable[[ScanProgress], None]]:
+    started = time.monotonic()
+    printed = [started]  # when the last line was printed (the start: the first comes after a pause)
+    latest: list[ScanProgress] = []
+
+    def plain(progress: ScanProgress) -> None:
+        latest[:] = [progress]
+        now = time.monotonic()
+        if now - printed[0] >= PLAIN_EVERY:
+            printed[0] = now
+            console.print(_line(progress), highlight=False)
+
+    try:
+        yield plain
+    finally:
+        if printed[0] != started and latest:  # lines were printed: the last one is the final state
+            console.print(_line(latest[0]), highlight=False)
+
+
 def summary_table(summary: RunSummary) -> Table:
     table = Table(title="scan summary", show_header=False)
     table.add_column("what", style="bold")
@@ -93,6 +111,16 @@ def summary_table(summary: RunSummary) -> Table:
         ("listed", str(summary.listed)),
         ("recorded before", str(summary.already_done)),
         ("scanned now", str(summary.scanned)),
+        *(
+            [("of which past the stop", f"{summary.after_stop} (in flight when it came; recorded)")]
+            if summary.after_stop
+            else []
+        ),
+        *(
+            [("answered, not recorded", f"{summary.unrecorded} (the manifest could not be written)")]
+            if summary.unrecorded
+            else []
+        ),
         ("labeled / skipped / errors", f"{summary.labeled} / {summary.skipped} / {summary.errors}"),
         *([(f"hits for {', '.join(summary.labels)}", str(summary.hits))] if summary.labels else []),
         ("billed calls", str(summary.billed)),

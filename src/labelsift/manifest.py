@@ -718,9 +718,12 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
 
     def close(self) -> None:
         with self._lock:
-            if not self._stream.closed:
+            if self._stream.closed:
+                return
+            try:
                 self._stream.flush()
                 os.fsync(self._stream.fileno())
+            finally:  # closed even when the flush fails (disk full): no second failure at exit
                 self._stream.close()
 
     def __exit__(

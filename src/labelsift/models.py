@@ -150,6 +150,17 @@ class RunSummary(_Model):
     already_done: Annotated[int, Field(ge=0, description="Skipped because the manifest had them.")] = 0
     scanned: Annotated[int, Field(ge=0, description="Records written by this run.")] = 0
     billed: Annotated[int, Field(ge=0, description="Detector calls that cost money.")] = 0
+    after_stop: Annotated[
+        int,
+        Field(ge=0, description="Of `scanned`: records past the stop point (in flight when it came)."),
+    ] = 0
+    unrecorded: Annotated[
+        int,
+        Field(
+            ge=0,
+            description="Answers not written (the manifest could not be); a rerun asks again.",
+        ),
+    ] = 0
     labeled: Annotated[int, Field(ge=0)] = 0
     skipped: Annotated[int, Field(ge=0)] = 0
     errors: Annotated[int, Field(ge=0)] = 0

@@ -8,12 +8,12 @@ manifest resumes: sources recorded with the same etag are not sent to the detect
 
 from __future__ import annotations
 
-import difflib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,7 +25,7 @@ from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import ManifestWriter, SourceIndex, iter_records
 from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopReason
 from labelsift.probe import ProbeError, probe
-from labelsift.select import Selection
+from labelsift.select import Selection, closest_label
 from labelsift.storage import ObjectInfo, Storage, StorageError
 from labelsift.views import label_views
 
@@ -103,6 +103,8 @@ class ScanProgress:
     skipped: int = 0
     billed: int = 0
     cost_usd: float = 0.0
+    after_stop: int = 0  # recorded, but past the stop point (in flight when the stop came)
+    unrecorded: int = 0  # answered (maybe billed) but not written: the manifest could not be
     started: float = field(default_factory=time.monotonic)
     reasons: Counter[str] = field(default_factory=Counter)  # skip and error codes written this run
     examples: dict[str, str] = field(default_factory=dict)  # code -> the first message seen for it
@@ -232,7 +234,11 @@ def _label_version(storage: Storage, detector: Detector, info: ObjectInfo) -> tu
 
 
 def _failed(base: dict[str, Any], code: str, message: str) -> ImageRecord:
+    """A skipped or error record; its message always names the object (producers need not)."""
     status = ScanStatus.SKIPPED if code in SKIP_CODES else ScanStatus.ERROR
+    source = str(base["source"])
+    if source not in message:
+        message = f"{source}: {message}"
     return ImageRecord(**base, status=status, error=Reason(code=code, message=message))
 
 
@@ -244,22 +250,27 @@ class _Rules:
     progress: ScanProgress
     seen_labels: Counter[str] = field(default_factory=Counter)
     stopped: StopReason | None = None
+    fed_fresh: int = 0  # records of this run the rules have seen (the rest are past the stop)
+
+    def written(self, record: ImageRecord) -> None:
+        """Count a record the moment it is in the manifest, whether or not it is past the stop: the
+        summary counts what the manifest holds and what was billed."""
+        progress = self.progress
+        progress.scanned += 1
+        if record.status is ScanStatus.ERROR:
+            progress.errors += 1
+        elif record.status is ScanStatus.SKIPPED:
+            progress.skipped += 1
+        if record.error is not None:
+            progress.reasons[record.error.code] += 1
+            progress.examples.setdefault(record.error.code, record.error.message)
+        self.seen_labels.update(label.name for label in record.labels)
 
     def feed(self, outcome: Outcome) -> None:
+        """The stopping rules, in source order."""
         progress = self.progress
         progress.considered += 1
-        record = outcome.record
-        if record is not None and outcome.fresh:
-            progress.scanned += 1
-            if record.status is ScanStatus.ERROR:
-                progress.errors += 1
-            elif record.status is ScanStatus.SKIPPED:
-                progress.skipped += 1
-            if record.error is not None:
-                progress.reasons[record.error.code] += 1
-                progress.examples.setdefault(record.error.code, record.error.message)
-        if record is not None and outcome.fresh:
-            self.seen_labels.update(label.name for label in record.labels)
+        self.fed_fresh += outcome.fresh
         if outcome.hit is True:
             progress.hits += 1
             progress.misses_in_row = 0
@@ -309,6 +320,25 @@ def scan(
     pending: dict[Future[tuple[ImageRecord, bool]], tuple[int, ObjectInfo, float]] = {}
     ready: dict[int, Outcome] = {}
     next_to_evaluate = 0
+    unwritten: OSError | None = None
+
+    def keep(record: ImageRecord) -> bool:
+        """Append `record` and count it; once the manifest cannot be written (disk full, read-only,
+        I/O error), stop and count the answers that could not be kept instead."""
+        nonlocal unwritten
+        if unwritten is None:
+            try:
+                writer.append(record)
+            except OSError as exc:
+                unwritten = exc
+                rules.stopped = StopReason.FAILED
+                for future in pending:  # at once: a worker that frees up must not start another
+                    future.cancel()
+        if unwritten is not None:
+            progress.unrecorded += 1
+            return False
+        rules.written(record)
+        return True
 
     def evaluate_ready() -> None:
         nonlocal next_to_evaluate
@@ -390,15 +420,16 @@ def scan(
                         fatal = fatal or exc
                         rules.stopped = StopReason.FAILED
                         continue
-                    writer.append(record)
+                    if billed:
+                        progress.cost_usd += options.prices.price_of_image(progress.billed)
+                        progress.billed += 1
+                    if not keep(record):
+                        continue
                     errors_in_row = errors_in_row + 1 if record.status is ScanStatus.ERROR else 0
                     limit = options.max_errors_in_row
                     if outage is None and limit is not None and errors_in_row >= limit:
                         outage = record
                         rules.stopped = StopReason.FAILED
-                    if billed:
-                        progress.cost_usd += options.prices.price_of_image(progress.billed)
-                        progress.billed += 1
                     ready[at] = Outcome(info, record, _is_hit(options.selection, record), billed, fresh=True)
                 evaluate_ready()
                 if on_progress is not None:
@@ -407,9 +438,15 @@ def scan(
             for future in pending:
                 future.cancel()
             prior.close()
-    # a fatal error or an outage set `rules.stopped` to FAILED, over any other reason
+            if unwritten is not None:  # closing flushes the line that did not fit: it fails again
+                with suppress(OSError):
+                    writer.close()
+    # a fatal error, an outage or a manifest that cannot be written set `rules.stopped` to FAILED
     stopped = rules.stopped or (StopReason.BUDGET if out_of_budget else StopReason.EXHAUSTED)
+    progress.after_stop = progress.scanned - rules.fed_fresh
     summary = _summary(source, manifest, detector, options, progress, rules, stopped, listed, started_at)
+    if unwritten is not None:
+        raise ScanAborted(_unwritable(manifest, unwritten, progress), summary) from unwritten
     if fatal is not None:
         raise ScanAborted(str(fatal), summary) from fatal
     if outage is not None and outage.error is not None:
@@ -421,6 +458,16 @@ def scan(
             summary,
         )
     return summary
+
+
+def _unwritable(manifest: str, error: OSError, progress: ScanProgress) -> str:
+    lost = progress.unrecorded
+    return (
+        f"cannot write {manifest}: {error.strerror or error}. The manifest holds every record written "
+        f"before ({progress.scanned} this run); {lost} answer{'s' if lost != 1 else ''} that came after "
+        f"could not be recorded and will be asked again. Free space (or fix the disk), then rerun the "
+        "same command to resume: nothing recorded is sent again."
+    )
 
 
 def _summary(
@@ -446,6 +493,8 @@ def _summary(
         already_done=progress.already_done,
         scanned=progress.scanned,
         billed=progress.billed,
+        after_stop=progress.after_stop,
+        unrecorded=progress.unrecorded,
         labeled=progress.scanned - progress.errors - progress.skipped,
         skipped=progress.skipped,
         errors=progress.errors,
@@ -457,15 +506,3 @@ def _summary(
         top_labels=top,
         suggestion=closest_label(asked, rules.seen_labels) if asked else None,
     )
-
-
-def closest_label(asked: list[str], seen: Counter[str]) -> str | None:
-    """The seen label closest in spelling to one asked for (the seed's `birb` for `bird`)."""
-    names = {name.lower(): name for name in seen}
-    for wanted in asked:
-        if wanted.lower() in names:
-            continue
-        match = difflib.get_close_matches(wanted.lower(), list(names), n=1, cutoff=0.6)
-        if match:
-            return names[match[0]]
-    return None

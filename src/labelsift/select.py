@@ -18,11 +18,15 @@ Per query label an image is, in this order of precedence:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import difflib
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import NamedTuple
 
+from labelsift.errors import UsageError
+from labelsift.manifest import iter_records_mentioning
 from labelsift.models import ScanStatus, Verdict
 from labelsift.views import InstanceView, LabelView, RecordView, instance_view
 
@@ -80,8 +84,8 @@ class Decision(NamedTuple):
 
 
 def _check_confidence(name: str, value: float) -> None:
-    if not 0.0 <= value <= 100.0:
-        raise ValueError(f"{name}: {value} is not a confidence in percent (0-100)")
+    if not 0.0 <= value <= 100.0:  # NaN fails this too
+        raise UsageError(f"{name} {value}: give a confidence in percent, from 0 to 100.")
 
 
 @dataclass(frozen=True)
@@ -102,20 +106,26 @@ class Selection:
         if isinstance(self.labels, str):
             raise TypeError("labels: give a tuple of label names, not one string")
         if not self.labels:
-            raise ValueError("labels: give at least one label")
+            raise UsageError("labels: give at least one label (--label NAME).")
         index: dict[str, int] = {}
         for i, name in enumerate(self.labels):
             key = name.strip().lower()
             if not key:
-                raise ValueError("labels: a label name is empty")
+                raise UsageError(
+                    f"--label {name!r}: a label name is empty; give a name such as --label Bird."
+                )
             if key in index:
-                raise ValueError(f"labels: {name!r} is given twice")
+                first = self.labels[index[key]]
+                raise UsageError(
+                    f"--label {name!r} is given twice ({first!r} and {name!r}; labels match "
+                    "case-insensitively): give each label once, in the class order you want."
+                )
             index[key] = i
         _check_confidence("threshold", self.threshold)
         per_label: dict[int, float] = {}
         for name, value in self.thresholds.items():
             if name.strip().lower() not in index:
-                raise ValueError(f"thresholds: {name!r} is not one of the labels {list(self.labels)}")
+                raise UsageError(f"thresholds: {name!r} is not one of the labels {list(self.labels)}.")
             _check_confidence(f"thresholds[{name!r}]", value)
             per_label[index[name.strip().lower()]] = value
         if self.band is not None:
@@ -123,7 +133,7 @@ class Selection:
             _check_confidence("band low", low)
             _check_confidence("band high", high)
             if low > high:
-                raise ValueError(f"band: low {low} is above high {high}")
+                raise UsageError(f"band {low:g}:{high:g}: LOW is above HIGH; give LOW:HIGH, e.g. 50:80.")
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_known", {})
         object.__setattr__(self, "_nothing", tuple(LabelDecision(q, NOT_SELECTED, 0.0) for q in self.labels))
@@ -248,3 +258,67 @@ def _unique_boxes(matched: list[LabelView], limit: float) -> tuple[tuple[Instanc
                 continue
             boxes.append(instance)
     return tuple(boxes), low
+
+
+def closest_label(asked: Sequence[str], seen: Iterable[str]) -> str | None:
+    """The seen label closest in spelling to one asked for and not seen (the seed's `birb` for `bird`)."""
+    names = {name.lower(): name for name in seen}
+    for wanted in asked:
+        if wanted.lower() in names:
+            continue
+        match = difflib.get_close_matches(wanted.lower(), list(names), n=1, cutoff=0.6)
+        if match:
+            return names[match[0]]
+    return None
+
+
+@dataclass(frozen=True)
+class Unmatched:
+    """A query label that no labeled record matches (by name, alias or, if asked, parent), nor any
+    person's verdict: a typo, or a label this detector does not know."""
+
+    query: str
+    suggestion: str | None  # the closest label the records do have
+    seen: tuple[tuple[str, int], ...]  # the labels seen most often, with how many records
+    include_parents: bool = True
+
+    def message(self, manifest: str) -> str:
+        how = "name, alias or parent" if self.include_parents else "name or alias"
+        text = f"no record in {manifest} has a label matching {self.query!r} (by {how})."
+        if self.suggestion:
+            text += f" Did you mean {self.suggestion!r}?"
+        seen = ", ".join(f"{name} ({count})" for name, count in self.seen) or "none"
+        return f"{text} Labels seen most often: {seen}."
+
+
+def unmatched_labels(
+    selection: Selection, records: Iterable[RecordView | None], *, top: int = 8
+) -> list[Unmatched]:
+    """The query labels of `selection` that none of `records` matches, in query order, each with the
+    closest label the records have. Streams: keeps only a count per label name."""
+    seen: Counter[str] = Counter()
+    matched = [False] * len(selection.labels)
+    queries = [query.strip().lower() for query in selection.labels]
+    for record in records:
+        if record is None:
+            continue
+        for verdict in record["review"]:
+            if verdict.label.strip().lower() in queries:
+                matched[queries.index(verdict.label.strip().lower())] = True
+        if record["status"] is not _LABELED:
+            continue
+        labels = record["labels"]
+        seen.update({label["name"] for label in labels})
+        for i, found in enumerate(selection._matches(labels)):
+            matched[i] = matched[i] or bool(found)
+    common = tuple(seen.most_common(top))
+    return [
+        Unmatched(query, closest_label([query], seen), common, selection.include_parents)
+        for query, hit in zip(selection.labels, matched, strict=True)
+        if not hit
+    ]
+
+
+def unmatched_in_manifest(manifest_uri: str, selection: Selection) -> list[Unmatched]:
+    """`unmatched_labels` over every effective record of a manifest (one more streaming read)."""
+    return unmatched_labels(selection, iter_records_mentioning(manifest_uri, ()))

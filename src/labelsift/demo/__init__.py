@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from labelsift.detectors.factory import build_detector
+from labelsift.errors import UsageError
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.summary import ExportSummary
@@ -49,6 +50,8 @@ def run_demo(output: Path, *, on_progress: Callable[[str], None] | None = None) 
     """Scan the bundled photos into OUTPUT/manifest.jsonl, then export folders and COCO from it."""
     say = on_progress or (lambda line: None)
     storage = Storage()
+    if output.exists() and not output.is_dir():
+        raise UsageError(f"{output} is a file: give the demo a folder to write into (new or its own).")
     output.mkdir(parents=True, exist_ok=True)
     manifest = output / "manifest.jsonl"
     say(f"scanning {photos()} with the offline model...")

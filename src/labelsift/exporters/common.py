@@ -25,6 +25,7 @@ from typing import IO, Any, NamedTuple, Protocol
 import smart_open
 from pydantic_core import to_json
 
+from labelsift.errors import UsageError
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
@@ -60,14 +61,24 @@ def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[s
     mapping = {k.lower(): v for k, v in (names or {}).items()}
     queries = {q.lower() for q in selection.labels}
     unknown = [k for k in (names or {}) if k.lower() not in queries]
+    labels = ", ".join(selection.labels)
     if unknown:
-        raise ValueError(f"names: {unknown} are not among the labels {list(selection.labels)}")
+        raise UsageError(
+            f"--name {unknown[0]}={(names or {})[unknown[0]]}: {unknown[0]!r} is not one of the labels "
+            f"exported ({labels}); rename only a label given with --label."
+        )
     out = [mapping.get(q.lower(), q) for q in selection.labels]
     for name in out:
         if not name.strip():
-            raise ValueError("names: a class name is empty")
-    if len({n.lower() for n in out}) != len(out):
-        raise ValueError(f"names: class names must be distinct, got {out}")
+            raise UsageError("--name: a class name is empty; write LABEL=NAME, e.g. --name Bird=robin.")
+    taken: dict[str, str] = {}
+    for query, name in zip(selection.labels, out, strict=True):
+        if name.lower() in taken:
+            raise UsageError(
+                f"--name: {taken[name.lower()]} and {query} would both be the class {name!r}; give "
+                "each label its own name (to merge labels, export them under one --label)."
+            )
+        taken[name.lower()] = query
     return out
 
 
@@ -76,8 +87,10 @@ def source_digest(source: str) -> bytes:
 
 
 def check_fraction(val_fraction: float) -> None:
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction: {val_fraction} is not within 0-1")
+    if not 0.0 <= val_fraction <= 1.0:  # NaN fails this too
+        raise UsageError(
+            f"--val {val_fraction}: give the share of images for the val split, from 0 to 1 (e.g. 0.2)."
+        )
 
 
 def split_for(source: str, val_fraction: float, digest: bytes | None = None) -> str:

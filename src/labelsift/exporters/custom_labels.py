@@ -21,6 +21,7 @@ import json
 import os
 from collections.abc import Mapping
 
+from labelsift.errors import UsageError
 from labelsift.manifest import iter_lines
 from labelsift.select import Selection
 from labelsift.storage import is_s3, split_s3
@@ -114,7 +115,7 @@ def export_custom_labels(
     classes = class_names(selection, names)
     for name in classes:
         if "/" in name or check_relative(name) != name:
-            raise ValueError(f"names: {name!r} cannot be a folder name")
+            raise UsageError(f"--name: {name!r} cannot be a folder name; give a name without '/'.")
     if storage is None and not dry_run:
         raise ValueError("storage: copying images needs a Storage")
     out = OutputDir(dest, storage)

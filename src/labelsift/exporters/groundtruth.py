@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
+from labelsift.errors import UsageError
 from labelsift.geometry import gt_box
 from labelsift.select import Decision, LabelDecision, Selection
 from labelsift.views import RecordView
@@ -102,13 +103,13 @@ def export_groundtruth(
     An existing `dest` is replaced only with `overwrite`.
     """
     if task not in DEFAULT_ATTRIBUTE:
-        raise ValueError(f"task: {task!r} is not one of {list(DEFAULT_ATTRIBUTE)}")
+        raise UsageError(f"--task {task!r}: choose one of {', '.join(DEFAULT_ATTRIBUTE)}.")
     attr = attribute if attribute is not None else DEFAULT_ATTRIBUTE[task]
     classes = class_names(selection, names)
     for name in [f"{attr}{i}" for i in range(len(classes))] if task == "per-label" else [attr]:
         why = attribute_problem(name)
         if why is not None:
-            raise ValueError(f"attribute: {why}")
+            raise UsageError(f"--attribute {name!r}: {why}")
     summary = ExportSummary.start(
         f"groundtruth-{task}", manifest_uri, dest, classes, detail_limit=detail_limit
     )

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import TypeVar
 
+from labelsift.errors import UsageError
 from labelsift.manifest import Line, Span, effective_lines, first_pass, records_from, span_lines
 from labelsift.select import Selection
 from labelsift.views import RecordView
@@ -56,7 +57,14 @@ class Parallel:
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers: {self.workers} is not a positive number of processes")
+            raise UsageError(f"--workers {self.workers}: give a positive number of processes.")
+        if self.workers is not None and self.workers > MAX_WORKERS_PER_CORE * cores():
+            raise UsageError(
+                f"--workers {self.workers}: this machine has {cores()} core{'s' if cores() != 1 else ''}, "
+                "and worker processes beyond the cores only add memory (the output is the same "
+                f"whatever the count). Give at most {MAX_WORKERS_PER_CORE * cores()}, or leave "
+                "--workers out for one per core."
+            )
         if self.inline_first < 0 or self.batch < 1:
             raise ValueError("inline_first must be >= 0 and batch >= 1")
 
@@ -66,7 +74,18 @@ class Parallel:
             return 1
         if self.workers is not None:
             return self.workers
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        return cores()
+
+
+# An export's workers parse and format: CPU-bound, so more of them than cores is only memory. A
+# few per core are allowed (hyper-threads, a test of two workers on one core); far more is a typo
+# or a setting copied from a bigger machine, refused rather than silently clamped.
+MAX_WORKERS_PER_CORE = 4
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def can_fork() -> bool:

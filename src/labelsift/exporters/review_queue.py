@@ -13,6 +13,7 @@ import os
 import sqlite3
 import tempfile
 
+from labelsift.errors import UsageError
 from labelsift.select import Selection
 from labelsift.storage import is_s3
 
@@ -31,7 +32,7 @@ def export_review_queue(
 ) -> ExportSummary:
     """Write the queue to `dest` (a file: local path or `s3://`); an existing one only with `overwrite`."""
     if selection.band is None:
-        raise ValueError("selection.band: a review queue needs a band (low, high) of confidences")
+        raise UsageError("--band: a review queue needs a band LOW:HIGH of confidences, e.g. 50:80.")
     claim_file(dest, "review queue", overwrite=overwrite)
     classes = class_names(selection, None)
     summary = ExportSummary.start("review", manifest_uri, dest, classes, detail_limit=detail_limit)

@@ -15,6 +15,7 @@ API (all JSON, pages are 1-based):
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
@@ -34,14 +35,16 @@ from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageOps
 
+from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import append_verdict, is_local, iter_records
 from labelsift.models import ImageRecord, ScanStatus, Verdict
-from labelsift.select import Selection
+from labelsift.select import Selection, unmatched_in_manifest
 from labelsift.views import InstanceView, label_views
 
 log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
+MAX_PORT = 65535
 THUMB_PX = 512
 MAX_BODY = 64 * 1024
 _IMG_PATH = re.compile(r"/img/([0-9]{1,9})")
@@ -420,12 +423,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, {"accepted": ids, "progress": self.state.progress()})
 
 
+def _bind(host: str, port: int, state: ReviewState) -> _Server:
+    """The server bound to (host, port); a port that cannot be had is a CannotProceed naming it."""
+    try:
+        return _Server((host, port), state)
+    except OSError as exc:
+        why = {
+            errno.EADDRINUSE: "is in use (another review page, or another program)",
+            errno.EACCES: "needs privileges (ports below 1024 are reserved)",
+        }.get(exc.errno or 0, f"cannot be listened on ({exc.strerror})")
+        raise CannotProceed(
+            f"port {port} on {host} {why}: pick another with --port N, or --port 0 for any free port."
+        ) from None
+
+
 class ReviewServer:
     """A bound review server. `serve_forever()` blocks; as a context manager it runs in a thread."""
 
     def __init__(self, state: ReviewState, host: str, port: int) -> None:
         self.state = state
-        self._httpd = _Server((host, port), state)
+        self._httpd = _bind(host, port, state)
         state.port = self.address[1]
         self._thread: threading.Thread | None = None
 
@@ -486,6 +503,8 @@ def serve_review(
     `port=0` picks a free port; the address is `ReviewServer.url`. Any host but 127.0.0.1 (or
     `localhost`, which means it) is refused: the page writes to the manifest and has no login.
     """
+    if not 0 <= port <= MAX_PORT:
+        raise UsageError(f"--port {port}: give a port from 1 to {MAX_PORT}, or 0 for any free port.")
     if host not in (LOOPBACK, "localhost"):
         raise ValueError(
             f"host {host!r} refused: the review page has no login and writes to the manifest, so it "
@@ -503,10 +522,14 @@ def serve_review(
     if not 0.0 <= low <= high <= 100.0:
         raise ValueError(f"band {low}:{high}: give LOW:HIGH with 0 <= LOW <= HIGH <= 100 (percent)")
     if not label.strip():
-        raise ValueError("label: give a label name")
+        raise UsageError(f"--label {label!r}: a label name is empty; give the label to review.")
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
     state = ReviewState(path, label, (low, high), storage=storage, page_size=page_size, who=who)
+    if not state.items and not state.outside:  # nothing matched the label at all: a typo?
+        selection = Selection(labels=(label,), threshold=0.0)
+        for missing in unmatched_in_manifest(path, selection):
+            raise UsageError(f"{missing.message(path)} Nothing to review; check --label.")
     return ReviewServer(state, LOOPBACK, port)
 
 
