@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from labelsift import cost as cost_module
+from labelsift import uri
 from labelsift.demo import run_demo
 from labelsift.detectors.factory import DetectorSettings, build_detector
 from labelsift.display import (
@@ -40,6 +41,7 @@ from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier
 from labelsift.manifest import merge
 from labelsift.models import RunSummary, StopReason
+from labelsift.redact import RedactSecrets
 from labelsift.review import run_review
 from labelsift.scan import ScanAborted, ScanOptions, ScanProgress, scan
 from labelsift.select import Selection
@@ -72,10 +74,10 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _debug["on"] = debug
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    handler.addFilter(RedactSecrets())  # no token, signature or secret in any log line
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", handlers=[handler]
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -354,6 +356,8 @@ def merge_command(
 ) -> None:
     """Merge manifests into one; the newest record per source wins."""
     with friendly_errors():
+        for manifest in [*shards, output]:
+            uri.parse(manifest, what="manifest")  # a presigned or http(s) URL: exit 2, its query unshown
         result = merge(shards, output)
     out.print(
         f"{result.records} records, {result.verdicts} verdicts, {result.superseded} superseded → {output}"

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from labelsift import uri
 from labelsift.storage import Storage
 
 
@@ -104,7 +105,11 @@ def estimate(
 def estimate_source(
     storage: Storage, source: str, prices: PriceTable, *, rate_per_second: float, billable: bool
 ) -> Estimate:
-    """List `source` (nothing is read or sent) and estimate a full scan of it."""
+    """List `source` (nothing is read or sent) and estimate a full scan of it.
+
+    A source labelsift would not scan (a presigned or http(s) URL) is a UsageError, as for `scan`.
+    """
+    uri.parse(source, what="source")
     images = 0
     total_bytes = 0
     for info in storage.list(source):

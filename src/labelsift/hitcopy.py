@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
+from labelsift import uri
 from labelsift.storage import ObjectInfo, Storage, StorageError, is_s3, join, split_s3
 
 
@@ -33,6 +34,7 @@ class HitCopier:
     def __init__(
         self, storage: Storage, dest: str, folder: str, *, overwrite: bool = False, workers: int = 8
     ):
+        uri.parse(dest, what="destination")  # refused before anything is scanned or paid for
         self._storage = storage
         self._dest = dest
         self._folder = folder

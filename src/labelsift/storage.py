@@ -35,7 +35,8 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
-from labelsift.errors import CannotProceed
+from labelsift.errors import CannotProceed, UsageError
+from labelsift.uri import LocalLocation, Location, S3Location, parse, shown
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -95,17 +96,27 @@ def is_s3(uri: str) -> bool:
     return uri.startswith(S3_SCHEME)
 
 
+def _location(text: str) -> Location:
+    """`text` parsed once by `labelsift.uri.parse`; a refused one (a presigned or http(s) URL, a
+    collapsed `s3:/`) is a StorageError("InvalidUri") whose message never shows the URL's query."""
+    try:
+        return parse(text)
+    except UsageError as exc:
+        raise StorageError("InvalidUri", shown(text), str(exc)) from None
+
+
 def split_s3(uri: str) -> tuple[str, str]:
-    if not is_s3(uri):
+    location = _location(uri)
+    if not isinstance(location, S3Location):
         raise StorageError("InvalidUri", uri, f"{uri!r} is not an S3 URI; write it as s3://bucket/key.")
-    bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
-    if not bucket:
-        raise StorageError("InvalidUri", uri, f"{uri!r} names no bucket; write it as s3://bucket/key.")
-    return bucket, key
+    return location.bucket, location.key
 
 
 def _local(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    location = _location(path)
+    if not isinstance(location, LocalLocation):
+        raise StorageError("InvalidUri", path, f"{path!r} is an S3 URI, not a local path.")
+    return str(location.path)
 
 
 def _unsafe(root: str, key: str, why: str) -> StorageError:

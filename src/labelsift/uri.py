@@ -90,6 +90,48 @@ def parse(text: str, *, what: str = "path") -> Location:
     return LocalLocation(Path(os.path.abspath(os.path.expanduser(text))))
 
 
+class NotCanonical(UsageError):
+    """A manifest's source that is not in the form a scan records (see `parse_recorded`)."""
+
+
+def parse_recorded(text: str) -> Location:
+    """The location a manifest record's `source` names, refusing what no scan writes.
+
+    A scan records local sources as absolute, normalised paths and S3 sources as s3://bucket/key.
+    A source from someone else's manifest that is relative, has `.` or `..` segments, a doubled
+    `/`, a NUL byte or a trailing `/` could name a file outside what was scanned
+    (`/data/../../etc/hostname`): `NotCanonical`, an error per record, not a reason to stop.
+    S3 keys are kept as they are (S3 allows `..` in keys); where they land locally is
+    `labelsift.storage.join`'s to check.
+    """
+    location = parse(text, what="source")
+    if isinstance(location, S3Location):
+        if not location.key or location.key.endswith("/"):
+            raise NotCanonical(f"{shown(text)}: a recorded S3 source names an object: s3://bucket/key.")
+        return location
+    why = _not_canonical(text)
+    if why:
+        raise NotCanonical(
+            f"{text!r}: a recorded local source must be an absolute, normalised path ({why}); a scan "
+            "never records one like this. The manifest was edited or written by another tool: fix the "
+            "line or rescan the folder."
+        )
+    return location
+
+
+def _not_canonical(text: str) -> str | None:
+    if "\0" in text:
+        return "it contains a NUL byte"
+    if not text.startswith("/"):
+        return "it is relative"
+    if text.endswith("/") or "//" in text:
+        return "it has an empty segment"
+    segments = text.split("/")[1:]
+    if "." in segments or ".." in segments:
+        return "it has a '.' or '..' segment"
+    return None
+
+
 def is_s3(text: str) -> bool:
     return text.startswith(S3_SCHEME)
 
