@@ -10,18 +10,22 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
+from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 runner = CliRunner()
+MiB = 1024**2
 SESSION_TOKEN = "IQoJb3JpZ2luX2VjSessionTokenNeverPrintMe0123456789abcdefSECRET"
 
 
@@ -83,3 +87,98 @@ def test_every_command_refuses_a_presigned_url_the_same_way(tmp_path: Path) -> N
         cli("filter", str(folder), url, "--label", "Bird", "-o", str(tmp_path / "f.jsonl"))
     )
     assert not (tmp_path / "f.jsonl").exists() and not (tmp_path / "all.jsonl").exists()
+
+
+# ---- finding 4: a copy is skipped only when the destination provably holds the same content ---
+
+
+def same_size_pair() -> tuple[bytes, bytes]:
+    """Two different JPEGs of exactly the same byte size (the shorter padded after its end marker,
+    which decoders ignore)."""
+    first, second = make_image("bird", seed=1), make_image("bird", seed=2)
+    size = max(len(first), len(second))
+    first, second = first.ljust(size, b"\0"), second.ljust(size, b"\0")
+    assert first != second and len(first) == len(second)
+    return first, second
+
+
+def read_back(s3_client: S3Client, target: str) -> bytes:
+    if target.startswith("s3://"):
+        bucket, _, key = target[len("s3://") :].partition("/")
+        return s3_client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return Path(target).read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["s3-s3", "s3-local", "local-local", "local-s3"])
+def test_a_replaced_image_of_the_same_size_is_copied_again(
+    fake_rekognition_s3: FakeRekognition,
+    s3_client: S3Client,
+    make_bucket: Callable[[], str],
+    tmp_path: Path,
+    kind: str,
+) -> None:
+    source_kind, dest_kind = kind.split("-")
+    old, new = same_size_pair()
+    if source_kind == "s3":
+        source_bucket = make_bucket()
+        source = f"s3://{source_bucket}/raw/"
+        put = lambda data: s3_client.put_object(Bucket=source_bucket, Key="raw/eagle.jpg", Body=data)  # noqa: E731
+        copied_as = "Bird/raw/eagle.jpg"
+    else:
+        folder = tmp_path / "raw"
+        folder.mkdir()
+        source = str(folder)
+        put = lambda data: (folder / "eagle.jpg").write_bytes(data)  # noqa: E731
+        copied_as = "Bird/eagle.jpg"
+    dest = f"s3://{make_bucket()}/set" if dest_kind == "s3" else str(tmp_path / "set")
+    manifest = str(tmp_path / "m.jsonl")
+    scan_args = ("scan", source, "-o", manifest, "-d", "rekognition")
+    export_args = ("export", "custom-labels", manifest, dest, "--label", "Bird")
+
+    put(old)
+    assert cli(*scan_args).exit_code == ExitCode.OK
+    first = cli(*export_args)
+    assert first.exit_code == ExitCode.OK, first.output
+    assert read_back(s3_client, f"{dest}/{copied_as}") == old
+    again = cli(*export_args)  # the same content is provably there: not copied again
+    assert again.exit_code == ExitCode.OK, again.output
+
+    if source_kind == "local":
+        os.utime(folder / "eagle.jpg", ns=(1, 1))  # a new mtime, so the rescan sees a new version
+    put(new)
+    rescan = cli(*scan_args)
+    assert rescan.exit_code == ExitCode.OK, rescan.output
+    refused = cli(*export_args)  # a different object is in the way: never replaced without --overwrite
+    assert read_back(s3_client, f"{dest}/{copied_as}") == old, refused.output
+    forced = cli(*export_args, "--overwrite")
+    assert forced.exit_code == ExitCode.OK, forced.output
+    assert read_back(s3_client, f"{dest}/{copied_as}") == new, forced.output
+
+
+def test_multipart_copies_are_proved_the_same_and_not_copied_again(
+    aws_env: dict[str, str], make_bucket: Callable[[], str], tmp_path: Path
+) -> None:
+    """A multipart object's ETag depends on its part size, and a server-side multipart copy gets
+    an ETag of its own: identity still holds (recorded source ETag, recomputed multipart MD5)."""
+    storage = Storage(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+    source, dest = f"s3://{make_bucket()}", f"s3://{make_bucket()}"
+    data = os.urandom(11 * MiB)
+    (tmp_path / "big.bin").write_bytes(data)
+    assert storage.copy(str(tmp_path / "big.bin"), f"{source}/big.bin")  # uploaded in 3 parts
+    assert (storage.stat(f"{source}/big.bin").etag or "").endswith("-3")
+    assert storage.copy(str(tmp_path / "big.bin"), f"{source}/big.bin") is False
+    assert storage.copy(f"{source}/big.bin", f"{dest}/big.bin")
+    assert storage.copy(f"{source}/big.bin", f"{dest}/big.bin") is False
+    assert storage.copy(f"{source}/big.bin", str(tmp_path / "back.bin"))
+    assert storage.copy(f"{source}/big.bin", str(tmp_path / "back.bin")) is False
+    assert (tmp_path / "back.bin").read_bytes() == data
+
+    changed = bytearray(data)
+    changed[6 * MiB] ^= 0xFF  # one byte of the second part, same size
+    (tmp_path / "big.bin").write_bytes(bytes(changed))
+    with pytest.raises(StorageError) as caught:
+        storage.copy(str(tmp_path / "big.bin"), f"{source}/big.bin")
+    assert caught.value.code == "Exists" and "same size but different content" in str(caught.value)
+    assert storage.copy(str(tmp_path / "big.bin"), f"{source}/big.bin", overwrite=True)
+    assert storage.copy(f"{source}/big.bin", f"{dest}/big.bin", overwrite=True)  # ETag changed
+    assert storage.read(f"{dest}/big.bin") == bytes(changed)

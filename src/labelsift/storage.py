@@ -7,6 +7,8 @@ profiles, `AWS_ENDPOINT_URL_S3`). Every failure surfaces as a `StorageError` wit
 from __future__ import annotations
 
 import errno
+import filecmp
+import hashlib
 import os
 import secrets
 import shutil
@@ -49,6 +51,10 @@ S3_SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"
 TMP_PREFIX = ".labelsift-"
 TMP_SUFFIX = ".tmp"
+# S3 user metadata on a server-side copy: the source's ETag, for when the copy's own ETag differs
+# (a multipart copy's ETag depends on the part sizes and, on some servers, on the copy itself)
+SOURCE_ETAG_METADATA = "labelsift-source-etag"
+_HASH_CHUNK = 1024**2
 
 _CREDENTIAL_CODES = frozenset(
     {
@@ -76,6 +82,7 @@ class ObjectInfo:
     etag: str | None
     version_id: str | None = None
     storage_class: str | None = None
+    copied_from: str | None = None  # S3 only: the source ETag a copy by labelsift recorded on it
 
 
 class StorageError(CannotProceed):
@@ -188,6 +195,31 @@ def _strip_etag(etag: str | None) -> str | None:
 
 def _local_etag(stat: os.stat_result) -> str:
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+
+
+def s3_etag_of_file(path: str, part_size: int | None = None) -> str:
+    """The ETag S3 gives this file's bytes in one PUT (its MD5), or uploaded in `part_size` parts
+    (the MD5 of the parts' MD5s, then `-<parts>`). Read in chunks: memory stays flat."""
+    with open(path, "rb") as handle:
+        if part_size is None:
+            return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        digests: list[bytes] = []
+        while True:
+            part = hashlib.md5(usedforsecurity=False)
+            left = part_size
+            while left > 0:
+                chunk = handle.read(min(_HASH_CHUNK, left))
+                if not chunk:
+                    break
+                part.update(chunk)
+                left -= len(chunk)
+            if left == part_size:
+                break
+            digests.append(part.digest())
+            if left > 0:
+                break
+    whole = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{whole}-{len(digests)}"
 
 
 def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
@@ -573,6 +605,7 @@ class Storage:
             etag=_strip_etag(head.get("ETag")),
             version_id=head.get("VersionId"),
             storage_class=head.get("StorageClass") or "STANDARD",
+            copied_from=(head.get("Metadata") or {}).get(SOURCE_ETAG_METADATA),
         )
 
     def exists(self, uri: str) -> ObjectInfo | None:
@@ -649,21 +682,29 @@ class Storage:
             client.put_object(Bucket=bucket, Key=key)
 
     def copy(self, src: str, dst: str, *, overwrite: bool = False) -> bool:
-        """Copy one object. False when `dst` already holds an object of the same size.
+        """Copy one object. False when `dst` provably holds the same content already.
 
-        A different object at `dst` raises StorageError("Exists") unless `overwrite`.
+        Proof is by content, never by size: equal S3 ETags (or the source ETag an earlier copy
+        recorded on the destination), an MD5 of the local file against the S3 ETag (multipart ETags
+        recomputed with the object's own part size), or a byte comparison of two local files.
+        Anything else at `dst` raises StorageError("Exists") unless `overwrite`.
         """
         existing = self.exists(dst)
         if existing is not None:
             source = self.stat(src)
-            if existing.size == source.size:
+            if self.same_content(source, existing):
                 return False
             if not overwrite:
+                same_size = (
+                    "of the same size but different content"
+                    if existing.size == source.size
+                    else (f"of {existing.size} bytes, the source has {source.size}")
+                )
                 raise StorageError(
                     "Exists",
                     dst,
-                    f"Not copying {src} to {dst}: a different object ({existing.size} bytes, the source has "
-                    f"{source.size}) is already there. Choose an empty destination or allow overwriting.",
+                    f"Not copying {src} to {dst}: a different object ({same_size}) is already there. "
+                    "Choose an empty destination or allow overwriting.",
                 )
         try:
             if is_s3(src) and is_s3(dst):
@@ -690,6 +731,40 @@ class Storage:
         except (ClientError, BotoCoreError, RetriesExceededError, OSError) as error:
             _raise(error, dst, f"copy {src} to")
         return True
+
+    def same_content(self, source: ObjectInfo, target: ObjectInfo) -> bool:
+        """Whether `target` provably holds the bytes of `source` (both as `stat` reports them)."""
+        if source.size != target.size:
+            return False
+        if is_s3(source.uri) and is_s3(target.uri):
+            return source.etag is not None and source.etag in (target.etag, target.copied_from)
+        if not is_s3(source.uri) and not is_s3(target.uri):
+            try:
+                return filecmp.cmp(source.uri, target.uri, shallow=False)
+            except OSError as error:
+                _raise(error, source.uri, "compare")
+        remote, local = (source, target) if is_s3(source.uri) else (target, source)
+        if not remote.etag:
+            return False
+        part_size = None
+        if "-" in remote.etag:
+            part_size = self._first_part_size(remote.uri)
+            if part_size is None:
+                return False
+        try:
+            return s3_etag_of_file(local.uri, part_size) == remote.etag
+        except OSError as error:
+            _raise(error, local.uri, "read")
+
+    def _first_part_size(self, uri: str) -> int | None:
+        """The size of part 1 of a multipart object: the part size its ETag was computed with."""
+        bucket, key = split_s3(uri)
+        try:
+            head = self._client_for(bucket).head_object(Bucket=bucket, Key=key, PartNumber=1)
+        except (ClientError, BotoCoreError):
+            return None  # cannot prove it: the caller copies again
+        size = head.get("ContentLength")
+        return int(size) if size else None
 
     def remove(self, uri: str) -> int:
         """Delete the object or file at `uri` and everything under it as a folder; how many went."""
@@ -735,12 +810,23 @@ class Storage:
         return removed
 
     def _copy_s3_to_s3(self, src: str, dst: str) -> None:
+        """A server-side copy. One that goes multipart gets a new ETag, so it carries the source's
+        ETag (and keeps the source's content type and metadata) for `same_content` to prove by."""
         src_bucket, src_key = split_s3(src)
         dst_bucket, dst_key = split_s3(dst)
+        source_client = self._client_for(src_bucket)
+        extra: dict[str, Any] = {}
+        head = source_client.head_object(Bucket=src_bucket, Key=src_key)
+        if head["ContentLength"] >= self._transfer.multipart_threshold and head.get("ETag"):
+            metadata = {**(head.get("Metadata") or {}), SOURCE_ETAG_METADATA: _strip_etag(head["ETag"]) or ""}
+            extra = {"Metadata": metadata, "MetadataDirective": "REPLACE"}
+            if head.get("ContentType"):
+                extra["ContentType"] = head["ContentType"]
         self._client_for(dst_bucket).copy(
             {"Bucket": src_bucket, "Key": src_key},
             dst_bucket,
             dst_key,
-            SourceClient=self._client_for(src_bucket),
+            SourceClient=source_client,
             Config=self._transfer,
+            ExtraArgs=extra or None,
         )
