@@ -8,9 +8,11 @@ S3 server fixture, real files and real processes.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +20,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
+from labelsift.manifest import iter_records
 from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
 
@@ -182,3 +185,128 @@ def test_multipart_copies_are_proved_the_same_and_not_copied_again(
     assert storage.copy(str(tmp_path / "big.bin"), f"{source}/big.bin", overwrite=True)
     assert storage.copy(f"{source}/big.bin", f"{dest}/big.bin", overwrite=True)  # ETag changed
     assert storage.read(f"{dest}/big.bin") == bytes(changed)
+
+
+# ---- finding 10: listings never die of one entry ---------------------------------------------
+
+
+def hostile_folder(root: Path) -> Path:
+    """Two good images beside a symlink loop, a broken link, a FIFO, a symlinked folder pointing
+    out of the folder, and files in formats labelsift does not read."""
+    folder = images_folder(root, 2, name="mixed")
+    (folder / "loop1.jpg").symlink_to(folder / "loop2.jpg")
+    (folder / "loop2.jpg").symlink_to(folder / "loop1.jpg")
+    (folder / "dangling.jpg").symlink_to(folder / "gone.jpg")
+    os.mkfifo(folder / "pipe.jpg")  # opening it would block the scan forever
+    outside = images_folder(root, 1, name="outside")
+    (folder / "elsewhere").symlink_to(outside, target_is_directory=True)
+    for name in ("a.heic", "b.HEIC", "drawing.svg"):
+        (folder / name).write_bytes(b"not decoded here")
+    return folder
+
+
+def test_a_scan_lists_past_loops_links_fifos_and_other_formats_and_counts_them(tmp_path: Path) -> None:
+    folder = hostile_folder(tmp_path)
+    manifest = tmp_path / "m.jsonl"
+    result = cli("scan", str(folder), "-o", str(manifest), "--workers", "2")
+    text = " ".join(result.output.split())
+    assert result.exit_code == ExitCode.OK, result.output
+    assert sorted(r.source for r in iter_records(str(manifest))) == [
+        str(folder / "0.jpg"),
+        str(folder / "1.jpg"),
+    ]
+    assert "5 entries not listed" in text, text
+    assert "2 symlink loop (loop1.jpg, loop2.jpg)" in text
+    assert "1 broken link (dangling.jpg)" in text and "1 not a regular file (pipe.jpg)" in text
+    assert "1 symlinked folder, not followed (elsewhere)" in text
+    assert "3 files of formats labelsift does not read (.heic 2, .svg 1)" in text
+    assert "convert those images to JPEG or PNG" in text
+
+    estimate = cli("estimate", str(folder))
+    shown = " ".join(estimate.output.split())
+    assert estimate.exit_code == ExitCode.OK, estimate.output
+    assert "2 images" in shown and "5 entries not listed" in shown and ".heic 2, .svg 1" in shown
+
+
+def run_as_nobody(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The command line in a process that gave up root (tests run as root, whom no permission bit
+    stops): everything is imported first, then the process becomes `nobody` and runs."""
+    code = (
+        "import os, sys; import labelsift.cli as cli; import labelsift.detectors.local; "
+        "os.setgid(65534); os.setuid(65534); sys.argv = ['labelsift', *sys.argv[1:]]; cli.run()"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
+
+
+@pytest.fixture
+def nobody_root() -> Iterator[Path]:
+    """A folder `nobody` can reach and write in (pytest's own tmp folders are root's alone)."""
+    root = Path(tempfile.mkdtemp(prefix="labelsift-nobody-"))
+    root.chmod(0o777)
+    yield root
+    shutil.rmtree(root)
+
+
+def test_an_unreadable_sub_folder_is_counted_and_the_rest_is_listed(nobody_root: Path) -> None:
+    root = nobody_root
+    folder = images_folder(root, 2, name="photos")
+    private = images_folder(folder, 1, name="private")
+    private.chmod(0o700)  # root's: nobody cannot list it
+    folder.chmod(0o755)
+
+    estimate = run_as_nobody("estimate", str(folder), cwd=root)
+    shown = " ".join((estimate.stdout + estimate.stderr).split())
+    assert estimate.returncode == ExitCode.OK, shown
+    assert "2 images" in shown and "1 entry not listed: 1 permission denied (private/)" in shown
+
+    scan = run_as_nobody("scan", str(folder), "-o", str(root / "m.jsonl"), "--workers", "2", cwd=root)
+    shown = " ".join((scan.stdout + scan.stderr).split())
+    assert scan.returncode == ExitCode.OK, shown
+    assert "1 entry not listed: 1 permission denied (private/)" in shown
+    assert len(list(iter_records(str(root / "m.jsonl")))) == 2
+
+
+def test_s3_listing_counts_folder_markers_and_other_formats(
+    s3_client: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="raw/")  # the console's "Create folder"
+    s3_client.put_object(Bucket=bucket, Key="raw/0.jpg", Body=make_image("bird", seed=0))
+    s3_client.put_object(Bucket=bucket, Key="raw/phone.heic", Body=b"heif")
+    s3_client.put_object(Bucket=bucket, Key="raw/labels.json", Body=b"{}")
+    result = cli("estimate", f"s3://{bucket}/raw/")
+    text = " ".join(result.output.split())
+    assert result.exit_code == ExitCode.OK, result.output
+    assert "1 images" in text and "2 files of formats labelsift does not read" in text, text
+    assert ".heic 1" in text and ".json 1" in text and "1 S3 folder markers" in text
+
+
+# ---- finding 15: a source that lists nothing says why ----------------------------------------
+
+
+def test_an_empty_prefix_says_so_and_names_the_nearest_prefixes(
+    s3_client: S3Client, make_bucket: Callable[[], str], tmp_path: Path
+) -> None:
+    bucket = make_bucket()
+    for key in ("photos/birds/0.jpg", "photos/cats/0.jpg"):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=make_image("bird", seed=0))
+    typo = cli("estimate", f"s3://{bucket}/photos/brids/")
+    text = " ".join(typo.output.split())
+    assert typo.exit_code == ExitCode.OK, typo.output
+    assert "0 images" in text and f"No object under s3://{bucket}/photos/brids/" in text, text
+    assert f"did you mean s3://{bucket}/photos/birds/?" in text
+
+    wrong_case = cli("scan", f"s3://{bucket}/Photos", "-o", str(tmp_path / "m.jsonl"))
+    text = " ".join(wrong_case.output.split())
+    assert wrong_case.exit_code == ExitCode.OK, wrong_case.output
+    assert "case-sensitive" in text and f"did you mean s3://{bucket}/photos/?" in text, text
+
+    cut_short = cli("estimate", f"s3://{bucket}/photos/bird")  # a prefix is a folder, not a start
+    assert f"did you mean s3://{bucket}/photos/birds/?" in " ".join(cut_short.output.split())
+
+    empty = cli("estimate", f"s3://{make_bucket()}/")
+    assert "is empty" in " ".join(empty.output.split())
+    (tmp_path / "nothing").mkdir()
+    local = cli("scan", str(tmp_path / "nothing"), "-o", str(tmp_path / "n.jsonl"))
+    assert local.exit_code == ExitCode.OK and "the folder holds no files" in " ".join(local.output.split())

@@ -39,6 +39,7 @@ from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier
+from labelsift.listing import ListingNotes
 from labelsift.manifest import merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.redact import RedactSecrets
@@ -194,6 +195,7 @@ def _run_scan(
     storage = Storage()
     detector = build_detector(detector_name, storage, settings)
     last: list[ScanProgress] = []
+    notes = ListingNotes()
 
     def count_total() -> int:
         return sum(1 for _ in Storage().list(source))
@@ -208,9 +210,11 @@ def _run_scan(
             show(snapshot)
 
         summary = scan(
-            source, str(manifest), detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop
-        )
+            source, str(manifest), detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop,
+            notes=notes,
+        )  # fmt: skip
     out.print(summary_table(summary))
+    _print_listing(storage, source, notes, listed=summary.listed)
     if last:
         for line in reason_lines(last[0]):
             out.print(line, highlight=False)
@@ -218,6 +222,14 @@ def _run_scan(
     if hint:
         out.print(hint, highlight=False)
     return summary
+
+
+def _print_listing(storage: Storage, source: str, notes: ListingNotes, *, listed: int) -> None:
+    """What the listing passed over, and a hint when it found nothing at all."""
+    for line in notes.lines():
+        out.print(line, highlight=False)
+    if listed == 0:
+        out.print(storage.nothing_listed(source, notes), highlight=False)
 
 
 def _finish(summary: RunSummary) -> None:
@@ -337,13 +349,15 @@ def estimate_command(
     ] = None,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
+    storage, notes = Storage(), ListingNotes()
     with friendly_errors():
         table = cost_module.load_prices(prices, free_images_left=free_images)
         result = cost_module.estimate_source(
-            Storage(), source, table, rate_per_second=rate, billable=detector == "rekognition"
+            storage, source, table, rate_per_second=rate, billable=detector == "rekognition", notes=notes
         )
+        out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
+        _print_listing(storage, source, notes, listed=result.images)
     hours, rest = divmod(result.seconds, 3600)
-    out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
     out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
     out.print(f"time at {rate:g} images/s: {int(hours)} h {rest / 60:.0f} min")
     out.print(f"crowd labelling instead: ${result.crowd_usd_low:,.2f}–${result.crowd_usd_high:,.2f}")

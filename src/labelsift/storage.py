@@ -6,6 +6,7 @@ profiles, `AWS_ENDPOINT_URL_S3`). Every failure surfaces as a `StorageError` wit
 
 from __future__ import annotations
 
+import difflib
 import errno
 import filecmp
 import hashlib
@@ -38,6 +39,7 @@ from botocore.exceptions import (
 from s3transfer.exceptions import RetriesExceededError
 
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.listing import FOLDER_MARKER, ListingNotes, walk_local
 from labelsift.uri import LocalLocation, Location, S3Location, parse, shown
 
 if TYPE_CHECKING:
@@ -425,20 +427,6 @@ def remove_local(path: str) -> int:
     return 1
 
 
-def _walk(base: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Files under `base` as (relative key, entry), in the byte order S3 lists keys in.
-
-    A folder `a` sorts as `a/`, which makes a depth-first walk yield keys in plain string order.
-    """
-    with os.scandir(base) as scan:
-        entries = sorted(scan, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path, prefix + entry.name + "/")
-        elif entry.is_file():
-            yield prefix + entry.name, entry
-
-
 class Storage:
     """S3 and local files behind one interface. Thread-safe; one instance per run is plenty."""
 
@@ -526,18 +514,24 @@ class Storage:
                 self._region_denied.add(bucket)
         return self.s3_client()
 
-    def list(self, root: str, *, images_only: bool = True) -> Iterator[ObjectInfo]:
+    def list(
+        self, root: str, *, images_only: bool = True, notes: ListingNotes | None = None
+    ) -> Iterator[ObjectInfo]:
         """Every object under `root` (a bucket, prefix, folder, or single object), sorted by key.
 
-        A root that names one object yields just that object, keyed by its base name. Folders, S3
-        folder markers and (with `images_only`) files without an image extension are skipped.
+        A root that names one object yields just that object, keyed by its base name. What is not
+        yielded (folder markers, links, unreadable entries and, with `images_only`, files without an
+        image extension) is counted in `notes`; one bad entry never stops the listing.
         """
-        entries = self._list_s3(root) if is_s3(root) else self._list_local(root)
+        notes = ListingNotes() if notes is None else notes
+        entries = self._list_s3(root, notes) if is_s3(root) else self._list_local(root, notes)
         for info in entries:
             if not images_only or _is_image(info.key):
                 yield info
+            else:
+                notes.add_format(info.key)
 
-    def _list_s3(self, root: str) -> Iterator[ObjectInfo]:
+    def _list_s3(self, root: str, notes: ListingNotes) -> Iterator[ObjectInfo]:
         bucket, root_key = split_s3(root)
         try:
             client = self._client_for(bucket)
@@ -559,6 +553,7 @@ class Storage:
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key.endswith("/"):
+                        notes.add(key, FOLDER_MARKER)
                         continue
                     yield ObjectInfo(
                         uri=f"{S3_SCHEME}{bucket}/{key}",
@@ -570,18 +565,51 @@ class Storage:
         except (ClientError, BotoCoreError) as error:
             _raise(error, root, "list")
 
-    def _list_local(self, root: str) -> Iterator[ObjectInfo]:
+    def _list_local(self, root: str, notes: ListingNotes) -> Iterator[ObjectInfo]:
         base = _local(root)
         try:
             if os.path.isfile(base):
                 stat = os.stat(base)
                 yield ObjectInfo(base, os.path.basename(base), stat.st_size, _local_etag(stat))
                 return
-            for key, entry in _walk(base, ""):
-                stat = entry.stat()
-                yield ObjectInfo(entry.path, key, stat.st_size, _local_etag(stat))
+            for key, path, stat in walk_local(base, notes):
+                yield ObjectInfo(path, key, stat.st_size, _local_etag(stat))
         except OSError as error:
             _raise(error, root, "list")
+
+    def nothing_listed(self, root: str, notes: ListingNotes) -> str:
+        """Why listing `root` gave no image, and what the user may have meant instead."""
+        where = shown(root)
+        if notes.total:
+            return f"No image to scan in {where}: it holds only what is counted above."
+        if not is_s3(root):
+            return f"No image to scan in {where}: the folder holds no files."
+        bucket, key = split_s3(root)
+        if not key.strip("/"):
+            return f"No image to scan in {where}: the bucket {bucket!r} is empty."
+        near = self._neighbours(bucket, key)
+        hint = f"No object under {where}. S3 prefixes are exact and case-sensitive"
+        if near:
+            return hint + ": did you mean " + " or ".join(f"{S3_SCHEME}{bucket}/{n}" for n in near) + "?"
+        return hint + f"; `aws s3 ls {S3_SCHEME}{bucket}/` shows what the bucket holds."
+
+    def _neighbours(self, bucket: str, key: str) -> tuple[str, ...]:
+        """Up to 3 keys or folders beside `key` whose names are close to its last segment."""
+        parent, _, name = key.rstrip("/").rpartition("/")
+        parent = parent + "/" if parent else ""
+        try:
+            answer = self._client_for(bucket).list_objects_v2(
+                Bucket=bucket, Prefix=parent, Delimiter="/", MaxKeys=1000
+            )
+        except (ClientError, BotoCoreError) as error:
+            _raise(error, f"{S3_SCHEME}{bucket}/{parent}", "list")
+        names = [p["Prefix"][len(parent) :] for p in answer.get("CommonPrefixes", [])]
+        names += [item["Key"][len(parent) :] for item in answer.get("Contents", [])]
+        by_lower = {n.rstrip("/").lower(): n for n in names if n.rstrip("/")}
+        wanted = name.lower()
+        near = [n for low, n in by_lower.items() if low.startswith(wanted) or wanted.startswith(low)]
+        near += [by_lower[m] for m in difflib.get_close_matches(wanted, list(by_lower), n=3, cutoff=0.6)]
+        return tuple(parent + n for n in dict.fromkeys(near))[:3]
 
     def stat(self, uri: str) -> ObjectInfo:
         if not is_s3(uri):
