@@ -17,12 +17,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from test_export_common import label, record, write_manifest
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
 from labelsift.manifest import iter_records
 from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift.uri import NotCanonical, parse_recorded
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -310,3 +312,34 @@ def test_an_empty_prefix_says_so_and_names_the_nearest_prefixes(
     (tmp_path / "nothing").mkdir()
     local = cli("scan", str(tmp_path / "nothing"), "-o", str(tmp_path / "n.jsonl"))
     assert local.exit_code == ExitCode.OK and "the folder holds no files" in " ".join(local.output.split())
+
+
+# ---- finding 14 (source side): a manifest's local source must be canonical --------------------
+
+
+def test_a_recorded_source_with_dot_dot_segments_is_never_copied(tmp_path: Path) -> None:
+    secret = tmp_path / "private" / "secret.jpg"
+    secret.parent.mkdir()
+    secret.write_bytes(make_image("bird", seed=3))  # a readable file outside what was scanned
+    folder = images_folder(tmp_path, 1, name="scanned")
+    escape = f"{folder}/../private/secret.jpg"
+    doubled = f"{folder}//0.jpg"
+    manifest = write_manifest(
+        tmp_path / "theirs.jsonl",
+        [record(str(folder / "0.jpg"), label("Bird", 99)), record(escape, label("Bird", 99)),
+         record(doubled, label("Bird", 99))],
+    )  # fmt: skip
+    dest = tmp_path / "set"
+    result = cli("export", "custom-labels", manifest, str(dest), "--label", "Bird")
+    text = " ".join(result.output.split())
+    copied = sorted(p.name for p in dest.rglob("*") if p.is_file())
+    assert copied == ["0.jpg"], (copied, text)
+    assert secret.read_bytes() not in [p.read_bytes() for p in dest.rglob("*") if p.is_file()]
+    assert "UnsafeSource" in text or "not canonical" in text or "normalised" in text, text
+    with pytest.raises(NotCanonical):
+        parse_recorded(escape)
+    for fine in (str(folder / "0.jpg"), "s3://bucket/a/../b.jpg"):
+        assert parse_recorded(fine)
+    for bad in ("relative/0.jpg", f"{folder}/./0.jpg", doubled, f"{folder}/0.jpg\0", "s3://bucket/"):
+        with pytest.raises(NotCanonical):
+            parse_recorded(bad)

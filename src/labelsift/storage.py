@@ -40,7 +40,7 @@ from s3transfer.exceptions import RetriesExceededError
 
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.listing import FOLDER_MARKER, ListingNotes, walk_local
-from labelsift.uri import LocalLocation, Location, S3Location, parse, shown
+from labelsift.uri import LocalLocation, Location, S3Location, parse, parse_recorded, shown
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -715,8 +715,16 @@ class Storage:
         Proof is by content, never by size: equal S3 ETags (or the source ETag an earlier copy
         recorded on the destination), an MD5 of the local file against the S3 ETag (multipart ETags
         recomputed with the object's own part size), or a byte comparison of two local files.
-        Anything else at `dst` raises StorageError("Exists") unless `overwrite`.
+        Anything else at `dst` raises StorageError("Exists") unless `overwrite`. A local `src` must be
+        canonical (`labelsift.uri.parse_recorded`: absolute, no `.`/`..` or empty segments), or it is
+        StorageError("UnsafeSource"): a manifest's source never names a file outside what was
+        scanned. A symbolic link to a file is read as its target, as the scan read it.
         """
+        if not is_s3(src):
+            try:
+                parse_recorded(src)
+            except UsageError as exc:
+                raise StorageError("UnsafeSource", src, f"Not copying {exc}") from None
         existing = self.exists(dst)
         if existing is not None:
             source = self.stat(src)
