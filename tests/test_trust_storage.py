@@ -24,7 +24,7 @@ from labelsift.cli import ExitCode, app
 from labelsift.manifest import iter_records
 from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
-from labelsift.uri import NotCanonical, parse_recorded
+from labelsift.uri import NotCanonical, parse, parse_recorded
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -340,6 +340,27 @@ def test_a_recorded_source_with_dot_dot_segments_is_never_copied(tmp_path: Path)
         parse_recorded(escape)
     for fine in (str(folder / "0.jpg"), "s3://bucket/a/../b.jpg"):
         assert parse_recorded(fine)
+    assert str(parse(f"/{folder}/0.jpg")) == str(folder / "0.jpg")  # POSIX's "//" root is "/" here
     for bad in ("relative/0.jpg", f"{folder}/./0.jpg", doubled, f"{folder}/0.jpg\0", "s3://bucket/"):
         with pytest.raises(NotCanonical):
             parse_recorded(bad)
+
+
+def test_a_local_file_rewritten_with_its_old_size_and_mtime_is_still_compared_by_content(
+    tmp_path: Path,
+) -> None:
+    storage = Storage()
+    old, new = same_size_pair()
+    src, dst = tmp_path / "src" / "a.jpg", tmp_path / "dst" / "a.jpg"
+    src.parent.mkdir()
+    src.write_bytes(old)
+    assert storage.copy(str(src), str(dst)) is True
+    assert storage.copy(str(src), str(dst)) is False  # proved the same
+    before = src.stat()
+    src.write_bytes(new)
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))  # as `cp -p` or `rsync -t` leave it
+    with pytest.raises(StorageError) as caught:
+        storage.copy(str(src), str(dst))
+    assert caught.value.code == "Exists"
+    assert storage.copy(str(src), str(dst), overwrite=True) is True
+    assert dst.read_bytes() == new

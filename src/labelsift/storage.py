@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import difflib
 import errno
-import filecmp
 import hashlib
 import os
 import secrets
@@ -197,6 +196,20 @@ def _strip_etag(etag: str | None) -> str | None:
 
 def _local_etag(stat: os.stat_result) -> str:
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+
+
+def same_bytes(first: str, second: str) -> bool:
+    """Whether two local files hold the same bytes, compared in chunks (never from a cache: a file
+    rewritten with its old size and mtime is still compared by content)."""
+    with open(first, "rb") as a, open(second, "rb") as b:
+        if os.fstat(a.fileno()).st_size != os.fstat(b.fileno()).st_size:
+            return False
+        while True:
+            chunk = a.read(_HASH_CHUNK)
+            if chunk != b.read(_HASH_CHUNK):
+                return False
+            if not chunk:
+                return True
 
 
 def s3_etag_of_file(path: str, part_size: int | None = None) -> str:
@@ -601,8 +614,8 @@ class Storage:
             answer = self._client_for(bucket).list_objects_v2(
                 Bucket=bucket, Prefix=parent, Delimiter="/", MaxKeys=1000
             )
-        except (ClientError, BotoCoreError) as error:
-            _raise(error, f"{S3_SCHEME}{bucket}/{parent}", "list")
+        except (ClientError, BotoCoreError, StorageError):
+            return ()  # only a hint: the plain message stands without it
         names = [p["Prefix"][len(parent) :] for p in answer.get("CommonPrefixes", [])]
         names += [item["Key"][len(parent) :] for item in answer.get("Contents", [])]
         by_lower = {n.rstrip("/").lower(): n for n in names if n.rstrip("/")}
@@ -776,7 +789,7 @@ class Storage:
             return source.etag is not None and source.etag in (target.etag, target.copied_from)
         if not is_s3(source.uri) and not is_s3(target.uri):
             try:
-                return filecmp.cmp(source.uri, target.uri, shallow=False)
+                return same_bytes(source.uri, target.uri)
             except OSError as error:
                 _raise(error, source.uri, "compare")
         remote, local = (source, target) if is_s3(source.uri) else (target, source)

@@ -87,7 +87,10 @@ def parse(text: str, *, what: str = "path") -> Location:
         raise UsageError(
             f"{text!r}: did you mean s3://{text[3:].lstrip('/')}? An S3 {what} is written s3://bucket/key."
         )
-    return LocalLocation(Path(os.path.abspath(os.path.expanduser(text))))
+    path = os.path.abspath(os.path.expanduser(text))
+    if path.startswith("//"):  # POSIX keeps exactly two leading slashes; on Linux it is one
+        path = "/" + path.lstrip("/")
+    return LocalLocation(Path(path))
 
 
 class NotCanonical(UsageError):
