@@ -364,3 +364,30 @@ def test_a_local_file_rewritten_with_its_old_size_and_mtime_is_still_compared_by
     assert caught.value.code == "Exists"
     assert storage.copy(str(src), str(dst), overwrite=True) is True
     assert dst.read_bytes() == new
+
+
+# ---- attack: filter's output is inside its input ---------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["same", "inside"])
+def test_filter_refuses_a_destination_inside_its_source(tmp_path: Path, where: str) -> None:
+    folder = images_folder(tmp_path, 2, name="photos")
+    dest = folder if where == "same" else folder / "hits"
+    manifest = tmp_path / "f.jsonl"
+    result = cli("filter", str(folder), str(dest), "--label", "Bird", "-o", str(manifest))
+    text = " ".join(result.output.split())
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "inside the source" in text and str(folder) in text, text
+    assert not manifest.exists()  # refused before anything was listed or paid for
+
+
+def test_filter_refuses_an_s3_destination_under_its_source_prefix(
+    s3_client: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="raw/0.jpg", Body=make_image("bird", seed=0))
+    manifest = tmp_path / "f.jsonl"
+    result = cli("filter", f"s3://{bucket}/raw", f"s3://{bucket}/raw/hits", "-l", "Bird", "-o", str(manifest))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "inside the source" in " ".join(result.output.split())
+    beside = cli("filter", f"s3://{bucket}/raw", f"s3://{bucket}/rawhits", "-l", "Bird", "-o", str(manifest))
+    assert beside.exit_code == ExitCode.OK, beside.output  # a sibling prefix is not inside

@@ -38,7 +38,7 @@ from labelsift.exporters.summary import ExportSummary
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
-from labelsift.hitcopy import HitCopier
+from labelsift.hitcopy import HitCopier, refuse_inside
 from labelsift.listing import ListingNotes
 from labelsift.manifest import merge
 from labelsift.models import RunSummary, StopReason
@@ -321,6 +321,7 @@ def filter_command(
             workers=workers,
             max_errors_in_row=max_errors_in_row or None,
         )
+        refuse_inside(source, dest, folder)
         with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
             summary = _run_scan(
                 source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copier

@@ -93,6 +93,20 @@ def parse(text: str, *, what: str = "path") -> Location:
     return LocalLocation(Path(path))
 
 
+def inside(outer: Location, inner: Location) -> bool:
+    """Whether `inner` is `outer` or lies under it, as a listing of `outer` would reach it (an S3
+    prefix is a folder: `s3://b/raw` holds `raw/x`, not `rawhits/x`; local paths through links)."""
+    if isinstance(outer, S3Location) or isinstance(inner, S3Location):
+        if not (isinstance(outer, S3Location) and isinstance(inner, S3Location)):
+            return False
+        if outer.bucket != inner.bucket:
+            return False
+        folder = outer.key if not outer.key or outer.key.endswith("/") else outer.key + "/"
+        return inner.key == outer.key or (inner.key.rstrip("/") + "/").startswith(folder)
+    real_outer, real_inner = os.path.realpath(outer.path), os.path.realpath(inner.path)
+    return os.path.commonpath([real_outer, real_inner]) == real_outer
+
+
 class NotCanonical(UsageError):
     """A manifest's source that is not in the form a scan records (see `parse_recorded`)."""
 
