@@ -22,6 +22,7 @@ from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
 from labelsift.manifest import iter_records
+from labelsift.redact import REDACTED, redact
 from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
 from labelsift.uri import NotCanonical, parse, parse_recorded
@@ -391,3 +392,22 @@ def test_filter_refuses_an_s3_destination_under_its_source_prefix(
     assert "inside the source" in " ".join(result.output.split())
     beside = cli("filter", f"s3://{bucket}/raw", f"s3://{bucket}/rawhits", "-l", "Bird", "-o", str(manifest))
     assert beside.exit_code == ExitCode.OK, beside.output  # a sibling prefix is not inside
+
+
+def test_redaction_covers_every_form_botocore_logs_a_credential_in() -> None:
+    token, signature = "FwoGZXIvYXdzEBYaDExampleSessionToken+/=", "ab" * 32
+    lines = [
+        f"'X-Amz-Security-Token': b'{token}', 'Authorization': b'AWS4-HMAC-SHA256 "
+        f"Credential=AKIDKEEP/20261203/us-east-1/s3/aws4_request, SignedHeaders=host, Signature={signature}'",
+        f"CanonicalRequest:\nGET\n/\n\nhost:x\nx-amz-security-token:{token}\n",
+        f"Signature:\n{signature}",
+        f"GET /b/k?X-Amz-Credential=AKIDGONE%2F2026&X-Amz-Signature={signature}&X-Amz-Expires=60",
+        "https://b.s3.amazonaws.com/k?AWSAccessKeyId=AKIDV2&Signature=dGhpcyBpcyBhIHNpZ25hdHVyZQ%3D%3D",
+    ]
+    for line in lines:
+        cleaned = redact(line)
+        assert token not in cleaned and signature not in cleaned and "AKIDGONE" not in cleaned, cleaned
+        assert "dGhpcyBpcyBh" not in cleaned and REDACTED in cleaned
+    assert "AKIDKEEP" in redact(lines[0])  # the access key id names the identity; it stays
+    assert redact("SignatureDoesNotMatch: check the secret") == "SignatureDoesNotMatch: check the secret"
+    assert redact(f"token is {token}", (token,)) == f"token is {REDACTED}"
