@@ -411,3 +411,14 @@ def test_redaction_covers_every_form_botocore_logs_a_credential_in() -> None:
     assert "AKIDKEEP" in redact(lines[0])  # the access key id names the identity; it stays
     assert redact("SignatureDoesNotMatch: check the secret") == "SignatureDoesNotMatch: check the secret"
     assert redact(f"token is {token}", (token,)) == f"token is {REDACTED}"
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo", "voc", "custom-labels"])
+def test_an_export_refuses_a_presigned_destination_instead_of_making_an_https_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    folder = images_folder(tmp_path, 1)
+    manifest = write_manifest(tmp_path / "m.jsonl", [record(str(folder / "0.jpg"), label("Bird", 99))])
+    monkeypatch.chdir(tmp_path)
+    assert_refused_presigned(cli("export", fmt, manifest, PRESIGNED.format(bucket="out"), "--label", "Bird"))
+    assert not (tmp_path / "https:").exists()
