@@ -422,3 +422,30 @@ def test_an_export_refuses_a_presigned_destination_instead_of_making_an_https_fo
     monkeypatch.chdir(tmp_path)
     assert_refused_presigned(cli("export", fmt, manifest, PRESIGNED.format(bucket="out"), "--label", "Bird"))
     assert not (tmp_path / "https:").exists()
+
+
+def test_a_recorded_source_that_is_a_fifo_or_a_device_is_skipped_not_read(tmp_path: Path) -> None:
+    folder = images_folder(tmp_path, 1, name="scanned")
+    os.mkfifo(folder / "pipe.jpg")  # opening it for reading would wait for a writer forever
+    manifest = write_manifest(
+        tmp_path / "theirs.jsonl",
+        [record(str(folder / "0.jpg"), label("Bird", 99)), record(str(folder / "pipe.jpg"), label("Bird", 99)),
+         record("/dev/zero", label("Bird", 99))],
+    )  # fmt: skip
+    dest = tmp_path / "set"
+    command = [
+        sys.executable,
+        "-m",
+        "labelsift.cli",
+        "export",
+        "custom-labels",
+        manifest,
+        str(dest),
+        "-l",
+        "Bird",
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    text = " ".join(result.stdout.split())
+    assert result.returncode == ExitCode.OK, result.stdout + result.stderr
+    assert sorted(p.name for p in dest.rglob("*") if p.is_file()) == ["0.jpg"]
+    assert "NotAFile 2" in text, text

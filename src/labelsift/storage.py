@@ -12,6 +12,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import stat as stat_module
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -411,6 +412,26 @@ def _check_local_etag(handle: Any, uri: str, etag: str | None) -> None:
         raise _changed(uri, "read")
 
 
+def _check_local_source(path: str) -> None:
+    """A local source to copy from: canonical, and a regular file (a FIFO would block the copy for
+    ever, a device like /dev/zero never end)."""
+    try:
+        parse_recorded(path)
+    except UsageError as exc:
+        raise StorageError("UnsafeSource", path, f"Not copying {exc}") from None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        _raise(error, path, "read")
+    if not stat_module.S_ISREG(mode):
+        raise StorageError(
+            "NotAFile",
+            path,
+            f"Not copying {path}: it is not a regular file (a folder, FIFO, socket or device). "
+            "A scan never records one; fix the manifest line.",
+        )
+
+
 def _atomic_local_write(path: str, fill: Callable[[Any], None]) -> None:
     """Write through `fill(file)` into a temporary sibling, then rename it over `path`."""
     parent = os.path.dirname(path)
@@ -734,10 +755,7 @@ class Storage:
         scanned. A symbolic link to a file is read as its target, as the scan read it.
         """
         if not is_s3(src):
-            try:
-                parse_recorded(src)
-            except UsageError as exc:
-                raise StorageError("UnsafeSource", src, f"Not copying {exc}") from None
+            _check_local_source(src)
         existing = self.exists(dst)
         if existing is not None:
             source = self.stat(src)
