@@ -429,9 +429,11 @@ def test_a_recorded_source_that_is_a_fifo_or_a_device_is_skipped_not_read(tmp_pa
     os.mkfifo(folder / "pipe.jpg")  # opening it for reading would wait for a writer forever
     manifest = write_manifest(
         tmp_path / "theirs.jsonl",
-        [record(str(folder / "0.jpg"), label("Bird", 99)), record(str(folder / "pipe.jpg"), label("Bird", 99)),
-         record("/dev/zero", label("Bird", 99))],
-    )  # fmt: skip
+        [
+            record(source, label("Bird", 99))
+            for source in (str(folder / "0.jpg"), str(folder / "pipe.jpg"), "/dev/zero")
+        ],
+    )
     dest = tmp_path / "set"
     command = [
         sys.executable,

@@ -199,6 +199,26 @@ def _local_etag(stat: os.stat_result) -> str:
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
 
 
+def _check_local_source(path: str) -> None:
+    """A local source to copy from: canonical, and a regular file (a FIFO would block the copy for
+    ever, a device like /dev/zero never end)."""
+    try:
+        parse_recorded(path)
+    except UsageError as exc:
+        raise StorageError("UnsafeSource", path, f"Not copying {exc}") from None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        _raise(error, path, "read")
+    if not stat_module.S_ISREG(mode):
+        raise StorageError(
+            "NotAFile",
+            path,
+            f"Not copying {path}: it is not a regular file (a folder, FIFO, socket or device). "
+            "A scan never records one; fix the manifest line.",
+        )
+
+
 def same_bytes(first: str, second: str) -> bool:
     """Whether two local files hold the same bytes, compared in chunks (never from a cache: a file
     rewritten with its old size and mtime is still compared by content)."""
@@ -410,26 +430,6 @@ def _get_object(client: S3Client, bucket: str, key: str, byte_range: str | None,
 def _check_local_etag(handle: Any, uri: str, etag: str | None) -> None:
     if etag and _local_etag(os.fstat(handle.fileno())) != etag:
         raise _changed(uri, "read")
-
-
-def _check_local_source(path: str) -> None:
-    """A local source to copy from: canonical, and a regular file (a FIFO would block the copy for
-    ever, a device like /dev/zero never end)."""
-    try:
-        parse_recorded(path)
-    except UsageError as exc:
-        raise StorageError("UnsafeSource", path, f"Not copying {exc}") from None
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as error:
-        _raise(error, path, "read")
-    if not stat_module.S_ISREG(mode):
-        raise StorageError(
-            "NotAFile",
-            path,
-            f"Not copying {path}: it is not a regular file (a folder, FIFO, socket or device). "
-            "A scan never records one; fix the manifest line.",
-        )
 
 
 def _atomic_local_write(path: str, fill: Callable[[Any], None]) -> None:
