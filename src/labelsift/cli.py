@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from labelsift import cost as cost_module
+from labelsift import uri
 from labelsift.demo import run_demo
 from labelsift.detectors.factory import DetectorSettings, build_detector
 from labelsift.display import (
@@ -38,9 +39,11 @@ from labelsift.exporters.summary import ExportSummary
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
-from labelsift.hitcopy import HitCopier
+from labelsift.hitcopy import HitCopier, refuse_inside
+from labelsift.listing import ListingNotes
 from labelsift.manifest import merge
 from labelsift.models import RunSummary, StopReason
+from labelsift.redact import RedactSecrets
 from labelsift.review import run_review
 from labelsift.scan import ScanAborted, ScanOptions, ScanProgress, scan
 from labelsift.select import Selection, unmatched_in_manifest
@@ -73,10 +76,10 @@ def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
     _debug["on"] = debug
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    handler.addFilter(RedactSecrets())  # no token, signature or secret in any log line
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", handlers=[handler]
     )
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -197,6 +200,7 @@ def _run_scan(
     storage = Storage()
     detector = build_detector(detector_name, storage, settings)
     last: list[ScanProgress] = []
+    notes = ListingNotes()
 
     def count_total() -> int:
         return sum(1 for _ in Storage().list(source))
@@ -211,9 +215,11 @@ def _run_scan(
             show(snapshot)
 
         summary = scan(
-            source, str(manifest), detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop
-        )
+            source, str(manifest), detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop,
+            notes=notes,
+        )  # fmt: skip
     out.print(summary_table(summary))
+    _print_listing(storage, source, notes, listed=summary.listed)
     if last:
         for line in reason_lines(last[0]):
             out.print(line, highlight=False)
@@ -221,6 +227,14 @@ def _run_scan(
     if hint:
         out.print(hint, highlight=False)
     return summary
+
+
+def _print_listing(storage: Storage, source: str, notes: ListingNotes, *, listed: int) -> None:
+    """What the listing passed over, and a hint when it found nothing at all."""
+    for line in notes.lines():
+        out.print(line, highlight=False)
+    if listed == 0:
+        out.print(storage.nothing_listed(source, notes), highlight=False)
 
 
 def _finish(summary: RunSummary) -> None:
@@ -313,6 +327,7 @@ def filter_command(
             workers=workers,
             max_errors_in_row=max_errors_in_row or None,
         )
+        refuse_inside(source, dest, folder)
         with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
             summary = _run_scan(
                 source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copier
@@ -339,14 +354,16 @@ def estimate_command(
     free_images: FreeImagesOption = None,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
+    storage, notes = Storage(), ListingNotes()
     with friendly_errors():
         cost_module.check_rate(rate)
         table = cost_module.load_prices(prices, free_images_left=free_images)
         result = cost_module.estimate_source(
-            Storage(), source, table, rate_per_second=rate, billable=detector == "rekognition"
+            storage, source, table, rate_per_second=rate, billable=detector == "rekognition", notes=notes
         )
+        out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
+        _print_listing(storage, source, notes, listed=result.images)
     hours, rest = divmod(result.seconds, 3600)
-    out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
     out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
     out.print(f"time at {rate:g} images/s: {int(hours)} h {rest / 60:.0f} min")
     out.print(f"crowd labelling instead: ${result.crowd_usd_low:,.2f}–${result.crowd_usd_high:,.2f}")
@@ -359,6 +376,8 @@ def merge_command(
 ) -> None:
     """Merge manifests into one; the newest record per source wins."""
     with friendly_errors():
+        for manifest in [*shards, output]:
+            uri.parse(manifest, what="manifest")  # a presigned or http(s) URL: exit 2, its query unshown
         result = merge(shards, output)
     out.print(
         f"{result.records} records, {result.verdicts} verdicts, {result.superseded} superseded → {output}"

@@ -10,7 +10,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labelsift import uri
 from labelsift.errors import UsageError
+from labelsift.listing import ListingNotes
 from labelsift.storage import Storage
 
 
@@ -176,12 +178,23 @@ def estimate(
 
 
 def estimate_source(
-    storage: Storage, source: str, prices: PriceTable, *, rate_per_second: float, billable: bool
+    storage: Storage,
+    source: str,
+    prices: PriceTable,
+    *,
+    rate_per_second: float,
+    billable: bool,
+    notes: ListingNotes | None = None,
 ) -> Estimate:
-    """List `source` (nothing is read or sent) and estimate a full scan of it."""
+    """List `source` (nothing is read or sent) and estimate a full scan of it.
+
+    A source labelsift would not scan (a presigned or http(s) URL) is a UsageError, as for `scan`.
+    What the listing passes over (links, unreadable entries, other formats) is counted in `notes`.
+    """
+    uri.parse(source, what="source")
     images = 0
     total_bytes = 0
-    for info in storage.list(source):
+    for info in storage.list(source, notes=notes):
         images += 1
         total_bytes += info.size
     return estimate(images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable)

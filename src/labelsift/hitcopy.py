@@ -7,6 +7,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
 
+from labelsift import uri
+from labelsift.errors import UsageError
 from labelsift.storage import ObjectInfo, Storage, StorageError, is_s3, join, split_s3
 
 
@@ -14,6 +16,19 @@ def hit_destination(dest: str, folder: str, hit: ObjectInfo) -> str:
     """DEST/FOLDER/<key>: the full S3 key for S3 sources, the path under the scanned folder otherwise."""
     key = split_s3(hit.uri)[1] if is_s3(hit.uri) else hit.key
     return join(join(dest, folder), key.lstrip("/"))
+
+
+def refuse_inside(source: str, dest: str, folder: str) -> None:
+    """UsageError when hits copied to DEST/FOLDER would land in `source`: a rerun would list
+    them, scan (and pay for) them again and copy them one folder deeper."""
+    outer = uri.parse(source, what="source")
+    uri.parse(dest, what="destination")
+    destination = join(dest, folder)
+    if uri.inside(outer, uri.parse(destination, what="destination")):
+        raise UsageError(
+            f"{uri.shown(destination)} is inside the source {uri.shown(source)}: the copies would be "
+            "listed and scanned again. Copy the hits to a folder or prefix outside the source."
+        )
 
 
 @dataclass(frozen=True)
@@ -33,6 +48,7 @@ class HitCopier:
     def __init__(
         self, storage: Storage, dest: str, folder: str, *, overwrite: bool = False, workers: int = 8
     ):
+        uri.parse(dest, what="destination")  # refused before anything is scanned or paid for
         self._storage = storage
         self._dest = dest
         self._folder = folder

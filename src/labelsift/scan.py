@@ -22,6 +22,7 @@ from labelsift import uri
 from labelsift.cost import PriceTable
 from labelsift.detectors.base import Detector, DetectorError, ImageInput
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.listing import ListingNotes
 from labelsift.manifest import ManifestWriter, SourceIndex, iter_records
 from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopReason
 from labelsift.probe import ProbeError, probe
@@ -295,6 +296,7 @@ def scan(
     on_progress: Callable[[ScanProgress], None] | None = None,
     on_hit: Callable[[ObjectInfo], None] | None = None,
     stop: threading.Event | None = None,
+    notes: ListingNotes | None = None,
 ) -> RunSummary:
     """Scan `source` into `manifest` (a local path, appended to) and return what the run did.
 
@@ -302,6 +304,7 @@ def scan(
     an earlier run recorded. Limits count the sources considered in source order, earlier records
     included, so rerunning the same command resumes instead of extending; `budget` is what this
     run may spend. Raises ScanAborted (with the summary so far) on a fault no image can get past.
+    Entries the listing passes over (links, unreadable folders, other formats) go into `notes`.
     """
     check_source(source)
     started_at = datetime.now(UTC)
@@ -374,7 +377,7 @@ def scan(
         return sum(price for _, _, price in pending.values())
 
     with ManifestWriter(manifest) as writer, ThreadPoolExecutor(options.workers, "labelsift-scan") as pool:
-        sources: Iterator[ObjectInfo] = storage.list(source)
+        sources: Iterator[ObjectInfo] = storage.list(source, notes=notes)
         exhausted = False
         position = 0
         try:

@@ -6,10 +6,13 @@ profiles, `AWS_ENDPOINT_URL_S3`). Every failure surfaces as a `StorageError` wit
 
 from __future__ import annotations
 
+import difflib
 import errno
+import hashlib
 import os
 import secrets
 import shutil
+import stat as stat_module
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -35,7 +38,9 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
-from labelsift.errors import CannotProceed
+from labelsift.errors import CannotProceed, UsageError
+from labelsift.listing import FOLDER_MARKER, ListingNotes, walk_local
+from labelsift.uri import LocalLocation, Location, S3Location, parse, parse_recorded, shown
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -48,6 +53,10 @@ S3_SCHEME = "s3://"
 DEFAULT_REGION = "us-east-1"
 TMP_PREFIX = ".labelsift-"
 TMP_SUFFIX = ".tmp"
+# S3 user metadata on a server-side copy: the source's ETag, for when the copy's own ETag differs
+# (a multipart copy's ETag depends on the part sizes and, on some servers, on the copy itself)
+SOURCE_ETAG_METADATA = "labelsift-source-etag"
+_HASH_CHUNK = 1024**2
 
 _CREDENTIAL_CODES = frozenset(
     {
@@ -75,6 +84,7 @@ class ObjectInfo:
     etag: str | None
     version_id: str | None = None
     storage_class: str | None = None
+    copied_from: str | None = None  # S3 only: the source ETag a copy by labelsift recorded on it
 
 
 class StorageError(CannotProceed):
@@ -95,17 +105,27 @@ def is_s3(uri: str) -> bool:
     return uri.startswith(S3_SCHEME)
 
 
+def _location(text: str) -> Location:
+    """`text` parsed once by `labelsift.uri.parse`; a refused one (a presigned or http(s) URL, a
+    collapsed `s3:/`) is a StorageError("InvalidUri") whose message never shows the URL's query."""
+    try:
+        return parse(text)
+    except UsageError as exc:
+        raise StorageError("InvalidUri", shown(text), str(exc)) from None
+
+
 def split_s3(uri: str) -> tuple[str, str]:
-    if not is_s3(uri):
+    location = _location(uri)
+    if not isinstance(location, S3Location):
         raise StorageError("InvalidUri", uri, f"{uri!r} is not an S3 URI; write it as s3://bucket/key.")
-    bucket, _, key = uri[len(S3_SCHEME) :].partition("/")
-    if not bucket:
-        raise StorageError("InvalidUri", uri, f"{uri!r} names no bucket; write it as s3://bucket/key.")
-    return bucket, key
+    return location.bucket, location.key
 
 
 def _local(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
+    location = _location(path)
+    if not isinstance(location, LocalLocation):
+        raise StorageError("InvalidUri", path, f"{path!r} is an S3 URI, not a local path.")
+    return str(location.path)
 
 
 def _unsafe(root: str, key: str, why: str) -> StorageError:
@@ -177,6 +197,65 @@ def _strip_etag(etag: str | None) -> str | None:
 
 def _local_etag(stat: os.stat_result) -> str:
     return f"{stat.st_mtime_ns:x}-{stat.st_size:x}"
+
+
+def _check_local_source(path: str) -> None:
+    """A local source to copy from: canonical, and a regular file (a FIFO would block the copy for
+    ever, a device like /dev/zero never end)."""
+    try:
+        parse_recorded(path)
+    except UsageError as exc:
+        raise StorageError("UnsafeSource", path, f"Not copying {exc}") from None
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        _raise(error, path, "read")
+    if not stat_module.S_ISREG(mode):
+        raise StorageError(
+            "NotAFile",
+            path,
+            f"Not copying {path}: it is not a regular file (a folder, FIFO, socket or device). "
+            "A scan never records one; fix the manifest line.",
+        )
+
+
+def same_bytes(first: str, second: str) -> bool:
+    """Whether two local files hold the same bytes, compared in chunks (never from a cache: a file
+    rewritten with its old size and mtime is still compared by content)."""
+    with open(first, "rb") as a, open(second, "rb") as b:
+        if os.fstat(a.fileno()).st_size != os.fstat(b.fileno()).st_size:
+            return False
+        while True:
+            chunk = a.read(_HASH_CHUNK)
+            if chunk != b.read(_HASH_CHUNK):
+                return False
+            if not chunk:
+                return True
+
+
+def s3_etag_of_file(path: str, part_size: int | None = None) -> str:
+    """The ETag S3 gives this file's bytes in one PUT (its MD5), or uploaded in `part_size` parts
+    (the MD5 of the parts' MD5s, then `-<parts>`). Read in chunks: memory stays flat."""
+    with open(path, "rb") as handle:
+        if part_size is None:
+            return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+        digests: list[bytes] = []
+        while True:
+            part = hashlib.md5(usedforsecurity=False)
+            left = part_size
+            while left > 0:
+                chunk = handle.read(min(_HASH_CHUNK, left))
+                if not chunk:
+                    break
+                part.update(chunk)
+                left -= len(chunk)
+            if left == part_size:
+                break
+            digests.append(part.digest())
+            if left > 0:
+                break
+    whole = hashlib.md5(b"".join(digests), usedforsecurity=False).hexdigest()
+    return f"{whole}-{len(digests)}"
 
 
 def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
@@ -382,20 +461,6 @@ def remove_local(path: str) -> int:
     return 1
 
 
-def _walk(base: str, prefix: str) -> Iterator[tuple[str, os.DirEntry[str]]]:
-    """Files under `base` as (relative key, entry), in the byte order S3 lists keys in.
-
-    A folder `a` sorts as `a/`, which makes a depth-first walk yield keys in plain string order.
-    """
-    with os.scandir(base) as scan:
-        entries = sorted(scan, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name)
-    for entry in entries:
-        if entry.is_dir(follow_symlinks=False):
-            yield from _walk(entry.path, prefix + entry.name + "/")
-        elif entry.is_file():
-            yield prefix + entry.name, entry
-
-
 class Storage:
     """S3 and local files behind one interface. Thread-safe; one instance per run is plenty."""
 
@@ -483,18 +548,24 @@ class Storage:
                 self._region_denied.add(bucket)
         return self.s3_client()
 
-    def list(self, root: str, *, images_only: bool = True) -> Iterator[ObjectInfo]:
+    def list(
+        self, root: str, *, images_only: bool = True, notes: ListingNotes | None = None
+    ) -> Iterator[ObjectInfo]:
         """Every object under `root` (a bucket, prefix, folder, or single object), sorted by key.
 
-        A root that names one object yields just that object, keyed by its base name. Folders, S3
-        folder markers and (with `images_only`) files without an image extension are skipped.
+        A root that names one object yields just that object, keyed by its base name. What is not
+        yielded (folder markers, links, unreadable entries and, with `images_only`, files without an
+        image extension) is counted in `notes`; one bad entry never stops the listing.
         """
-        entries = self._list_s3(root) if is_s3(root) else self._list_local(root)
+        notes = ListingNotes() if notes is None else notes
+        entries = self._list_s3(root, notes) if is_s3(root) else self._list_local(root, notes)
         for info in entries:
             if not images_only or _is_image(info.key):
                 yield info
+            else:
+                notes.add_format(info.key)
 
-    def _list_s3(self, root: str) -> Iterator[ObjectInfo]:
+    def _list_s3(self, root: str, notes: ListingNotes) -> Iterator[ObjectInfo]:
         bucket, root_key = split_s3(root)
         try:
             client = self._client_for(bucket)
@@ -516,6 +587,7 @@ class Storage:
                 for item in page.get("Contents", []):
                     key = item["Key"]
                     if key.endswith("/"):
+                        notes.add(key, FOLDER_MARKER)
                         continue
                     yield ObjectInfo(
                         uri=f"{S3_SCHEME}{bucket}/{key}",
@@ -527,18 +599,51 @@ class Storage:
         except (ClientError, BotoCoreError) as error:
             _raise(error, root, "list")
 
-    def _list_local(self, root: str) -> Iterator[ObjectInfo]:
+    def _list_local(self, root: str, notes: ListingNotes) -> Iterator[ObjectInfo]:
         base = _local(root)
         try:
             if os.path.isfile(base):
                 stat = os.stat(base)
                 yield ObjectInfo(base, os.path.basename(base), stat.st_size, _local_etag(stat))
                 return
-            for key, entry in _walk(base, ""):
-                stat = entry.stat()
-                yield ObjectInfo(entry.path, key, stat.st_size, _local_etag(stat))
+            for key, path, stat in walk_local(base, notes):
+                yield ObjectInfo(path, key, stat.st_size, _local_etag(stat))
         except OSError as error:
             _raise(error, root, "list")
+
+    def nothing_listed(self, root: str, notes: ListingNotes) -> str:
+        """Why listing `root` gave no image, and what the user may have meant instead."""
+        where = shown(root)
+        if notes.total:
+            return f"No image to scan in {where}: it holds only what is counted above."
+        if not is_s3(root):
+            return f"No image to scan in {where}: the folder holds no files."
+        bucket, key = split_s3(root)
+        if not key.strip("/"):
+            return f"No image to scan in {where}: the bucket {bucket!r} is empty."
+        near = self._neighbours(bucket, key)
+        hint = f"No object under {where}. S3 prefixes are exact and case-sensitive"
+        if near:
+            return hint + ": did you mean " + " or ".join(f"{S3_SCHEME}{bucket}/{n}" for n in near) + "?"
+        return hint + f"; `aws s3 ls {S3_SCHEME}{bucket}/` shows what the bucket holds."
+
+    def _neighbours(self, bucket: str, key: str) -> tuple[str, ...]:
+        """Up to 3 keys or folders beside `key` whose names are close to its last segment."""
+        parent, _, name = key.rstrip("/").rpartition("/")
+        parent = parent + "/" if parent else ""
+        try:
+            answer = self._client_for(bucket).list_objects_v2(
+                Bucket=bucket, Prefix=parent, Delimiter="/", MaxKeys=1000
+            )
+        except (ClientError, BotoCoreError, StorageError):
+            return ()  # only a hint: the plain message stands without it
+        names = [p["Prefix"][len(parent) :] for p in answer.get("CommonPrefixes", [])]
+        names += [item["Key"][len(parent) :] for item in answer.get("Contents", [])]
+        by_lower = {n.rstrip("/").lower(): n for n in names if n.rstrip("/")}
+        wanted = name.lower()
+        near = [n for low, n in by_lower.items() if low.startswith(wanted) or wanted.startswith(low)]
+        near += [by_lower[m] for m in difflib.get_close_matches(wanted, list(by_lower), n=3, cutoff=0.6)]
+        return tuple(parent + n for n in dict.fromkeys(near))[:3]
 
     def stat(self, uri: str) -> ObjectInfo:
         if not is_s3(uri):
@@ -562,6 +667,7 @@ class Storage:
             etag=_strip_etag(head.get("ETag")),
             version_id=head.get("VersionId"),
             storage_class=head.get("StorageClass") or "STANDARD",
+            copied_from=(head.get("Metadata") or {}).get(SOURCE_ETAG_METADATA),
         )
 
     def exists(self, uri: str) -> ObjectInfo | None:
@@ -638,21 +744,34 @@ class Storage:
             client.put_object(Bucket=bucket, Key=key)
 
     def copy(self, src: str, dst: str, *, overwrite: bool = False) -> bool:
-        """Copy one object. False when `dst` already holds an object of the same size.
+        """Copy one object. False when `dst` provably holds the same content already.
 
-        A different object at `dst` raises StorageError("Exists") unless `overwrite`.
+        Proof is by content, never by size: equal S3 ETags (or the source ETag an earlier copy
+        recorded on the destination), an MD5 of the local file against the S3 ETag (multipart ETags
+        recomputed with the object's own part size), or a byte comparison of two local files.
+        Anything else at `dst` raises StorageError("Exists") unless `overwrite`. A local `src` must be
+        canonical (`labelsift.uri.parse_recorded`: absolute, no `.`/`..` or empty segments), or it is
+        StorageError("UnsafeSource"): a manifest's source never names a file outside what was
+        scanned. A symbolic link to a file is read as its target, as the scan read it.
         """
+        if not is_s3(src):
+            _check_local_source(src)
         existing = self.exists(dst)
         if existing is not None:
             source = self.stat(src)
-            if existing.size == source.size:
+            if self.same_content(source, existing):
                 return False
             if not overwrite:
+                same_size = (
+                    "of the same size but different content"
+                    if existing.size == source.size
+                    else (f"of {existing.size} bytes, the source has {source.size}")
+                )
                 raise StorageError(
                     "Exists",
                     dst,
-                    f"Not copying {src} to {dst}: a different object ({existing.size} bytes, the source has "
-                    f"{source.size}) is already there. Choose an empty destination or allow overwriting.",
+                    f"Not copying {src} to {dst}: a different object ({same_size}) is already there. "
+                    "Choose an empty destination or allow overwriting.",
                 )
         try:
             if is_s3(src) and is_s3(dst):
@@ -679,6 +798,40 @@ class Storage:
         except (ClientError, BotoCoreError, RetriesExceededError, OSError) as error:
             _raise(error, dst, f"copy {src} to")
         return True
+
+    def same_content(self, source: ObjectInfo, target: ObjectInfo) -> bool:
+        """Whether `target` provably holds the bytes of `source` (both as `stat` reports them)."""
+        if source.size != target.size:
+            return False
+        if is_s3(source.uri) and is_s3(target.uri):
+            return source.etag is not None and source.etag in (target.etag, target.copied_from)
+        if not is_s3(source.uri) and not is_s3(target.uri):
+            try:
+                return same_bytes(source.uri, target.uri)
+            except OSError as error:
+                _raise(error, source.uri, "compare")
+        remote, local = (source, target) if is_s3(source.uri) else (target, source)
+        if not remote.etag:
+            return False
+        part_size = None
+        if "-" in remote.etag:
+            part_size = self._first_part_size(remote.uri)
+            if part_size is None:
+                return False
+        try:
+            return s3_etag_of_file(local.uri, part_size) == remote.etag
+        except OSError as error:
+            _raise(error, local.uri, "read")
+
+    def _first_part_size(self, uri: str) -> int | None:
+        """The size of part 1 of a multipart object: the part size its ETag was computed with."""
+        bucket, key = split_s3(uri)
+        try:
+            head = self._client_for(bucket).head_object(Bucket=bucket, Key=key, PartNumber=1)
+        except (ClientError, BotoCoreError):
+            return None  # cannot prove it: the caller copies again
+        size = head.get("ContentLength")
+        return int(size) if size else None
 
     def remove(self, uri: str) -> int:
         """Delete the object or file at `uri` and everything under it as a folder; how many went."""
@@ -724,12 +877,23 @@ class Storage:
         return removed
 
     def _copy_s3_to_s3(self, src: str, dst: str) -> None:
+        """A server-side copy. One that goes multipart gets a new ETag, so it carries the source's
+        ETag (and keeps the source's content type and metadata) for `same_content` to prove by."""
         src_bucket, src_key = split_s3(src)
         dst_bucket, dst_key = split_s3(dst)
+        source_client = self._client_for(src_bucket)
+        extra: dict[str, Any] = {}
+        head = source_client.head_object(Bucket=src_bucket, Key=src_key)
+        if head["ContentLength"] >= self._transfer.multipart_threshold and head.get("ETag"):
+            metadata = {**(head.get("Metadata") or {}), SOURCE_ETAG_METADATA: _strip_etag(head["ETag"]) or ""}
+            extra = {"Metadata": metadata, "MetadataDirective": "REPLACE"}
+            if head.get("ContentType"):
+                extra["ContentType"] = head["ContentType"]
         self._client_for(dst_bucket).copy(
             {"Bucket": src_bucket, "Key": src_key},
             dst_bucket,
             dst_key,
-            SourceClient=self._client_for(src_bucket),
+            SourceClient=source_client,
             Config=self._transfer,
+            ExtraArgs=extra or None,
         )

@@ -87,7 +87,66 @@ def parse(text: str, *, what: str = "path") -> Location:
         raise UsageError(
             f"{text!r}: did you mean s3://{text[3:].lstrip('/')}? An S3 {what} is written s3://bucket/key."
         )
-    return LocalLocation(Path(os.path.abspath(os.path.expanduser(text))))
+    path = os.path.abspath(os.path.expanduser(text))
+    if path.startswith("//"):  # POSIX keeps exactly two leading slashes; on Linux it is one
+        path = "/" + path.lstrip("/")
+    return LocalLocation(Path(path))
+
+
+def inside(outer: Location, inner: Location) -> bool:
+    """Whether `inner` is `outer` or lies under it, as a listing of `outer` would reach it (an S3
+    prefix is a folder: `s3://b/raw` holds `raw/x`, not `rawhits/x`; local paths through links)."""
+    if isinstance(outer, S3Location) or isinstance(inner, S3Location):
+        if not (isinstance(outer, S3Location) and isinstance(inner, S3Location)):
+            return False
+        if outer.bucket != inner.bucket:
+            return False
+        folder = outer.key if not outer.key or outer.key.endswith("/") else outer.key + "/"
+        return inner.key == outer.key or (inner.key.rstrip("/") + "/").startswith(folder)
+    real_outer, real_inner = os.path.realpath(outer.path), os.path.realpath(inner.path)
+    return os.path.commonpath([real_outer, real_inner]) == real_outer
+
+
+class NotCanonical(UsageError):
+    """A manifest's source that is not in the form a scan records (see `parse_recorded`)."""
+
+
+def parse_recorded(text: str) -> Location:
+    """The location a manifest record's `source` names, refusing what no scan writes.
+
+    A scan records local sources as absolute, normalised paths and S3 sources as s3://bucket/key.
+    A source from someone else's manifest that is relative, has `.` or `..` segments, a doubled
+    `/`, a NUL byte or a trailing `/` could name a file outside what was scanned
+    (`/data/../../etc/hostname`): `NotCanonical`, an error per record, not a reason to stop.
+    S3 keys are kept as they are (S3 allows `..` in keys); where they land locally is
+    `labelsift.storage.join`'s to check.
+    """
+    location = parse(text, what="source")
+    if isinstance(location, S3Location):
+        if not location.key or location.key.endswith("/"):
+            raise NotCanonical(f"{shown(text)}: a recorded S3 source names an object: s3://bucket/key.")
+        return location
+    why = _not_canonical(text)
+    if why:
+        raise NotCanonical(
+            f"{text!r}: a recorded local source must be an absolute, normalised path ({why}); a scan "
+            "never records one like this. The manifest was edited or written by another tool: fix the "
+            "line or rescan the folder."
+        )
+    return location
+
+
+def _not_canonical(text: str) -> str | None:
+    if "\0" in text:
+        return "it contains a NUL byte"
+    if not text.startswith("/"):
+        return "it is relative"
+    if text.endswith("/") or "//" in text:
+        return "it has an empty segment"
+    segments = text.split("/")[1:]
+    if "." in segments or ".." in segments:
+        return "it has a '.' or '..' segment"
+    return None
 
 
 def is_s3(text: str) -> bool:

@@ -25,6 +25,7 @@ from typing import IO, Any, NamedTuple, Protocol
 import smart_open
 from pydantic_core import to_json
 
+from labelsift import uri
 from labelsift.errors import UsageError
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
@@ -150,6 +151,7 @@ class OutputDir:
     """A destination folder, local or `s3://`: joins, small writes, streamed writes, copies in."""
 
     def __init__(self, root: str, storage: StorageLike | None) -> None:
+        uri.parse(root, what="destination")  # a presigned or http(s) URL, `s3:/`: exit 2, never a folder
         self.local = not is_s3(root)
         self.root = str(Path(root).expanduser()) if self.local else root.rstrip("/")
         self.storage = storage
