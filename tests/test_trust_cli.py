@@ -141,9 +141,14 @@ def test_filter_names_its_default_manifest_as_one_file_in_the_working_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    cli("filter", str(photos()), str(tmp_path / "hits"), "--label", "Dog", "--name", name, "--workers", "2")
+    result = cli(
+        "filter", str(photos()), str(tmp_path / "hits"), "--label", "Dog", "--name", name, "--workers", "2"
+    )
     made = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("labelsift-"))
-    assert len(made) == 1 and made[0].endswith(".jsonl") and (tmp_path / made[0]).is_file(), made
+    if name.startswith(".."):  # a folder outside DEST is refused before anything is scanned or written
+        assert result.exit_code == ExitCode.CANNOT_PROCEED and "'..'" in result.output and made == []
+    else:
+        assert len(made) == 1 and made[0].endswith(".jsonl") and (tmp_path / made[0]).is_file(), made
 
 
 def test_demo_into_a_file_is_a_usage_error_and_leaves_the_file(tmp_path: Path) -> None:
