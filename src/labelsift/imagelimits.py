@@ -1,0 +1,132 @@
+"""How much of one image labelsift may hold in memory, checked before any pixel is decoded.
+
+Three limits, the same for every place that decodes (the local model, Rekognition's transcoding
+and downscaling, review thumbnails):
+
+- `MAX_OBJECT_BYTES`: an object bigger than this is never read for its pixels (`TooLarge`). Objects
+  are not held whole in memory anyway: local files are opened in place, S3 objects are streamed
+  into a temporary file that stays in memory only up to `SPOOL_BYTES` (`Storage.open_read`).
+- `MAX_DECODE_PIXELS`: the pixels one image may decode to, *after* JPEG DCT scaling (`draft`), as
+  read from the header (Pillow's `Image.open` parses the header only). Over it: `ImageTooLarge`,
+  naming the declared size and the budget. 100 MP is Rekognition's own largest frame (10,000 px a
+  side); a JPEG decoded for the local model (≥ 416 px a side) is drafted to 1/8 of its sides, so
+  even a 400 MP JPEG would decode to 6 MP.
+- `DECODE_POOL_BYTES`: all decodes in the process together. Each decode reserves
+  `BYTES_PER_PIXEL` per decoded pixel (Pillow keeps RGB and RGBA at 4 bytes a pixel, and one
+  working copy is allowed for orientation or a mode change) before it loads, and gives it back
+  when done; a decode waits while the pool is full. One image at the budget (800 MB) fits, so
+  nothing within the budget is refused for want of room, and however many workers a scan runs,
+  pixel memory stays under the pool: memory ≈ models + workers × `SPOOL_BYTES` + the pool.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+from PIL import Image
+
+MAX_OBJECT_BYTES = 1024**3
+SPOOL_BYTES = 8 * 1024**2
+MAX_DECODE_PIXELS = 100_000_000
+BYTES_PER_PIXEL = 8
+DECODE_POOL_BYTES = 1024**3
+DRAFT_SCALES = (1, 2, 4, 8)  # what libjpeg's DCT scaling offers
+
+
+class ImageLimitError(Exception):
+    """An image over a limit. `code`: ImageTooLarge (pixels) or TooLarge (bytes)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def megapixels(width: int, height: int) -> str:
+    return f"{width * height / 1e6:.0f} MP" if width * height >= 1e6 else f"{width * height / 1e6:.2f} MP"
+
+
+def size_text(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+
+
+def too_large_message(uri: str, size: int, limit: int = MAX_OBJECT_BYTES) -> str:
+    return (
+        f"{uri} is {size_text(size)} ({size:,} bytes), over the {size_text(limit)} labelsift reads for "
+        "one image; it was not read. Shrink or re-encode it, or exclude it."
+    )
+
+
+def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Pillow's lazy open: the header only. Pillow's own bomb limit becomes ImageTooLarge.
+
+    Pillow's errors for bytes that are not an image pass through.
+    """
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(stream, formats=formats)
+    except Image.DecompressionBombError as error:
+        raise ImageLimitError(
+            "ImageTooLarge",
+            f"{uri}: the image declares more pixels than labelsift decodes ({error}); the decode "
+            f"budget is {MAX_DECODE_PIXELS / 1e6:.0f} MP per image. Downscale it first, or exclude it.",
+        ) from error
+
+
+def draft_scale(width: int, height: int, want: tuple[int, int]) -> int:
+    """The DCT scale Pillow's JPEG `draft(mode, want)` picks: the largest that keeps `want`."""
+    scale = min(width // max(1, want[0]), height // max(1, want[1]))
+    return next(s for s in reversed(DRAFT_SCALES) if scale >= s or s == 1)
+
+
+def check_pixels(uri: str, declared: tuple[int, int], decoded: tuple[int, int]) -> None:
+    """ImageTooLarge when decoding would produce more than `MAX_DECODE_PIXELS`."""
+    width, height = decoded
+    if width * height <= MAX_DECODE_PIXELS:
+        return
+    shown = f"{declared[0]}x{declared[1]} px ({megapixels(*declared)})"
+    reduced = "" if declared == decoded else f", {width}x{height} px even at the smallest JPEG scale"
+    raise ImageLimitError(
+        "ImageTooLarge",
+        f"{uri}: the image declares {shown}{reduced}, over labelsift's decode budget of "
+        f"{MAX_DECODE_PIXELS / 1e6:.0f} MP per image; it was not decoded (a decompression bomb or a "
+        "very large scan). Downscale it below the budget, or exclude it.",
+    )
+
+
+class DecodePool:
+    """A process-wide budget of bytes for decoded pixels, shared by every thread."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._ready = threading.Condition()
+
+    @property
+    def free(self) -> int:
+        with self._ready:
+            return self._free
+
+    @contextmanager
+    def reserve(self, pixels: int) -> Iterator[None]:
+        """Hold `pixels` × BYTES_PER_PIXEL of the pool (capped at the whole pool) while decoding."""
+        cost = min(self.capacity, max(0, pixels) * BYTES_PER_PIXEL)
+        with self._ready:
+            self._ready.wait_for(lambda: self._free >= cost)
+            self._free -= cost
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._free += cost
+                self._ready.notify_all()
+
+
+DECODE_POOL = DecodePool(DECODE_POOL_BYTES)
