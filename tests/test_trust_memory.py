@@ -13,12 +13,15 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from labelsift.imagelimits import BYTES_PER_PIXEL, DecodePool
+from labelsift.imageprep import prepare_for_rekognition
 from labelsift.manifest import ManifestWriter, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
@@ -107,19 +110,26 @@ def test_bomb_png_is_skipped_by_the_local_model_without_decoding(bomb: bytes, tm
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
 
 
-def test_bomb_png_from_s3_is_skipped_by_rekognition_without_decoding(
-    bomb: bytes, fake_rekognition_s3: FakeRekognition, s3_client: S3Client, bucket: str, tmp_path: Path
+@pytest.mark.parametrize("detector", ["rekognition", "local"])
+def test_bomb_png_from_s3_is_skipped_without_decoding(
+    bomb: bytes,
+    fake_rekognition_s3: FakeRekognition,
+    s3_client: S3Client,
+    bucket: str,
+    tmp_path: Path,
+    detector: str,
 ) -> None:
     s3_client.put_object(Bucket=bucket, Key="raw/bomb.png", Body=bomb)
     s3_client.put_object(Bucket=bucket, Key="raw/dog.jpg", Body=make_image("dog"))
     manifest = tmp_path / "m.jsonl"
-    command = labelsift("scan", f"s3://{bucket}/raw/", "-o", str(manifest), "-d", "rekognition")
+    command = labelsift("scan", f"s3://{bucket}/raw/", "-o", str(manifest), "-d", detector)
     done, peak_mb = measured(command, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     records = by_name(manifest)
     assert_too_large(records["bomb.png"], "ImageTooLarge", f"s3://{bucket}/raw/bomb.png", "13000x13000", "MP")
     assert records["dog.jpg"].status is ScanStatus.LABELED
-    assert len(fake_rekognition_s3.records()) == 1  # the bomb was never sent, so never paid for
+    # The bomb was never sent, so never paid for.
+    assert len(fake_rekognition_s3.records()) == (1 if detector == "rekognition" else 0)
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
 
 
@@ -166,7 +176,12 @@ def test_review_thumbnail_of_a_bomb_is_refused_without_decoding(bomb: bytes, tmp
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
 
 
-def test_a_huge_file_named_jpg_is_never_read_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("detector", ["local", "rekognition"])
+def test_a_huge_file_named_jpg_is_never_read_whole(
+    tmp_path: Path, detector: str, request: pytest.FixtureRequest
+) -> None:
+    if detector == "rekognition":
+        request.getfixturevalue("fake_rekognition")  # the local endpoint; local files go as bytes
     folder = tmp_path / "images"
     folder.mkdir()
     huge = folder / "huge.jpg"
@@ -174,7 +189,7 @@ def test_a_huge_file_named_jpg_is_never_read_whole(tmp_path: Path) -> None:
     os.truncate(huge, 3 * 1024**3)  # ... followed by 3 GB of (sparse) zeros
     (folder / "dog.jpg").write_bytes(make_image("dog", seed=1))
     manifest = tmp_path / "m.jsonl"
-    done, peak_mb = measured(labelsift("scan", str(folder), "-o", str(manifest)), tmp_path)
+    done, peak_mb = measured(labelsift("scan", str(folder), "-o", str(manifest), "-d", detector), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     records = by_name(manifest)
     assert_too_large(records["huge.jpg"], "TooLarge", "huge.jpg", "3.0 GiB")
@@ -194,3 +209,33 @@ def test_many_bombs_with_default_workers_stay_bounded(bomb: bytes, tmp_path: Pat
     codes = {json.loads(line)["error"]["code"] for line in manifest.read_text().splitlines()}
     assert codes == {"ImageTooLarge"}
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
+
+
+def test_the_decode_pool_holds_back_a_decode_until_there_is_room() -> None:
+    """However many workers, decodes in flight never hold more than the pool."""
+    pool = DecodePool(capacity=100 * BYTES_PER_PIXEL)
+    entered = threading.Event()
+    with pool.reserve(60):
+        waiter = threading.Thread(target=lambda: _reserve_then(pool, 60, entered))
+        waiter.start()
+        assert not entered.wait(0.3)  # 60 + 60 pixels do not fit in 100
+        assert pool.free == 40 * BYTES_PER_PIXEL
+    waiter.join(5)
+    assert entered.is_set() and pool.free == pool.capacity
+    with pool.reserve(10**12):  # one image larger than the pool takes all of it, not forever
+        assert pool.free == 0
+
+
+def _reserve_then(pool: DecodePool, pixels: int, entered: threading.Event) -> None:
+    with pool.reserve(pixels):
+        entered.set()
+
+
+def test_a_huge_jpeg_sent_as_bytes_is_decoded_at_a_reduced_scale() -> None:
+    """A JPEG of a few KB declaring 12000x12000 (144 MP): decoded at 1/4, sent at 3000x3000."""
+    small = make_image("dog")
+    at = small.index(b"\xff\xc0")
+    declared = small[: at + 5] + struct.pack(">HH", 12000, 12000) + small[at + 9 :]
+    prepared = prepare_for_rekognition(declared, "s3://b/huge.jpg")
+    assert (prepared.width, prepared.height) == (3000, 3000)
+    assert "downscaled from 12000x12000" in (prepared.reason or "")

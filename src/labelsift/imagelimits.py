@@ -10,7 +10,9 @@ and downscaling, review thumbnails):
   read from the header (Pillow's `Image.open` parses the header only). Over it: `ImageTooLarge`,
   naming the declared size and the budget. 100 MP is Rekognition's own largest frame (10,000 px a
   side); a JPEG decoded for the local model (≥ 416 px a side) is drafted to 1/8 of its sides, so
-  even a 400 MP JPEG would decode to 6 MP.
+  even a 400 MP JPEG would decode to 6 MP. A JPEG that has to be re-encoded for Rekognition is
+  decoded at the first DCT scale that gives at most `MAX_DRAFT_PIXELS` (16 MP): labels need far
+  fewer pixels than that, and boxes are ratios, so they hold for the original.
 - `DECODE_POOL_BYTES`: all decodes in the process together. Each decode reserves
   `BYTES_PER_PIXEL` per decoded pixel (Pillow keeps RGB and RGBA at 4 bytes a pixel, and one
   working copy is allowed for orientation or a mode change) before it loads, and gives it back
@@ -33,6 +35,7 @@ from PIL import Image
 MAX_OBJECT_BYTES = 1024**3
 SPOOL_BYTES = 8 * 1024**2
 MAX_DECODE_PIXELS = 100_000_000
+MAX_DRAFT_PIXELS = 16_000_000
 BYTES_PER_PIXEL = 8
 DECODE_POOL_BYTES = 1024**3
 DRAFT_SCALES = (1, 2, 4, 8)  # what libjpeg's DCT scaling offers

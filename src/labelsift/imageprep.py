@@ -33,7 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from labelsift.imagelimits import (
     DECODE_POOL,
     DRAFT_SCALES,
-    MAX_DECODE_PIXELS,
+    MAX_DRAFT_PIXELS,
     ImageLimitError,
     check_pixels,
     draft_scale,
@@ -165,16 +165,16 @@ def _reasons(image: Image.Image, head: bytes, size: int) -> list[str]:
 
 
 def _draft_within_budget(image: Image.Image, scale: float, uri: str) -> None:
-    """Let libjpeg decode at a reduced size (never under the target, unless the budget needs it);
-    ImageTooLarge when even that would decode more than the pixel budget."""
+    """Let libjpeg decode a JPEG at a reduced size: never under the target unless that is over
+    `MAX_DRAFT_PIXELS`, then at the first DCT scale under it (or the smallest there is). Any
+    format: ImageTooLarge when the pixels to decode are over `MAX_DECODE_PIXELS`."""
     width, height = image.size
     decoded = (width, height)
     if image.format == "JPEG":
         want = (math.ceil(width * scale), math.ceil(height * scale))
         step = draft_scale(width, height, want)
-        fits = [
-            s for s in DRAFT_SCALES if s >= step and -(-width // s) * -(-height // s) <= MAX_DECODE_PIXELS
-        ]
+        pixels = {s: -(-width // s) * -(-height // s) for s in DRAFT_SCALES if s >= step}
+        fits = [s for s, count in pixels.items() if count <= MAX_DRAFT_PIXELS]
         step = fits[0] if fits else DRAFT_SCALES[-1]
         decoded = (-(-width // step), -(-height // step))
     try:
