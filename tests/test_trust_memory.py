@@ -8,6 +8,8 @@ ordinary scan with the local model peaks near 300 MB); before the pixel budget, 
 
 from __future__ import annotations
 
+import errno
+import io
 import json
 import os
 import struct
@@ -16,7 +18,7 @@ import sys
 import threading
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +26,7 @@ from labelsift.imagelimits import BYTES_PER_PIXEL, DecodePool
 from labelsift.imageprep import prepare_for_rekognition
 from labelsift.manifest import ManifestWriter, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus
+from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
@@ -239,3 +242,21 @@ def test_a_huge_jpeg_sent_as_bytes_is_decoded_at_a_reduced_scale() -> None:
     prepared = prepare_for_rekognition(declared, "s3://b/huge.jpg")
     assert (prepared.width, prepared.height) == (3000, 3000)
     assert "downscaled from 12000x12000" in (prepared.reason or "")
+
+
+class _FullDisk(io.BytesIO):
+    def write(self, data: Any) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_an_s3_object_that_cannot_be_spooled_is_a_storage_error(
+    storage: Storage, s3_client: S3Client, bucket: str
+) -> None:
+    s3_client.put_object(Bucket=bucket, Key="a.jpg", Body=make_image("dog"))
+    with pytest.raises(StorageError) as caught:
+        storage.open_read(f"s3://{bucket}/a.jpg", limit=None, into=_FullDisk())
+    assert caught.value.code == "SpoolFailed" and not caught.value.fatal
+    assert f"s3://{bucket}/a.jpg" in caught.value.message and "TMPDIR" in caught.value.message
+    with pytest.raises(StorageError) as caught:  # over the cap: refused from ContentLength, unread
+        storage.open_read(f"s3://{bucket}/a.jpg", limit=100)
+    assert caught.value.code == "TooLarge" and f"s3://{bucket}/a.jpg" in caught.value.message

@@ -368,7 +368,15 @@ def _stream_into(body: Any, out: IO[bytes], uri: str, limit: int | None) -> None
             written += len(chunk)
             if limit is not None and written > limit:
                 raise _too_large(uri, written, limit)
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except OSError as error:  # the temporary file: a full or read-only temporary folder
+                raise StorageError(
+                    "SpoolFailed",
+                    uri,
+                    f"Could not buffer {uri} in a temporary file in {tempfile.gettempdir()} ({error}); "
+                    "free space there (or point TMPDIR elsewhere), then scan again with --retry-errors.",
+                ) from error
     finally:
         body.close()
 
