@@ -260,3 +260,20 @@ def test_an_s3_object_that_cannot_be_spooled_is_a_storage_error(
     with pytest.raises(StorageError) as caught:  # over the cap: refused from ContentLength, unread
         storage.open_read(f"s3://{bucket}/a.jpg", limit=100)
     assert caught.value.code == "TooLarge" and f"s3://{bucket}/a.jpg" in caught.value.message
+
+
+def test_large_images_within_the_budget_are_decoded_one_pool_share_at_a_time(tmp_path: Path) -> None:
+    """Three 9000x9000 RGBA PNGs (81 MP each, under the budget) with the default 16 workers: all
+    labeled, but their decodes share one pool instead of all running at once."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    big = bomb_png(9000)
+    for index in range(3):
+        (folder / f"big{index}.png").write_bytes(big)
+    manifest = tmp_path / "m.jsonl"
+    done, peak_mb = measured(labelsift("scan", str(folder), "-o", str(manifest)), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert {record.status for record in by_name(manifest).values()} == {ScanStatus.LABELED}
+    # One such decode holds ~650 MB (the RGBA pixels and one working copy) beside ~300 MB of models;
+    # three at once, or freed pixels kept by each worker thread's malloc arena, would be ~2 GB.
+    assert peak_mb < 1100, f"peak RSS {peak_mb} MB"

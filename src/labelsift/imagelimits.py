@@ -19,11 +19,15 @@ and downscaling, review thumbnails):
   when done; a decode waits while the pool is full. One image at the budget (800 MB) fits, so
   nothing within the budget is refused for want of room, and however many workers a scan runs,
   pixel memory stays under the pool: memory ≈ models + workers × `SPOOL_BYTES` + the pool.
+  On Linux, freed pixel blocks go straight back to the system (`return_freed_pixels_to_the_os`),
+  so that bound holds for resident memory, not only for memory in use.
 """
 
 from __future__ import annotations
 
+import ctypes
 import io
+import sys
 import threading
 import warnings
 from collections.abc import Iterator
@@ -39,6 +43,8 @@ MAX_DRAFT_PIXELS = 16_000_000
 BYTES_PER_PIXEL = 8
 DECODE_POOL_BYTES = 1024**3
 DRAFT_SCALES = (1, 2, 4, 8)  # what libjpeg's DCT scaling offers
+MMAP_THRESHOLD = 4 * 1024**2
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
 class ImageLimitError(Exception):
@@ -132,4 +138,23 @@ class DecodePool:
                 self._ready.notify_all()
 
 
+def return_freed_pixels_to_the_os(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Make glibc serve every allocation of `threshold` bytes or more with its own mmap.
+
+    Pillow allocates pixels in 16 MiB blocks. By default glibc raises its mmap threshold after the
+    first such block is freed, and from then on serves them from per-thread arenas that keep the
+    memory after `free`: each of 16 workers could keep the pixels of the largest image it ever
+    decoded, and the pool would bound what is in use but not what is resident. A fixed threshold
+    gives each freed block straight back. False where there is no glibc `mallopt` (other systems).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
+return_freed_pixels_to_the_os()
 DECODE_POOL = DecodePool(DECODE_POOL_BYTES)
