@@ -341,10 +341,15 @@ def _changed(uri: str, action: str) -> StorageError:
     )
 
 
-def _get_object(
+def _get_object(client: S3Client, bucket: str, key: str, byte_range: str | None, etag: str | None) -> bytes:
+    """The object's bytes (or a range of them); only if it is still `etag`, when given."""
+    return _get_response(client, bucket, key, byte_range, etag)["Body"].read()
+
+
+def _get_response(
     client: S3Client, bucket: str, key: str, byte_range: str | None, etag: str | None
 ) -> GetObjectOutputTypeDef:
-    """The GetObject answer for the object (or a range of it); only if it is still `etag`, when given."""
+    """The GetObject answer, body unread (see `_get_object`)."""
     if byte_range is not None and etag:
         response = client.get_object(Bucket=bucket, Key=key, Range=byte_range, IfMatch=f'"{etag}"')
     elif byte_range is not None:
@@ -643,8 +648,7 @@ class Storage:
         bucket, key = split_s3(uri)
         try:
             client = self._client_for(bucket)
-            response = _get_object(client, bucket, key, f"bytes={start}-{start + length - 1}", if_match)
-            return response["Body"].read()
+            return _get_object(client, bucket, key, f"bytes={start}-{start + length - 1}", if_match)
         except ClientError as error:
             if error.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
@@ -654,9 +658,11 @@ class Storage:
 
     def read(self, uri: str, *, if_match: str | None = None, limit: int | None = None) -> bytes:
         """The whole object, streamed in chunks; over `limit` bytes: StorageError("TooLarge")."""
-        out = io.BytesIO()
-        with self.open_read(uri, limit=limit, if_match=if_match, into=out) as handle:
-            return handle.read()
+        with self.open_read(uri, limit=limit, if_match=if_match, into=io.BytesIO()) as handle:
+            try:
+                return handle.read()
+            except OSError as error:
+                _raise(error, uri, "read")
 
     def open_read(
         self, uri: str, *, limit: int | None, if_match: str | None = None, into: IO[bytes] | None = None
@@ -672,7 +678,7 @@ class Storage:
         bucket, key = split_s3(uri)
         out = into if into is not None else tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         try:
-            response = _get_object(self._client_for(bucket), bucket, key, None, if_match)
+            response = _get_response(self._client_for(bucket), bucket, key, None, if_match)
             size = response.get("ContentLength")
             if limit is not None and size is not None and size > limit:
                 response["Body"].close()
