@@ -60,6 +60,12 @@ def bomb_png(side: int = BOMB_SIDE) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunks
 
 
+def jpeg_declaring(jpeg: bytes, width: int, height: int) -> bytes:
+    """`jpeg` with its frame header (SOF0) rewritten to declare `width`x`height`: a few KB."""
+    at = jpeg.index(b"\xff\xc0")
+    return jpeg[: at + 5] + struct.pack(">HH", height, width) + jpeg[at + 9 :]
+
+
 @pytest.fixture(scope="session")
 def bomb(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     path = tmp_path_factory.mktemp("bomb") / "bomb.png"
@@ -102,11 +108,13 @@ def test_bomb_png_is_skipped_by_the_local_model_without_decoding(bomb: bytes, tm
     folder.mkdir()
     (folder / "bomb.png").write_bytes(bomb)
     (folder / "dog.jpg").write_bytes(make_image("dog"))
+    (folder / "jpeg-bomb.jpg").write_bytes(jpeg_declaring(make_image("dog"), 20000, 20000))
     manifest = tmp_path / "m.jsonl"
     done, peak_mb = measured(labelsift("scan", str(folder), "-o", str(manifest)), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     records = by_name(manifest)
     assert_too_large(records["bomb.png"], "ImageTooLarge", "bomb.png", "13000x13000", "MP")
+    assert_too_large(records["jpeg-bomb.jpg"], "ImageTooLarge", "jpeg-bomb.jpg", "400 MP", "100 MP")
     assert records["dog.jpg"].status is ScanStatus.LABELED
     assert records["bomb.png"].width == BOMB_SIDE  # the header was still read and recorded
     assert "ImageTooLarge" in done.stdout + done.stderr
@@ -236,9 +244,7 @@ def _reserve_then(pool: DecodePool, pixels: int, entered: threading.Event) -> No
 
 def test_a_huge_jpeg_sent_as_bytes_is_decoded_at_a_reduced_scale() -> None:
     """A JPEG of a few KB declaring 12000x12000 (144 MP): decoded at 1/4, sent at 3000x3000."""
-    small = make_image("dog")
-    at = small.index(b"\xff\xc0")
-    declared = small[: at + 5] + struct.pack(">HH", 12000, 12000) + small[at + 9 :]
+    declared = jpeg_declaring(make_image("dog"), 12000, 12000)
     prepared = prepare_for_rekognition(declared, "s3://b/huge.jpg")
     assert (prepared.width, prepared.height) == (3000, 3000)
     assert "downscaled from 12000x12000" in (prepared.reason or "")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import re
 import sys
 import threading
 import warnings
@@ -82,10 +83,13 @@ def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | N
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             return Image.open(stream, formats=formats)
     except Image.DecompressionBombError as error:
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        shown = f"{int(declared.group(1)) / 1e6:.0f} MP" if declared else "more pixels than Pillow allows"
         raise ImageLimitError(
             "ImageTooLarge",
-            f"{uri}: the image declares more pixels than labelsift decodes ({error}); the decode "
-            f"budget is {MAX_DECODE_PIXELS / 1e6:.0f} MP per image. Downscale it first, or exclude it.",
+            f"{uri}: the image declares {shown}, over labelsift's decode budget of "
+            f"{MAX_DECODE_PIXELS / 1e6:.0f} MP per image; it was not decoded (a decompression bomb or a "
+            "very large scan). Downscale it below the budget, or exclude it.",
         ) from error
 
 

@@ -119,12 +119,12 @@ def _not_an_image() -> ProbeError:
     )
 
 
-def probe_bytes(data: bytes) -> ImageHeader:
+def probe_bytes(data: bytes, uri: str = "the image") -> ImageHeader:
     """Parse an image header from `data`, which may be just the beginning of the file."""
     if not data:
         raise _failure(data, ValueError("empty"))
     try:
-        return _parse(data)
+        return _parse(data, uri)
     except Exception as error:
         raise _failure(data, error) from error
 
@@ -143,7 +143,7 @@ def probe(storage: Storage, uri: str, size: int | None = None, etag: str | None 
         data = storage.read_range(uri, 0, want, if_match=etag) if etag else storage.read_range(uri, 0, want)
         complete = len(data) < want or (size is not None and len(data) >= size)
         if complete:
-            return probe_bytes(data)
+            return probe_bytes(data, uri)
         if not _looks_like_image(data):
             raise _not_an_image()
         try:
