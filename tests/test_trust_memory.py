@@ -283,3 +283,19 @@ def test_large_images_within_the_budget_are_decoded_one_pool_share_at_a_time(tmp
     # One such decode holds ~650 MB (the RGBA pixels and one working copy) beside ~300 MB of models;
     # three at once, or freed pixels kept by each worker thread's malloc arena, would be ~2 GB.
     assert peak_mb < 1100, f"peak RSS {peak_mb} MB"
+
+
+def test_a_jpeg_made_of_metadata_is_refused_before_it_is_opened(tmp_path: Path) -> None:
+    """Pillow keeps every APPn segment in memory while opening: 21 MB of them per image, per worker."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    real = make_image("dog")
+    segment = b"\xff\xef" + struct.pack(">H", 65535) + bytes(65533)
+    (folder / "metadata.jpg").write_bytes(real[:2] + segment * 320 + real[2:])
+    (folder / "dog.jpg").write_bytes(real)
+    manifest = tmp_path / "m.jsonl"
+    done, _ = measured(labelsift("scan", str(folder), "-o", str(manifest)), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = by_name(manifest)
+    assert_too_large(records["metadata.jpg"], "ImageTooLarge", "metadata.jpg", "16.0 MiB of metadata")
+    assert records["dog.jpg"].status is ScanStatus.LABELED

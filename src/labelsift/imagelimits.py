@@ -13,6 +13,8 @@ and downscaling, review thumbnails):
   even a 400 MP JPEG would decode to 6 MP. A JPEG that has to be re-encoded for Rekognition is
   decoded at the first DCT scale that gives at most `MAX_DRAFT_PIXELS` (16 MP): labels need far
   fewer pixels than that, and boxes are ratios, so they hold for the original.
+- `MAX_HEADER_BYTES`: metadata Pillow holds while opening (a JPEG's APPn segments, a PNG's text
+  chunks): at most 16 MiB per image, or `ImageTooLarge` before it is opened.
 - `DECODE_POOL_BYTES`: all decodes in the process together. Each decode reserves
   `BYTES_PER_PIXEL` per decoded pixel (Pillow keeps RGB and RGBA at 4 bytes a pixel, and one
   working copy is allowed for orientation or a mode change) before it loads, and gives it back
@@ -35,7 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import IO
 
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 MAX_OBJECT_BYTES = 1024**3
 SPOOL_BYTES = 8 * 1024**2
@@ -45,6 +47,7 @@ BYTES_PER_PIXEL = 8
 DECODE_POOL_BYTES = 1024**3
 DRAFT_SCALES = (1, 2, 4, 8)  # what libjpeg's DCT scaling offers
 MMAP_THRESHOLD = 4 * 1024**2
+MAX_HEADER_BYTES = 16 * 1024**2  # metadata Pillow keeps in memory while it opens an image
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
@@ -78,6 +81,7 @@ def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | N
     Pillow's errors for bytes that are not an image pass through.
     """
     stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    check_jpeg_header(stream, uri)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -91,6 +95,35 @@ def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | N
             f"{MAX_DECODE_PIXELS / 1e6:.0f} MP per image; it was not decoded (a decompression bomb or a "
             "very large scan). Downscale it below the budget, or exclude it.",
         ) from error
+
+
+def check_jpeg_header(stream: IO[bytes], uri: str, limit: int = MAX_HEADER_BYTES) -> None:
+    """ImageTooLarge when a JPEG's segments before its pixels (EXIF, ICC, APPn) pass `limit` bytes.
+
+    Pillow keeps every APPn segment in memory while it opens a JPEG, so a file made of a gigabyte
+    of them would cost a gigabyte before any pixel. This walks the segment lengths (4 bytes read
+    per segment, the rest skipped) and leaves `stream` where it was; anything that is not a JPEG
+    is left to Pillow.
+    """
+    start = stream.tell()
+    try:
+        if stream.read(2) != b"\xff\xd8":
+            return
+        offset = 2
+        while offset <= limit:
+            marker = stream.read(4)
+            if len(marker) < 4 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA, 0xFF):
+                return  # the end, the pixels (start of scan) or something Pillow will judge
+            standalone = 0xD0 <= marker[1] <= 0xD7 or marker[1] == 0x01
+            offset += 2 if standalone else 2 + int.from_bytes(marker[2:4], "big")
+            stream.seek(start + offset)
+        raise ImageLimitError(
+            "ImageTooLarge",
+            f"{uri}: the JPEG carries over {size_text(limit)} of metadata (APPn segments) before its "
+            "pixels; it was not opened. Strip the metadata (e.g. exiftool -all=), or exclude it.",
+        )
+    finally:
+        stream.seek(start)
 
 
 def draft_scale(width: int, height: int, want: tuple[int, int]) -> int:
@@ -161,4 +194,6 @@ def return_freed_pixels_to_the_os(threshold: int = MMAP_THRESHOLD) -> bool:
 
 
 return_freed_pixels_to_the_os()
+# Pillow keeps a PNG's text chunks in memory while it opens it (64 MiB by default).
+PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_HEADER_BYTES)
 DECODE_POOL = DecodePool(DECODE_POOL_BYTES)
