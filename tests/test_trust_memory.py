@@ -248,6 +248,8 @@ def test_a_huge_jpeg_sent_as_bytes_is_decoded_at_a_reduced_scale() -> None:
     prepared = prepare_for_rekognition(declared, "s3://b/huge.jpg")
     assert (prepared.width, prepared.height) == (3000, 3000)
     assert "downscaled from 12000x12000" in (prepared.reason or "")
+    odd = prepare_for_rekognition(jpeg_declaring(make_image("dog"), 12001, 12003), "s3://b/odd.jpg")
+    assert (odd.width, odd.height) == (3001, 3002)  # still 1/4, not 1/2 (6001x6002, 36 MP)
 
 
 class _FullDisk(io.BytesIO):

@@ -169,20 +169,18 @@ def _draft_within_budget(image: Image.Image, scale: float, uri: str) -> None:
     `MAX_DRAFT_PIXELS`, then at the first DCT scale under it (or the smallest there is). Any
     format: ImageTooLarge when the pixels to decode are over `MAX_DECODE_PIXELS`."""
     width, height = image.size
-    decoded = (width, height)
     if image.format == "JPEG":
         want = (math.ceil(width * scale), math.ceil(height * scale))
         step = draft_scale(width, height, want)
         pixels = {s: -(-width // s) * -(-height // s) for s in DRAFT_SCALES if s >= step}
         fits = [s for s, count in pixels.items() if count <= MAX_DRAFT_PIXELS]
         step = fits[0] if fits else DRAFT_SCALES[-1]
-        decoded = (-(-width // step), -(-height // step))
+        if step > 1:
+            image.draft(image.mode, (width // step, height // step))  # Pillow then picks `step`
     try:
-        check_pixels(uri, (width, height), decoded)
+        check_pixels(uri, (width, height), image.size)  # the size `load()` will decode to
     except ImageLimitError as error:
         raise ImagePrepError(error.code, error.message) from error
-    if decoded != (width, height):
-        image.draft(image.mode, decoded)
 
 
 def prepare_for_rekognition(source: bytes | IO[bytes], uri: str = "the image") -> PreparedImage:

@@ -41,7 +41,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
 from labelsift.detectors.taxonomy import Taxonomy, coco_label, imagenet_family, imagenet_label
-from labelsift.imagelimits import DECODE_POOL, ImageLimitError, check_pixels, draft_scale, open_image
+from labelsift.imagelimits import DECODE_POOL, ImageLimitError, check_pixels, open_image
 from labelsift.models import DetectorInfo, Instance, Label
 
 NANODET_SIZE = 416
@@ -95,15 +95,6 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 _REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"})
 
 
-def _decoded_size(image: Image.Image, min_side: int) -> tuple[int, int]:
-    """The size `load()` will produce: a JPEG is drafted to the smallest DCT scale keeping `min_side`."""
-    width, height = image.size
-    if image.format != "JPEG":
-        return width, height
-    step = draft_scale(width, height, (min_side, min_side))
-    return -(-width // step), -(-height // step)
-
-
 def _shrink(image: Image.Image, min_side: int) -> Image.Image:
     """Reduce by a whole factor that keeps `min_side`, so mode conversions work on few pixels."""
     factor = min(image.size) // min_side
@@ -126,11 +117,11 @@ def decode(source: bytes | IO[bytes], min_side: int = NANODET_SIZE, uri: str = "
     """
     try:
         image = open_image(source, uri)
-        decoded = _decoded_size(image, min_side)
-        check_pixels(uri, image.size, decoded)
+        declared = image.size
         if image.format == "JPEG":
-            image.draft("RGB", (min_side, min_side))
-        with DECODE_POOL.reserve(decoded[0] * decoded[1]):
+            image.draft("RGB", (min_side, min_side))  # no pixels yet: only the size to decode to
+        check_pixels(uri, declared, image.size)
+        with DECODE_POOL.reserve(image.size[0] * image.size[1]):
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
             return _to_rgb(_shrink(image, min_side))

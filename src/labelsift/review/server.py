@@ -40,7 +40,6 @@ from labelsift.imagelimits import (
     MAX_OBJECT_BYTES,
     ImageLimitError,
     check_pixels,
-    draft_scale,
     open_image,
 )
 from labelsift.manifest import append_verdict, is_local, iter_records
@@ -128,14 +127,11 @@ def thumbnail(
     JPEG is decoded at a reduced DCT scale, anything else reduced right after decoding.
     """
     with open_image(source, uri) as opened:
-        decoded = opened.size
+        declared = opened.size
         if opened.format == "JPEG":
-            step = draft_scale(*opened.size, (max_px, max_px))
-            decoded = (-(-opened.size[0] // step), -(-opened.size[1] // step))
-        check_pixels(uri, opened.size, decoded)
-        if opened.format == "JPEG":
-            opened.draft("RGB", (max_px, max_px))
-        with DECODE_POOL.reserve(decoded[0] * decoded[1]):
+            opened.draft("RGB", (max_px, max_px))  # no pixels yet: only the size to decode to
+        check_pixels(uri, declared, opened.size)
+        with DECODE_POOL.reserve(opened.size[0] * opened.size[1]):
             opened.load()
             opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
         image: Image.Image = opened
