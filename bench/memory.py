@@ -5,7 +5,8 @@
 Two folders are made in a temporary directory:
 - ordinary: the demo photos and `--generated` 1920x1080 JPEGs made from them;
 - hostile: the same images plus `--bombs` PNGs of 657 KB declaring 13000x13000 RGBA (676 MB
-  once decoded), JPEGs declaring 20000x20000 and 12000x12000 (a few KB each), a `--huge-gb` GB
+  once decoded), JPEGs declaring 20000x20000 and 12000x12000 (a few KB each), a JPEG carrying
+  21 MB of APPn metadata, a `--huge-gb` GB
   sparse file that starts with a real JPEG and one of zeros, both named `.jpg`.
 Each folder is scanned by `labelsift scan` with the default workers and the local model, each scan
 in its own subprocess under a wrapper that reports its child's peak RSS
@@ -92,6 +93,8 @@ def hostile_images(ordinary: dict[str, bytes], bombs: int) -> dict[str, bytes]:
     hostile.update({f"bomb-{index:02d}.png": bomb for index in range(bombs)})
     hostile["declares-20000x20000.jpg"] = jpeg_declaring(small, 20000, 20000)
     hostile["declares-12000x12000.jpg"] = jpeg_declaring(small, 12000, 12000)
+    segment = b"\xff\xef" + struct.pack(">H", 65535) + bytes(65533)  # an empty APP15 segment
+    hostile["metadata-21mb.jpg"] = small[:2] + segment * 320 + small[2:]
     return hostile
 
 
