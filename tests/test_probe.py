@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import os
 from pathlib import Path
 from types import ModuleType
+from typing import IO, Any
 
 import pytest
 from PIL import Image
@@ -46,6 +48,12 @@ class CountingStorage(Storage):
         self.full_reads += 1
         self.bytes_read += len(data)
         return data
+
+    def open_read(self, uri: str, **options: Any) -> IO[bytes]:  # the probe's last step: a file
+        handle = super().open_read(uri, **options)
+        self.full_reads += 1
+        self.bytes_read += os.fstat(handle.fileno()).st_size
+        return handle
 
 
 @pytest.mark.parametrize(

@@ -2,17 +2,20 @@
 
 Pillow opens images lazily, so parsing a prefix of the file never decodes pixels. `probe` reads
 64 KiB first and only reads more when the header does not fit (large EXIF blocks, TIFF IFDs at
-the end of the file, WebP).
+the end of the file, WebP): 1 MiB, then the object as a file (a local file in place, an S3 object
+spooled to disk), never whole in memory and never over `imagelimits.MAX_OBJECT_BYTES`. A header
+over Pillow's own pixel limit is `ImageTooLarge`.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
+from typing import IO
 
 from PIL import Image, TiffImagePlugin, UnidentifiedImageError
 
-from labelsift.storage import Storage
+from labelsift.imagelimits import MAX_OBJECT_BYTES, ImageLimitError, open_image
+from labelsift.storage import Storage, StorageError
 
 PROBE_STEPS = (64 * 1024, 1024 * 1024)
 EXIF_ORIENTATION = 0x0112
@@ -41,7 +44,10 @@ class ImageHeader:
 
 
 class ProbeError(Exception):
-    """The bytes are not a readable image. `code`: EmptyObject, NotAnImage, TruncatedHeader, TooLarge."""
+    """The bytes are not a readable image.
+
+    `code`: EmptyObject, NotAnImage, TruncatedHeader, ImageTooLarge (pixels), TooLarge (bytes).
+    """
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -56,7 +62,7 @@ def _looks_like_image(data: bytes) -> bool:
     return data.startswith(IMAGE_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
-def _orientation(image: Image.Image) -> int:
+def orientation_of(image: Image.Image) -> int:
     """The EXIF orientation without decoding pixels (PNG's getexif() would load the whole image)."""
     try:
         if image.format == "TIFF":
@@ -82,9 +88,9 @@ def _stored_size(image: Image.Image) -> tuple[int, int]:
     return image.size
 
 
-def _parse(data: bytes) -> ImageHeader:
-    with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-        orientation = _orientation(image)
+def _parse(data: bytes | IO[bytes], uri: str = "the image") -> ImageHeader:
+    with open_image(data, uri, formats=FORMATS) as image:
+        orientation = orientation_of(image)
         width, height = _stored_size(image)
         if orientation in SWAPPED_ORIENTATIONS:
             width, height = height, width
@@ -95,8 +101,8 @@ def _parse(data: bytes) -> ImageHeader:
 def _failure(data: bytes, error: Exception) -> ProbeError:
     if not data:
         return ProbeError("EmptyObject", "The object is empty (0 bytes); delete or re-upload it.")
-    if isinstance(error, Image.DecompressionBombError):
-        return ProbeError("TooLarge", f"The image has too many pixels to handle safely: {error}")
+    if isinstance(error, ImageLimitError):
+        return ProbeError(error.code, error.message)
     if _looks_like_image(data):
         detail = "" if isinstance(error, UnidentifiedImageError) else f" ({error})"
         return ProbeError(
@@ -113,12 +119,12 @@ def _not_an_image() -> ProbeError:
     )
 
 
-def probe_bytes(data: bytes) -> ImageHeader:
+def probe_bytes(data: bytes, uri: str = "the image") -> ImageHeader:
     """Parse an image header from `data`, which may be just the beginning of the file."""
     if not data:
         raise _failure(data, ValueError("empty"))
     try:
-        return _parse(data)
+        return _parse(data, uri)
     except Exception as error:
         raise _failure(data, error) from error
 
@@ -137,13 +143,29 @@ def probe(storage: Storage, uri: str, size: int | None = None, etag: str | None 
         data = storage.read_range(uri, 0, want, if_match=etag) if etag else storage.read_range(uri, 0, want)
         complete = len(data) < want or (size is not None and len(data) >= size)
         if complete:
-            return probe_bytes(data)
+            return probe_bytes(data, uri)
         if not _looks_like_image(data):
             raise _not_an_image()
         try:
-            return _parse(data)
-        except Image.DecompressionBombError as error:
+            return _parse(data, uri)
+        except ImageLimitError as error:
             raise _failure(data, error) from error
         except Exception:
             continue
-    return probe_bytes(storage.read(uri, if_match=etag) if etag else storage.read(uri))
+    return _probe_whole(storage, uri, etag)
+
+
+def _probe_whole(storage: Storage, uri: str, etag: str | None) -> ImageHeader:
+    """The header from the whole object, read as a file (local in place, S3 spooled), never into memory."""
+    try:
+        with storage.open_read(uri, limit=MAX_OBJECT_BYTES, if_match=etag) as handle:
+            head = handle.read(PROBE_STEPS[0])
+            handle.seek(0)
+            try:
+                return _parse(handle, uri)
+            except Exception as error:
+                raise _failure(head, error) from error
+    except StorageError as error:
+        if error.code == "TooLarge":
+            raise ProbeError(error.code, error.message) from error
+        raise

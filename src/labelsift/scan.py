@@ -22,6 +22,7 @@ from labelsift import uri
 from labelsift.cost import PriceTable
 from labelsift.detectors.base import Detector, DetectorError, ImageInput
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
 from labelsift.manifest import ManifestWriter, SourceIndex, iter_records
 from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopReason
@@ -210,7 +211,8 @@ def _label_version(storage: Storage, detector: Detector, info: ObjectInfo) -> tu
     }
     image = ImageInput(
         uri=info.uri,
-        read=lambda: storage.read(info.uri),
+        read=lambda: storage.read(info.uri, limit=MAX_OBJECT_BYTES),
+        open=lambda: storage.open_read(info.uri, limit=MAX_OBJECT_BYTES),
         format=header.format,
         size=info.size,
         version_id=info.version_id,

@@ -9,16 +9,18 @@ from __future__ import annotations
 import difflib
 import errno
 import hashlib
+import io
 import os
 import secrets
 import shutil
 import stat as stat_module
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 import boto3
 from boto3.s3.transfer import TransferConfig
@@ -38,12 +40,15 @@ from botocore.exceptions import (
 )
 from s3transfer.exceptions import RetriesExceededError
 
+from labelsift import imagelimits
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.imagelimits import SPOOL_BYTES
 from labelsift.listing import FOLDER_MARKER, ListingNotes, walk_local
 from labelsift.uri import LocalLocation, Location, S3Location, parse, parse_recorded, shown
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import GetObjectOutputTypeDef
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".gif", ".tif", ".tiff", ".bmp"}
@@ -57,6 +62,7 @@ TMP_SUFFIX = ".tmp"
 # (a multipart copy's ETag depends on the part sizes and, on some servers, on the copy itself)
 SOURCE_ETAG_METADATA = "labelsift-source-etag"
 _HASH_CHUNK = 1024**2
+READ_CHUNK = 1024 * 1024
 
 _CREDENTIAL_CODES = frozenset(
     {
@@ -416,6 +422,13 @@ def _changed(uri: str, action: str) -> StorageError:
 
 def _get_object(client: S3Client, bucket: str, key: str, byte_range: str | None, etag: str | None) -> bytes:
     """The object's bytes (or a range of them); only if it is still `etag`, when given."""
+    return _get_response(client, bucket, key, byte_range, etag)["Body"].read()
+
+
+def _get_response(
+    client: S3Client, bucket: str, key: str, byte_range: str | None, etag: str | None
+) -> GetObjectOutputTypeDef:
+    """The GetObject answer, body unread (see `_get_object`)."""
     if byte_range is not None and etag:
         response = client.get_object(Bucket=bucket, Key=key, Range=byte_range, IfMatch=f'"{etag}"')
     elif byte_range is not None:
@@ -424,7 +437,49 @@ def _get_object(client: S3Client, bucket: str, key: str, byte_range: str | None,
         response = client.get_object(Bucket=bucket, Key=key, IfMatch=f'"{etag}"')
     else:
         response = client.get_object(Bucket=bucket, Key=key)
-    return response["Body"].read()
+    return response
+
+
+def _too_large(uri: str, size: int, limit: int) -> StorageError:
+    return StorageError("TooLarge", uri, imagelimits.too_large_message(uri, size, limit))
+
+
+def _stream_into(body: Any, out: IO[bytes], uri: str, limit: int | None) -> None:
+    """Copy a StreamingBody into `out` in chunks, stopping with TooLarge past `limit` bytes."""
+    written = 0
+    try:
+        while chunk := body.read(READ_CHUNK):
+            written += len(chunk)
+            if limit is not None and written > limit:
+                raise _too_large(uri, written, limit)
+            try:
+                out.write(chunk)
+            except OSError as error:  # the temporary file: a full or read-only temporary folder
+                raise StorageError(
+                    "SpoolFailed",
+                    uri,
+                    f"Could not buffer {uri} in a temporary file in {tempfile.gettempdir()} ({error}); "
+                    "free space there (or point TMPDIR elsewhere), then scan again with --retry-errors.",
+                ) from error
+    finally:
+        body.close()
+
+
+def _open_local(uri: str, limit: int | None, if_match: str | None) -> IO[bytes]:
+    """The local file opened for reading, after its etag and size checks."""
+    try:
+        handle = open(_local(uri), "rb")  # noqa: SIM115 - the caller closes it
+    except OSError as error:
+        _raise(error, uri, "read")
+    try:
+        _check_local_etag(handle, uri, if_match)
+        size = os.fstat(handle.fileno()).st_size
+        if limit is not None and size > limit:
+            raise _too_large(uri, size, limit)
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def _check_local_etag(handle: Any, uri: str, etag: str | None) -> None:
@@ -707,19 +762,42 @@ class Storage:
         except BotoCoreError as error:
             _raise(error, uri, "read")
 
-    def read(self, uri: str, *, if_match: str | None = None) -> bytes:
-        if not is_s3(uri):
+    def read(self, uri: str, *, if_match: str | None = None, limit: int | None = None) -> bytes:
+        """The whole object, streamed in chunks; over `limit` bytes: StorageError("TooLarge")."""
+        with self.open_read(uri, limit=limit, if_match=if_match, into=io.BytesIO()) as handle:
             try:
-                with open(_local(uri), "rb") as handle:
-                    _check_local_etag(handle, uri, if_match)
-                    return handle.read()
+                return handle.read()
             except OSError as error:
                 _raise(error, uri, "read")
+
+    def open_read(
+        self, uri: str, *, limit: int | None, if_match: str | None = None, into: IO[bytes] | None = None
+    ) -> IO[bytes]:
+        """A readable, seekable file of the object, never whole in memory unless it is small.
+
+        A local file is opened in place; an S3 object is streamed (`into`, by default a temporary
+        file kept in memory up to `SPOOL_BYTES`, then on disk). An object over `limit` bytes raises
+        StorageError("TooLarge") before it is read, or as soon as the stream passes the limit.
+        """
+        if not is_s3(uri):
+            return _open_local(uri, limit, if_match)
         bucket, key = split_s3(uri)
+        out = into if into is not None else tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
         try:
-            return _get_object(self._client_for(bucket), bucket, key, None, if_match)
+            response = _get_response(self._client_for(bucket), bucket, key, None, if_match)
+            size = response.get("ContentLength")
+            if limit is not None and size is not None and size > limit:
+                response["Body"].close()
+                raise _too_large(uri, size, limit)
+            _stream_into(response["Body"], out, uri, limit)
         except (ClientError, BotoCoreError) as error:
+            out.close()
             _raise(error, uri, "read")
+        except BaseException:
+            out.close()
+            raise
+        out.seek(0)
+        return out
 
     def write(self, uri: str, data: bytes) -> None:
         if not is_s3(uri):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol
 
 from labelsift.errors import CannotProceed
 from labelsift.models import DetectorInfo, Label
@@ -16,7 +17,8 @@ class ImageInput:
 
     `uri` is `s3://bucket/key` or a local path. `read` returns the bytes to send when the
     backend needs them (the local model always; Rekognition for local files, other regions
-    and transcoded images). `format` is Pillow's name for the stored format (JPEG, PNG, ...).
+    and transcoded images); `open`, when given, returns them as a file instead (see
+    `open_input`). `format` is Pillow's name for the stored format (JPEG, PNG, ...).
     """
 
     uri: str
@@ -26,6 +28,17 @@ class ImageInput:
     version_id: str | None = None
     width: int | None = None
     height: int | None = None
+    open: Callable[[], IO[bytes]] | None = None
+
+
+def open_input(image: ImageInput) -> IO[bytes]:
+    """The image as a seekable binary file: `image.open()` when given, else `read()`'s bytes.
+
+    Detectors use this instead of `read`, so a scan never holds a whole object in memory: the scan
+    passes `open`, which refuses objects over `imagelimits.MAX_OBJECT_BYTES` (StorageError
+    "TooLarge") and spools S3 objects to disk.
+    """
+    return image.open() if image.open is not None else io.BytesIO(image.read())
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ Both models ship as ONNX files in `labelsift/detectors/weights/` (see its NOTICE
 `tools/build_models.py`); nothing is downloaded and nothing here opens a socket.
 
 One image:
-1. Decode with Pillow (a JPEG is decoded at a reduced DCT scale, never below 416 px a side),
-   apply the EXIF orientation so boxes are ratios of the *displayed* image, convert any mode
-   (CMYK, 16-bit, palette, alpha over white) to 8-bit RGB.
+1. Open the object as a file (never whole in memory) and check the pixel budget from its header
+   (`labelsift.imagelimits`: over it, `ImageTooLarge`, nothing decoded). Decode with Pillow (a
+   JPEG at a reduced DCT scale, never below 416 px a side; any other large image reduced by a
+   whole factor right after), apply the EXIF orientation so boxes are ratios of the *displayed*
+   image, convert any mode (CMYK, 16-bit, palette, alpha over white) to 8-bit RGB.
 2. NanoDet: squash-resize to 416×416, BGR, mean/std normalisation; decode the three strides'
    distance distributions (11 bins, anchor centres at +0.5 cell), per-class NMS (IoU 0.5).
    A label's confidence is its best instance's score × 100.
@@ -25,21 +27,21 @@ once (default: the CPU count), so one thread's decode overlaps another's inferen
 
 from __future__ import annotations
 
-import io
 import os
 import threading
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from labelsift.detectors.base import Detection, DetectorError, ImageInput
+from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
 from labelsift.detectors.taxonomy import Taxonomy, coco_label, imagenet_family, imagenet_label
+from labelsift.imagelimits import DECODE_POOL, ImageLimitError, check_pixels, open_image
 from labelsift.models import DetectorInfo, Instance, Label
 
 NANODET_SIZE = 416
@@ -90,21 +92,45 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode(data: bytes, min_side: int = NANODET_SIZE) -> Image.Image:
-    """Displayed-frame RGB pixels of an encoded image; JPEGs decoded at a reduced scale when large."""
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "I", "F"})
+
+
+def _shrink(image: Image.Image, min_side: int) -> Image.Image:
+    """Reduce by a whole factor that keeps `min_side`, so mode conversions work on few pixels."""
+    factor = min(image.size) // min_side
+    if factor < 2:
+        return image
+    if image.mode.startswith("I;16"):
+        image = image.convert("I").point(lambda value: value / 256).convert("L")
+    elif image.mode not in _REDUCIBLE:
+        has_alpha = image.mode in ("PA", "La", "RGBa") or "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha else "RGB")
+    return image.reduce(factor)
+
+
+def decode(source: bytes | IO[bytes], min_side: int = NANODET_SIZE, uri: str = "the image") -> Image.Image:
+    """Displayed-frame RGB pixels of an encoded image, decoded within the pixel budget.
+
+    The budget (`labelsift.imagelimits`) is checked from the header before anything is decoded; a
+    JPEG is decoded at a reduced DCT scale and any large image is reduced by a whole factor right
+    after decoding, never below `min_side`.
+    """
     try:
-        image = Image.open(io.BytesIO(data))
+        image = open_image(source, uri)
+        declared = image.size
         if image.format == "JPEG":
-            image.draft("RGB", (min_side, min_side))
-        image.load()
-        ImageOps.exif_transpose(image, in_place=True)
-        return _to_rgb(image)
-    except Image.DecompressionBombError as exc:
-        raise DetectorError("ImageTooLarge", str(exc)) from exc
+            image.draft("RGB", (min_side, min_side))  # no pixels yet: only the size to decode to
+        check_pixels(uri, declared, image.size)
+        with DECODE_POOL.reserve(image.size[0] * image.size[1]):
+            image.load()
+            ImageOps.exif_transpose(image, in_place=True)
+            return _to_rgb(_shrink(image, min_side))
+    except ImageLimitError as exc:
+        raise DetectorError(exc.code, exc.message) from exc
     except UnidentifiedImageError as exc:
-        raise DetectorError("CorruptImage", f"not an image Pillow can read: {exc}") from exc
+        raise DetectorError("CorruptImage", f"{uri}: not an image Pillow can read: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise DetectorError("CorruptImage", f"the image could not be decoded: {exc}") from exc
+        raise DetectorError("CorruptImage", f"{uri}: the image could not be decoded: {exc}") from exc
 
 
 def _planar(
@@ -245,10 +271,10 @@ class LocalDetector:
 
     def detect(self, image: ImageInput) -> Detection:
         try:
-            data = image.read()
+            with open_input(image) as source:
+                pixels = squash(decode(source, NANODET_SIZE, image.uri), NANODET_SIZE)
         except OSError as exc:
             raise DetectorError("ReadError", f"could not read {image.uri}: {exc}") from exc
-        pixels = squash(decode(data), NANODET_SIZE)
         detector_input = nanodet_input(pixels)
         classifier_pixels = classifier_input(pixels) if self.use_classifier else None
         return Detection(

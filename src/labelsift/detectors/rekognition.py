@@ -10,6 +10,9 @@ How an image is sent:
   when known), through a client in the bucket's region. No bytes are read here.
 - everything else (local files, other formats, oversize objects, buckets in regions without
   Rekognition): `Image.Bytes`, prepared by `labelsift.imageprep` (transcoded/downscaled if needed).
+  The object is read as a file (local in place, S3 spooled to disk; over 1 GiB it is skipped
+  `TooLarge` unread) and its header checked against the pixel budget before any decode
+  (`ImageTooLarge`: not decoded, not sent, not paid).
 - an S3Object call the service refuses for the image itself (format, size, dimensions) is retried
   once as prepared bytes.
 
@@ -43,7 +46,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from labelsift.detectors.base import Detection, DetectorError, ImageInput
+from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
 from labelsift.imageprep import ImagePrepError, prepare_for_rekognition
 from labelsift.models import DetectorInfo, Instance, Label
 from labelsift.storage import Storage, StorageError, is_s3, split_s3
@@ -314,20 +317,23 @@ class RekognitionDetector:
             return client
 
     def _prepared_bytes(self, image: ImageInput) -> bytes:
+        """The image as bytes Rekognition takes, read as a file and checked against the pixel budget."""
         try:
-            data = image.read()
+            with open_input(image) as source:
+                return prepare_for_rekognition(source, image.uri).data
         except StorageError as error:
+            if error.code == "TooLarge":
+                raise DetectorError(error.code, error.message) from error
             raise DetectorError(
                 "ReadFailed",
                 f"{image.uri}: could not read the image ({error.code}: {error.message})",
                 fatal=error.fatal,
             ) from error
+        except ImagePrepError as error:
+            named = error.message if image.uri in error.message else f"{image.uri}: {error.message}"
+            raise DetectorError(error.code, named, billable=False) from error
         except OSError as error:
             raise DetectorError("ReadFailed", f"{image.uri}: could not read the image ({error}).") from error
-        try:
-            return prepare_for_rekognition(data).data
-        except ImagePrepError as error:
-            raise DetectorError(error.code, f"{image.uri}: {error.message}", billable=False) from error
 
     # ---- the call ----------------------------------------------------------------------
 

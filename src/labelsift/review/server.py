@@ -8,7 +8,8 @@ state is read back from the manifest, the newest verdict for the label winning.
 
 API (all JSON, pages are 1-based):
 - `GET /api/items?page=N` -> the page's items with their boxes, confidence and verdict, plus totals.
-- `GET /img/<id>` -> the image as JPEG, EXIF orientation applied, at most `THUMB_PX` on a side.
+- `GET /img/<id>` -> the image as JPEG, EXIF orientation applied, at most `THUMB_PX` on a side;
+  422 with the reason for an image over the pixel budget or the byte cap (never decoded).
 - `POST /api/verdict {"id": 3, "accepted": true | false | null}` -> null is a skip (not written).
 - `POST /api/accept-page {"page": N}` -> accepts every item on the page that has no verdict yet.
 """
@@ -30,15 +31,23 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 from PIL import Image, ImageOps
 
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.imagelimits import (
+    DECODE_POOL,
+    MAX_OBJECT_BYTES,
+    ImageLimitError,
+    check_pixels,
+    open_image,
+)
 from labelsift.manifest import append_verdict, is_local, iter_records
 from labelsift.models import ImageRecord, ScanStatus, Verdict
 from labelsift.select import Selection, unmatched_in_manifest
+from labelsift.storage import StorageError
 from labelsift.views import InstanceView, label_views
 
 log = logging.getLogger(__name__)
@@ -59,7 +68,7 @@ _STATIC = {
 class ImageReader(Protocol):
     """What the server needs from `labelsift.storage.Storage`."""
 
-    def read(self, uri: str) -> bytes: ...
+    def open_read(self, uri: str, *, limit: int | None) -> IO[bytes]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +121,24 @@ def collect_band(
     return [item for item, _ in found], [verdict for _, verdict in found], outside
 
 
-def thumbnail(data: bytes, max_px: int = THUMB_PX) -> tuple[bytes, int, int]:
-    """The image as shown (EXIF orientation applied), scaled to fit `max_px`, as JPEG bytes."""
-    with Image.open(io.BytesIO(data)) as opened:
+def thumbnail(
+    source: bytes | IO[bytes], max_px: int = THUMB_PX, uri: str = "the image"
+) -> tuple[bytes, int, int]:
+    """The image as shown (EXIF orientation applied), scaled to fit `max_px`, as JPEG bytes.
+
+    The pixel budget is checked from the header first (`ImageLimitError`, nothing decoded); a
+    JPEG is decoded at a reduced DCT scale, anything else reduced right after decoding.
+    """
+    with open_image(source, uri) as opened:
+        declared = opened.size
         if opened.format == "JPEG":
-            opened.draft("RGB", (max_px, max_px))
-        image = ImageOps.exif_transpose(opened)
-        image.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)
+            opened.draft("RGB", (max_px, max_px))  # no pixels yet: only the size to decode to
+        check_pixels(uri, declared, opened.size)
+        with DECODE_POOL.reserve(opened.size[0] * opened.size[1]):
+            opened.load()
+            opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
+        image: Image.Image = opened
+        ImageOps.exif_transpose(image, in_place=True)
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
             rgba = image.convert("RGBA")
             flat = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -355,7 +375,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         source = state.items[item_id].source
         try:
-            body, _, _ = thumbnail(state.storage.read(source))
+            with state.storage.open_read(source, limit=MAX_OBJECT_BYTES) as handle:
+                body, _, _ = thumbnail(handle, uri=source)
+        except ImageLimitError as exc:
+            log.warning("review: not showing %s: %s", source, exc.message)
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, exc.message)
+            return
+        except StorageError as exc:
+            if exc.code != "TooLarge":
+                log.warning("review: cannot read %s: %s", source, exc)
+                self._error(HTTPStatus.BAD_GATEWAY, f"cannot read the image: {exc}")
+                return
+            self._error(HTTPStatus.UNPROCESSABLE_ENTITY, exc.message)
+            return
         except Exception as exc:  # one unreadable image must not take the page down
             log.warning("review: cannot show %s: %s", source, exc)
             self._error(HTTPStatus.BAD_GATEWAY, f"cannot read or decode the image: {exc}")

@@ -1,0 +1,199 @@
+"""How much of one image labelsift may hold in memory, checked before any pixel is decoded.
+
+Three limits, the same for every place that decodes (the local model, Rekognition's transcoding
+and downscaling, review thumbnails):
+
+- `MAX_OBJECT_BYTES`: an object bigger than this is never read for its pixels (`TooLarge`). Objects
+  are not held whole in memory anyway: local files are opened in place, S3 objects are streamed
+  into a temporary file that stays in memory only up to `SPOOL_BYTES` (`Storage.open_read`).
+- `MAX_DECODE_PIXELS`: the pixels one image may decode to, *after* JPEG DCT scaling (`draft`), as
+  read from the header (Pillow's `Image.open` parses the header only). Over it: `ImageTooLarge`,
+  naming the declared size and the budget. 100 MP is Rekognition's own largest frame (10,000 px a
+  side); a JPEG decoded for the local model (≥ 416 px a side) is drafted to 1/8 of its sides, so
+  even a 400 MP JPEG would decode to 6 MP. A JPEG that has to be re-encoded for Rekognition is
+  decoded at the first DCT scale that gives at most `MAX_DRAFT_PIXELS` (16 MP): labels need far
+  fewer pixels than that, and boxes are ratios, so they hold for the original.
+- `MAX_HEADER_BYTES`: metadata Pillow holds while opening (a JPEG's APPn segments, a PNG's text
+  chunks): at most 16 MiB per image, or `ImageTooLarge` before it is opened.
+- `DECODE_POOL_BYTES`: all decodes in the process together. Each decode reserves
+  `BYTES_PER_PIXEL` per decoded pixel (Pillow keeps RGB and RGBA at 4 bytes a pixel, and one
+  working copy is allowed for orientation or a mode change) before it loads, and gives it back
+  when done; a decode waits while the pool is full. One image at the budget (800 MB) fits, so
+  nothing within the budget is refused for want of room, and however many workers a scan runs,
+  pixel memory stays under the pool: memory ≈ models + workers × `SPOOL_BYTES` + the pool.
+  On Linux, freed pixel blocks go straight back to the system (`return_freed_pixels_to_the_os`),
+  so that bound holds for resident memory, not only for memory in use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import re
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO
+
+from PIL import Image, PngImagePlugin
+
+MAX_OBJECT_BYTES = 1024**3
+SPOOL_BYTES = 8 * 1024**2
+MAX_DECODE_PIXELS = 100_000_000
+MAX_DRAFT_PIXELS = 16_000_000
+BYTES_PER_PIXEL = 8
+DECODE_POOL_BYTES = 1024**3
+DRAFT_SCALES = (1, 2, 4, 8)  # what libjpeg's DCT scaling offers
+MMAP_THRESHOLD = 4 * 1024**2
+MAX_HEADER_BYTES = 16 * 1024**2  # metadata Pillow keeps in memory while it opens an image
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
+class ImageLimitError(Exception):
+    """An image over a limit. `code`: ImageTooLarge (pixels) or TooLarge (bytes)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def megapixels(width: int, height: int) -> str:
+    return f"{width * height / 1e6:.0f} MP" if width * height >= 1e6 else f"{width * height / 1e6:.2f} MP"
+
+
+def size_text(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / 1024**2:.1f} MiB"
+
+
+def too_large_message(uri: str, size: int, limit: int = MAX_OBJECT_BYTES) -> str:
+    return (
+        f"{uri} is {size_text(size)} ({size:,} bytes), over the {size_text(limit)} labelsift reads for "
+        "one image; it was not read. Shrink or re-encode it, or exclude it."
+    )
+
+
+def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | None = None) -> Image.Image:
+    """Pillow's lazy open: the header only. Pillow's own bomb limit becomes ImageTooLarge.
+
+    Pillow's errors for bytes that are not an image pass through.
+    """
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    check_jpeg_header(stream, uri)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(stream, formats=formats)
+    except Image.DecompressionBombError as error:
+        declared = re.search(r"\((\d+) pixels\)", str(error))
+        shown = f"{int(declared.group(1)) / 1e6:.0f} MP" if declared else "more pixels than Pillow allows"
+        raise ImageLimitError(
+            "ImageTooLarge",
+            f"{uri}: the image declares {shown}, over labelsift's decode budget of "
+            f"{MAX_DECODE_PIXELS / 1e6:.0f} MP per image; it was not decoded (a decompression bomb or a "
+            "very large scan). Downscale it below the budget, or exclude it.",
+        ) from error
+
+
+def check_jpeg_header(stream: IO[bytes], uri: str, limit: int = MAX_HEADER_BYTES) -> None:
+    """ImageTooLarge when a JPEG's segments before its pixels (EXIF, ICC, APPn) pass `limit` bytes.
+
+    Pillow keeps every APPn segment in memory while it opens a JPEG, so a file made of a gigabyte
+    of them would cost a gigabyte before any pixel. This walks the segment lengths (4 bytes read
+    per segment, the rest skipped) and leaves `stream` where it was; anything that is not a JPEG
+    is left to Pillow.
+    """
+    start = stream.tell()
+    try:
+        if stream.read(2) != b"\xff\xd8":
+            return
+        offset = 2
+        while offset <= limit:
+            marker = stream.read(4)
+            if len(marker) < 4 or marker[0] != 0xFF or marker[1] in (0xD9, 0xDA, 0xFF):
+                return  # the end, the pixels (start of scan) or something Pillow will judge
+            standalone = 0xD0 <= marker[1] <= 0xD7 or marker[1] == 0x01
+            offset += 2 if standalone else 2 + int.from_bytes(marker[2:4], "big")
+            stream.seek(start + offset)
+        raise ImageLimitError(
+            "ImageTooLarge",
+            f"{uri}: the JPEG carries over {size_text(limit)} of metadata (APPn segments) before its "
+            "pixels; it was not opened. Strip the metadata (e.g. exiftool -all=), or exclude it.",
+        )
+    finally:
+        stream.seek(start)
+
+
+def draft_scale(width: int, height: int, want: tuple[int, int]) -> int:
+    """The DCT scale Pillow's JPEG `draft(mode, want)` picks: the largest that keeps `want`."""
+    scale = min(width // max(1, want[0]), height // max(1, want[1]))
+    return next(s for s in reversed(DRAFT_SCALES) if scale >= s or s == 1)
+
+
+def check_pixels(uri: str, declared: tuple[int, int], decoded: tuple[int, int]) -> None:
+    """ImageTooLarge when decoding would produce more than `MAX_DECODE_PIXELS`."""
+    width, height = decoded
+    if width * height <= MAX_DECODE_PIXELS:
+        return
+    shown = f"{declared[0]}x{declared[1]} px ({megapixels(*declared)})"
+    reduced = "" if declared == decoded else f", {width}x{height} px even at the smallest JPEG scale"
+    raise ImageLimitError(
+        "ImageTooLarge",
+        f"{uri}: the image declares {shown}{reduced}, over labelsift's decode budget of "
+        f"{MAX_DECODE_PIXELS / 1e6:.0f} MP per image; it was not decoded (a decompression bomb or a "
+        "very large scan). Downscale it below the budget, or exclude it.",
+    )
+
+
+class DecodePool:
+    """A process-wide budget of bytes for decoded pixels, shared by every thread."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._free = capacity
+        self._ready = threading.Condition()
+
+    @property
+    def free(self) -> int:
+        with self._ready:
+            return self._free
+
+    @contextmanager
+    def reserve(self, pixels: int) -> Iterator[None]:
+        """Hold `pixels` × BYTES_PER_PIXEL of the pool (capped at the whole pool) while decoding."""
+        cost = min(self.capacity, max(0, pixels) * BYTES_PER_PIXEL)
+        with self._ready:
+            self._ready.wait_for(lambda: self._free >= cost)
+            self._free -= cost
+        try:
+            yield
+        finally:
+            with self._ready:
+                self._free += cost
+                self._ready.notify_all()
+
+
+def return_freed_pixels_to_the_os(threshold: int = MMAP_THRESHOLD) -> bool:
+    """Make glibc serve every allocation of `threshold` bytes or more with its own mmap.
+
+    Pillow allocates pixels in 16 MiB blocks. By default glibc raises its mmap threshold after the
+    first such block is freed, and from then on serves them from per-thread arenas that keep the
+    memory after `free`: each of 16 workers could keep the pixels of the largest image it ever
+    decoded, and the pool would bound what is in use but not what is resident. A fixed threshold
+    gives each freed block straight back. False where there is no glibc `mallopt` (other systems).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+
+
+return_freed_pixels_to_the_os()
+# Pillow keeps a PNG's text chunks in memory while it opens it (64 MiB by default).
+PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_HEADER_BYTES)
+DECODE_POOL = DecodePool(DECODE_POOL_BYTES)
