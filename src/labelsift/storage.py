@@ -733,3 +733,13 @@ class Storage:
             SourceClient=self._client_for(src_bucket),
             Config=self._transfer,
         )
+
+
+def storage_error(error: Exception, uri: str, action: str) -> StorageError:
+    """The StorageError for a boto3/botocore or OS error met while trying to `action` `uri`
+    (for modules that reach S3 or files through another library, e.g. smart-open)."""
+    try:
+        _raise(error, uri, action)
+    except StorageError as mapped:
+        return mapped
+    raise AssertionError("unreachable")  # pragma: no cover
