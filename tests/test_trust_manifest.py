@@ -159,6 +159,14 @@ def test_a_torn_gzip_member_is_exit_4_for_readers_and_cut_whole_by_the_next_scan
     assert fake_rekognition.billed == 4
 
 
+def test_import_review_refuses_answers_that_are_the_manifest_itself(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    write_records(str(manifest), [record(1)])
+    before = manifest.read_bytes()
+    check(cli("import-review", str(manifest), str(manifest)), ExitCode.USAGE, "one of the inputs")
+    assert manifest.read_bytes() == before
+
+
 def test_a_gz_manifest_cut_short_is_refused_by_readers_and_writers_and_left_as_it_was(
     fake_rekognition: FakeRekognition, tmp_path: Path
 ) -> None:
@@ -221,6 +229,9 @@ def test_a_failed_merge_leaves_the_earlier_output_untouched(tmp_path: Path) -> N
     good, bad = tmp_path / "good.jsonl", tmp_path / "bad.jsonl"
     write_records(str(good), [record(i) for i in range(3000)])
     bad.write_text(record(9999).model_dump_json() + "\n{not json\n")
+    fresh = tmp_path / "new.jsonl"
+    check(cli("merge", str(good), str(bad), "-o", str(fresh)), ExitCode.BAD_MANIFEST, "line 2")
+    assert not fresh.exists()  # not 3,000 records that look like a whole manifest
     existing = tmp_path / "all.jsonl.gz"
     write_records(str(existing), [record(1)])
     before = existing.read_bytes()
@@ -243,10 +254,14 @@ def test_ctrl_c_in_the_middle_of_a_merge_leaves_the_earlier_output_untouched(tmp
         subprocess_cli("merge", str(shard), "-o", str(output), "--overwrite"),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+    def writing() -> bool:  # a temporary file beside it, or (written in place) the output changed
+        return len(list(tmp_path.iterdir())) > 2 or output.read_bytes() != before
+
     deadline = time.monotonic() + 60
-    while not list(tmp_path.glob(".all.jsonl.*")) and time.monotonic() < deadline:
+    while not writing() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert list(tmp_path.glob(".all.jsonl.*")), "the merge never started writing"
+    assert writing(), "the merge never started writing"
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == ExitCode.INTERRUPTED, stdout + stderr
@@ -308,6 +323,15 @@ def test_a_second_scan_on_a_manifest_in_use_stops_at_once_naming_the_holder(
         assert "in use" in text and f"pid {first.pid}" in text and "labelsift scan" in text, text
         assert "Traceback" not in text
         assert time.monotonic() - started < 15
+        # nor may a merge replace it meanwhile (the scan would go on writing a file nobody sees)
+        other = tmp_path / "other.jsonl"
+        write_records(str(other), [record(1)])
+        merged = subprocess.run(
+            subprocess_cli("merge", str(other), "-o", str(manifest), "--overwrite"),
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert merged.returncode == ExitCode.CANNOT_PROCEED, said(merged)
+        assert f"pid {first.pid}" in said(merged)
     finally:
         first.wait(timeout=120)
     assert first.returncode == 0

@@ -33,7 +33,14 @@ import smart_open
 from pydantic import ValidationError
 
 from labelsift.errors import UsageError
-from labelsift.manifest import ManifestWriter, build_index, is_local, local_manifest, require_existing
+from labelsift.manifest import (
+    ManifestWriter,
+    build_index,
+    is_local,
+    local_manifest,
+    refuse_output_among_inputs,
+    require_existing,
+)
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
 
 CLASSIFICATION = "groundtruth/image-classification"
@@ -295,6 +302,7 @@ def import_review(
     if label is not None and not label.strip():
         raise UsageError("--label: give a label name, or leave it out")
     require_existing(local_manifest(manifest, purpose="import-review"))
+    refuse_output_among_inputs([gt_output_uri], manifest, what="manifest the verdicts go to")
     summary = ImportSummary(manifest=manifest, gt_output=gt_output_uri)
     # the lock (and the repair of a torn last line) before the manifest is read
     with ManifestWriter(manifest, purpose="import-review") as writer, build_index(manifest) as index:

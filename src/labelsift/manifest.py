@@ -880,6 +880,9 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
             if _local_file(str(self.path)) is not None:
                 repair(self.path)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            self._release_lock()
+            raise storage_error(exc, str(self.path), "open the manifest for appending") from exc
         except BaseException:
             self._release_lock()
             raise

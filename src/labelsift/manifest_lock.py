@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 
 from labelsift.errors import CannotProceed
+from labelsift.storage import storage_error
 from labelsift.uri import shown
 
 LOCK_SUFFIX = ".lock"
@@ -58,9 +59,16 @@ class ManifestLock(AbstractContextManager["ManifestLock"]):
     def __init__(self, manifest: Path, *, purpose: str) -> None:
         self.manifest = manifest
         self.path = lock_path(manifest)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = self._acquire(purpose)
-        self._write_holder()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = self._acquire(purpose)
+        except OSError as exc:
+            raise storage_error(exc, str(self.path), f"create the lock file of {manifest} at") from exc
+        try:
+            self._write_holder()
+        except BaseException:
+            self.release()
+            raise
 
     def _acquire(self, purpose: str) -> int:
         while True:

@@ -68,9 +68,11 @@ def write_whole(output: str, fill: Callable[[IO[str]], T]) -> T:
         try:
             result = _fill_local(partial, compression, fill)
             os.replace(partial, final)
-        except BaseException:
-            with suppress(FileNotFoundError):
+        except BaseException as exc:
+            with suppress(OSError):
                 partial.unlink()
+            if isinstance(exc, OSError):  # a full disk, a read-only folder, a folder in the way
+                raise storage_error(exc, str(final), "write") from exc
             raise
         with suppress(OSError):  # the rename itself durable (best effort: not every FS allows it)
             handle = os.open(final.parent, os.O_RDONLY)
@@ -81,7 +83,10 @@ def write_whole(output: str, fill: Callable[[IO[str]], T]) -> T:
         return result
     with tempfile.TemporaryDirectory(prefix="labelsift-upload-") as scratch:
         staged = Path(scratch) / "whole"
-        result = _fill_local(staged, compression, fill)
+        try:
+            result = _fill_local(staged, compression, fill)
+        except OSError as exc:
+            raise storage_error(exc, str(staged), f"stage {location} (before its upload) in") from exc
         _upload(staged, location)
     return result
 
