@@ -63,6 +63,46 @@ class _Lines:
         self._carry = tail[-(1 << 16) :]
 
 
+_MAGIC = b"\x1f\x8b\x08"  # a gzip member's first bytes (deflate)
+
+
+def tail_is_whole(path: Path, window: int = 1 << 20) -> bool:
+    """A quick check, reading only the file's last `window` bytes: True when, from one of the last
+    member headers found there, every member decompresses whole up to the end of the file (CRC and
+    length checked). False means "not proven": `check_tail` then decides, reading everything.
+    Damage before the tail is not looked for here; every reader finds it (exit 4)."""
+    size = path.stat().st_size
+    if size == 0:
+        return True
+    with path.open("rb") as stream:
+        stream.seek(max(0, size - window))
+        tail = stream.read()
+    at = len(tail)
+    for _ in range(64):
+        at = tail.rfind(_MAGIC, 0, at)
+        if at < 0:
+            return False
+        if _whole_members(tail[at:]):
+            return True
+    return False
+
+
+def _whole_members(data: bytes) -> bool:
+    while data:
+        decompressor = zlib.decompressobj(_GZIP_WBITS)
+        pending = data
+        try:
+            while pending and not decompressor.eof:
+                decompressor.decompress(pending, _CHUNK)  # output dropped: memory stays bounded
+                pending = decompressor.unconsumed_tail
+        except zlib.error:
+            return False
+        if not decompressor.eof:
+            return False
+        data = decompressor.unused_data
+    return True
+
+
 def check_tail(path: Path) -> GzipTail:
     """Decompress `path` member by member (memory bounded) and say where it stops being whole."""
     lines = _Lines()

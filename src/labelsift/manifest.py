@@ -31,7 +31,7 @@ from pydantic import ValidationError
 
 from labelsift import uri as uri_module
 from labelsift.errors import BadManifest, CannotProceed, UsageError
-from labelsift.gzip_members import check_tail, member
+from labelsift.gzip_members import check_tail, member, tail_is_whole
 from labelsift.manifest_lock import ManifestInUse as ManifestInUse
 from labelsift.manifest_lock import ManifestLock as ManifestLock
 from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
@@ -803,6 +803,8 @@ def repair(path: str | Path) -> int:
 
 
 def _repair_gzip(target: Path) -> int:
+    if tail_is_whole(target):
+        return 0
     tail = check_tail(target)
     if tail.corrupt is None and tail.torn == 0:
         return 0
