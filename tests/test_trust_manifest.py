@@ -186,6 +186,26 @@ def test_a_gz_manifest_cut_short_is_refused_by_readers_and_writers_and_left_as_i
     assert not (tmp_path / "fixed.jsonl").exists()
 
 
+def test_a_gz_manifest_that_is_not_gzip_or_has_plain_text_appended_is_refused_and_kept(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain.jsonl.gz"
+    plain.write_text(record(1).model_dump_json() + "\n")
+    spoiled = tmp_path / "spoiled.jsonl.gz"  # what appending used to do: plain JSON on gzip bytes
+    write_records(str(spoiled), [record(i) for i in range(200)])
+    spoiled.write_bytes(spoiled.read_bytes() + record(7).model_dump_json().encode() + b"\n")
+    folder = images(tmp_path / "src", 1)
+    for manifest, words in ((plain, ["not gzip", "plain.jsonl"]), (spoiled, ["damaged", "gzip -dc"])):
+        before = manifest.read_bytes()
+        for args in (
+            ["export", "coco", str(manifest), str(tmp_path / "coco"), "-l", "Bird"],
+            scan_args(folder, manifest),
+        ):
+            check(cli(*args), ExitCode.BAD_MANIFEST, str(manifest), *words)
+        assert manifest.read_bytes() == before
+    assert fake_rekognition.calls_total == 0
+
+
 def test_appending_to_other_compressions_is_refused_cleanly(
     fake_rekognition: FakeRekognition, tmp_path: Path
 ) -> None:

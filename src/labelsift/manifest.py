@@ -209,10 +209,22 @@ def _damaged(uri: str, last_yielded: tuple[int, str], *, damaged: bool) -> Trunc
     """The decompressor fails a chunk ahead of the lines read: for a local `.gz` the last whole
     line is found by decompressing again (`check_tail`), elsewhere the last line read is named."""
     if is_local(uri) and _compression(uri) == ".gz":
-        tail = check_tail(Path(uri).expanduser())
-        last_line = tail.last_line.decode("utf-8", "replace")
-        return cut_short(uri, tail.lines, last_line, damaged=tail.corrupt is not None)
+        return _gzip_refusal(uri, Path(uri).expanduser())
     return cut_short(uri, last_yielded[0], last_yielded[1], damaged=damaged)
+
+
+def _gzip_refusal(uri: str, path: Path) -> TruncatedManifest:
+    """Why the local `.gz` at `path` cannot be read or appended to, from decompressing it."""
+    with path.open("rb") as stream:
+        start = stream.read(2)
+    if start and start != b"\x1f\x8b":
+        return TruncatedManifest(
+            f"{uri} is not gzip data although its name ends in .gz (it starts with {start!r}). If it is "
+            f"a plain manifest, rename it to {uri[:-3]}; labelsift writes nothing to it as it is."
+        )
+    tail = check_tail(path)
+    last_line = tail.last_line.decode("utf-8", "replace")
+    return cut_short(uri, tail.lines, last_line, damaged=tail.corrupt is not None)
 
 
 def _parses(text: str | bytes) -> bool:
@@ -809,8 +821,7 @@ def _repair_gzip(target: Path) -> int:
     if tail.corrupt is None and tail.torn == 0:
         return 0
     if tail.corrupt is not None or tail.torn_lines:
-        last = tail.last_line.decode("utf-8", "replace")
-        raise cut_short(str(target), tail.lines, last, damaged=tail.corrupt is not None)
+        raise _gzip_refusal(str(target), target)
     with target.open("rb+") as stream:
         stream.truncate(tail.whole_end)
     log.warning(
