@@ -343,6 +343,8 @@ def test_a_second_scan_on_a_manifest_in_use_stops_at_once_naming_the_holder(
         assert "in use" in text and f"pid {first.pid}" in text and "labelsift scan" in text, text
         assert "Traceback" not in text
         assert time.monotonic() - started < 15
+        (tmp_path / "link.jsonl").symlink_to(manifest)  # another name for the same manifest
+        check(cli(*scan_args(folder, tmp_path / "link.jsonl")), ExitCode.CANNOT_PROCEED, "in use")
         # nor may a merge replace it meanwhile (the scan would go on writing a file nobody sees)
         other = tmp_path / "other.jsonl"
         write_records(str(other), [record(1)])

@@ -1,4 +1,5 @@
-"""One writer per manifest: an OS lock on a sidecar `<manifest>.lock` file.
+"""One writer per manifest: an OS lock on a sidecar `<manifest>.lock` file, beside the file the
+manifest's path resolves to (a symlink to a manifest takes the same lock; a hard link does not).
 
 `fcntl.flock` belongs to the open file, so the kernel drops it when the holder exits however it
 exits (SIGKILL and power loss included): no stale lock ever blocks the next run. The holder writes
@@ -34,7 +35,9 @@ class ManifestInUse(CannotProceed):
 
 
 def lock_path(manifest: Path) -> Path:
-    return manifest.with_name(manifest.name + LOCK_SUFFIX)
+    """Beside the file the path resolves to, so a symlink to a manifest shares its lock."""
+    real = Path(os.path.realpath(manifest))
+    return real.with_name(real.name + LOCK_SUFFIX)
 
 
 def _command_line() -> str:
