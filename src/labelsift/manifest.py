@@ -224,6 +224,14 @@ def _gzip_refusal(uri: str, path: Path) -> TruncatedManifest:
         )
     tail = check_tail(path)
     last_line = tail.last_line.decode("utf-8", "replace")
+    if tail.corrupt is None and tail.torn and not tail.torn_lines:
+        source = _quiet_source(last_line)
+        return TruncatedManifest(
+            f"{uri} ends in a torn gzip member after line {tail.lines}"
+            + (f" (the record of {source})" if source else "")
+            + ": a run was killed while appending to it. Rerun that scan (or any command that "
+            "appends to it): it cuts the torn member and goes on; only the record being written is lost."
+        )
     return cut_short(uri, tail.lines, last_line, damaged=tail.corrupt is not None)
 
 
