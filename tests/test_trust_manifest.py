@@ -305,6 +305,9 @@ def test_merge_to_s3_uploads_whole_and_a_failed_one_uploads_nothing(
     assert len(gzip.decompress(body).splitlines()) == 3
     check(cli("merge", str(a), "-o", target), ExitCode.CANNOT_PROCEED, target, "--overwrite")
     check(cli("merge", target, str(a), "-o", target, "--overwrite"), ExitCode.USAGE, "one of the inputs")
+    missing = f"s3://{bucket}/published/typo.jsonl"
+    text = check(cli("merge", missing, "-o", str(tmp_path / "x.jsonl")), ExitCode.CANNOT_PROCEED, missing)
+    assert "no such manifest" in text and "None" not in text
     back = tmp_path / "back.jsonl"
     assert cli("merge", target, "-o", str(back)).exit_code == 0
     assert len(list(iter_records(str(back)))) == 3

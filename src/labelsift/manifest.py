@@ -120,7 +120,10 @@ def _read_failure(uri: str, error: Exception) -> CannotProceed:
     cause = error.__cause__ if isinstance(error.__cause__, ClientError | BotoCoreError) else error
     if isinstance(cause, IsADirectoryError):
         return ManifestUnreadable(f"{uri} is a folder, not a manifest file. Name the .jsonl file in it.")
-    return storage_error(cause, uri, "read the manifest")
+    mapped = storage_error(cause, uri, "read the manifest")
+    if mapped.code in ("NoSuchKey", "NotFound"):
+        return ManifestUnreadable(f"{uri}: no such manifest. Check the path or key.")
+    return mapped
 
 
 def exists(uri: str) -> bool:
