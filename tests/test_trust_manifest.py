@@ -519,3 +519,22 @@ def test_a_non_json_line_stops_custom_labels_with_its_line_number(tmp_path: Path
     manifest.write_text(record(1).model_dump_json() + "\n" + "{this is not json\n")
     result = cli("export", "custom-labels", str(manifest), str(tmp_path / "cl"), "-l", "Bird")
     check(result, ExitCode.BAD_MANIFEST, str(manifest), "line 2", "not JSON")
+
+
+def zstd_missing() -> bool:
+    try:
+        import backports.zstd  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
+@pytest.mark.skipif(not zstd_missing(), reason="this Python reads .zst")
+def test_a_compression_this_python_cannot_read_or_write_is_exit_2(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl.zst"
+    manifest.write_bytes(b"\x28\xb5\x2f\xfd" + b"\0" * 16)
+    check(cli("merge", str(manifest), "-o", str(tmp_path / "x.jsonl")), ExitCode.USAGE, ".zst", "Decompress")
+    good = tmp_path / "good.jsonl"
+    write_records(str(good), [record(1)])
+    check(cli("merge", str(good), "-o", str(tmp_path / "out.jsonl.zst")), ExitCode.USAGE, ".zst")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.jsonl", "m.jsonl.zst"]

@@ -88,8 +88,18 @@ def _open_text(uri: str, mode: str) -> IO[str]:
     """UTF-8. Reading, a byte that is not UTF-8 stays as a lone surrogate, for `_check_text` to
     name its line (a strict decoder fails a chunk ahead, at no line)."""
     errors = "surrogateescape" if mode == "r" else "strict"
-    stream: IO[str] = smart_open.open(_target(uri), mode, encoding="utf-8", errors=errors)
+    try:
+        stream: IO[str] = smart_open.open(_target(uri), mode, encoding="utf-8", errors=errors)
+    except ImportError as exc:  # .zst without backports.zstd, .lz4 without lz4
+        raise unsupported_compression(uri, exc) from None
     return stream
+
+
+def unsupported_compression(uri: str, error: ImportError) -> UsageError:
+    return UsageError(
+        f"{uri}: this Python cannot read or write {_compression(uri) or 'this'} files ({error.name or error} "
+        "is not installed). Decompress it first, or use .jsonl / .jsonl.gz."
+    )
 
 
 def _not_utf8(uri: str, line_no: int, byte: int) -> ManifestError:

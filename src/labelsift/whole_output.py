@@ -50,7 +50,14 @@ def _compression(name: str) -> str:
 
 
 def _fill_local(path: Path, compression: str, fill: Callable[[IO[str]], T]) -> T:
-    with smart_open.open(str(path), "w", encoding="utf-8", compression=compression) as stream:
+    try:
+        opened = smart_open.open(str(path), "w", encoding="utf-8", compression=compression)
+    except ImportError as exc:  # .zst without backports.zstd, .lz4 without lz4
+        raise UsageError(
+            f"this Python cannot write {compression} files ({exc.name or exc} is not installed); "
+            "write .jsonl or .jsonl.gz instead."
+        ) from None
+    with opened as stream:
         result = fill(stream)
     with open(path, "rb") as written:
         os.fsync(written.fileno())
