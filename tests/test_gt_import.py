@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from labelsift.errors import CannotProceed
 from labelsift.gt_import import import_review
 from labelsift.manifest import ManifestWriter, iter_raw, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus, VerdictEntry
@@ -268,7 +269,7 @@ def test_gt_output_from_s3(tmp_path: Path, bucket: str, s3_client: Any) -> None:
 
 def test_refuses_a_missing_or_remote_manifest(tmp_path: Path) -> None:
     gt = write(tmp_path / "out.manifest", [json.dumps(classification(src(1), "bird"))])
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CannotProceed, match="no such manifest"):
         import_review(tmp_path / "nope.jsonl", str(gt))
     assert not (tmp_path / "nope.jsonl").exists()
     with pytest.raises(ValueError, match="local manifest"):

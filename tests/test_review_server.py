@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from labelsift.errors import CannotProceed
 from labelsift.manifest import ManifestWriter, iter_raw, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus, VerdictEntry
 from labelsift.review import ReviewServer, serve_review
@@ -345,7 +346,7 @@ def test_refuses_bad_arguments(tmp_path: Path) -> None:
         serve_review(manifest, "Bird", (80.0, 30.0), storage=Storage())
     with pytest.raises(ValueError, match="local manifest"):
         serve_review("s3://bucket/m.jsonl", "Bird", BAND, storage=Storage())
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(CannotProceed, match="no such manifest"):
         serve_review(tmp_path / "missing.jsonl", "Bird", BAND, storage=Storage())
 
 

@@ -41,7 +41,7 @@ from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier, refuse_inside
 from labelsift.listing import ListingNotes
-from labelsift.manifest import merge
+from labelsift.manifest import ManifestLock, local_manifest, merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.redact import RedactSecrets
 from labelsift.review import run_review
@@ -95,6 +95,9 @@ _RESUME = "interrupted by Ctrl-C: the manifest is complete up to there; rerun th
 _REDO_EXPORT = (
     "interrupted by Ctrl-C: the export is incomplete (nothing else was touched); rerun the same "
     "command with --overwrite to redo it."
+)
+_MERGE_STOPPED = (
+    "interrupted by Ctrl-C: nothing was written (an earlier output is untouched); rerun the same command."
 )
 _RESUME_COPY = (
     "interrupted by Ctrl-C: every image copied so far is whole; rerun the same command to copy the "
@@ -191,11 +194,24 @@ def _settings(
 
 def _run_scan(
     source: str,
-    manifest: Path,
+    manifest: str,
     detector_name: Literal["local", "rekognition"],
     options: ScanOptions,
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None = None,
+) -> RunSummary:
+    with ManifestLock(local_manifest(manifest, purpose="scan"), purpose="scan") as held:
+        return _scan_locked(source, manifest, detector_name, options, settings, on_hit, held)
+
+
+def _scan_locked(
+    source: str,
+    manifest: str,
+    detector_name: Literal["local", "rekognition"],
+    options: ScanOptions,
+    settings: DetectorSettings,
+    on_hit: Callable[[ObjectInfo], None] | None,
+    held: ManifestLock,
 ) -> RunSummary:
     storage = Storage()
     detector = build_detector(detector_name, storage, settings)
@@ -215,8 +231,8 @@ def _run_scan(
             show(snapshot)
 
         summary = scan(
-            source, str(manifest), detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop,
-            notes=notes,
+            source, manifest, detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop,
+            notes=notes, lock=held,
         )  # fmt: skip
     out.print(summary_table(summary))
     _print_listing(storage, source, notes, listed=summary.listed)
@@ -246,7 +262,12 @@ def _finish(summary: RunSummary) -> None:
 @app.command("scan")
 def scan_command(
     source: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Manifest to write (appended; resumes).")],
+    output: Annotated[
+        str,
+        typer.Option(
+            "--output", "-o", help="Local manifest to write (appended; resumes; .jsonl or .jsonl.gz)."
+        ),
+    ],
     detector: DetectorOption = "local",
     label: LabelOption = None,
     threshold: ThresholdOption = 50.0,
@@ -297,7 +318,7 @@ def filter_command(
     label: Annotated[list[str], typer.Option("--label", "-l", help="Label to keep; repeatable.")],
     name: Annotated[str | None, typer.Option(help="Folder under DEST (default: the label).")] = None,
     manifest: Annotated[
-        Path | None, typer.Option("--manifest", "-o", help="Manifest (default beside cwd).")
+        str | None, typer.Option("--manifest", "-o", help="Local manifest (default beside cwd).")
     ] = None,
     detector: DetectorOption = "local",
     threshold: ThresholdOption = 50.0,
@@ -316,7 +337,7 @@ def filter_command(
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
     # one file in the working folder whatever the folder's name (`--name a/b`, `--name ../x`)
-    manifest_path = manifest or Path(f"labelsift-{re.sub(r'[^A-Za-z0-9._-]+', '_', folder).strip('.')}.jsonl")
+    manifest_path = manifest or f"labelsift-{re.sub(r'[^A-Za-z0-9._-]+', '_', folder).strip('.')}.jsonl"
     with friendly_errors(_RESUME):
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
@@ -372,13 +393,16 @@ def estimate_command(
 @app.command("merge")
 def merge_command(
     shards: Annotated[list[str], typer.Argument(help="Manifests to merge (local, .gz or s3://).")],
-    output: Annotated[str, typer.Option("--output", "-o", help="Merged manifest to write.")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Merged manifest to write (local, .gz or s3://), whole.")
+    ],
+    overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists (never an input).")] = False,
 ) -> None:
     """Merge manifests into one; the newest record per source wins."""
-    with friendly_errors():
+    with friendly_errors(_MERGE_STOPPED):
         for manifest in [*shards, output]:
             uri.parse(manifest, what="manifest")  # a presigned or http(s) URL: exit 2, its query unshown
-        result = merge(shards, output)
+        result = merge(shards, output, overwrite=overwrite)
     out.print(
         f"{result.records} records, {result.verdicts} verdicts, {result.superseded} superseded → {output}"
     )
@@ -570,7 +594,7 @@ def export_review_command(
 
 @app.command("review")
 def review_command(
-    manifest: Annotated[Path, typer.Argument(help="Local manifest; verdicts are appended to it.")],
+    manifest: Annotated[str, typer.Argument(help="Local manifest; verdicts are appended to it.")],
     label: Annotated[str, typer.Option("--label", "-l", help="Label to review.")],
     band: Annotated[str, typer.Option(help="LOW:HIGH confidences to review.")] = "50:80",
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 = any free port).")] = 0,
@@ -585,7 +609,7 @@ def review_command(
 
 @app.command("import-review")
 def import_review_command(
-    manifest: Annotated[Path, typer.Argument(help="Local manifest to add the verdicts to.")],
+    manifest: Annotated[str, typer.Argument(help="Local manifest to add the verdicts to.")],
     gt_output: Annotated[str, typer.Argument(help="Ground Truth output manifest (local or s3://).")],
     label: Annotated[
         str | None, typer.Option("--label", "-l", help="The label the job answered about.")

@@ -32,7 +32,15 @@ from typing import IO, Any
 import smart_open
 from pydantic import ValidationError
 
-from labelsift.manifest import ManifestWriter, build_index, is_local
+from labelsift.errors import UsageError
+from labelsift.manifest import (
+    ManifestWriter,
+    build_index,
+    is_local,
+    local_manifest,
+    refuse_output_among_inputs,
+    require_existing,
+)
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
 
 CLASSIFICATION = "groundtruth/image-classification"
@@ -292,13 +300,12 @@ def import_review(
     """
     manifest = str(manifest_path)
     if label is not None and not label.strip():
-        raise ValueError("label: give a label name or None")
-    if not is_local(manifest):
-        raise ValueError(f"{manifest}: verdicts are appended to a local manifest; copy it here first")
-    if not Path(manifest).expanduser().is_file():
-        raise FileNotFoundError(f"{manifest}: no such manifest")
+        raise UsageError("--label: give a label name, or leave it out")
+    require_existing(local_manifest(manifest, purpose="import-review"))
+    refuse_output_among_inputs([gt_output_uri], manifest, what="manifest the verdicts go to")
     summary = ImportSummary(manifest=manifest, gt_output=gt_output_uri)
-    with build_index(manifest) as index, ManifestWriter(manifest) as writer:
+    # the lock (and the repair of a torn last line) before the manifest is read
+    with ManifestWriter(manifest, purpose="import-review") as writer, build_index(manifest) as index:
         for line_no, text in _lines(gt_output_uri):
             summary.lines += 1
             try:

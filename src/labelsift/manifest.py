@@ -8,12 +8,15 @@ flush it, so a killed process leaves at most one torn last line, which the next 
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import lzma
 import os
 import sqlite3
 import tempfile
 import threading
+import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -23,11 +26,19 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 import smart_open
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from labelsift.errors import BadManifest
+from labelsift import uri as uri_module
+from labelsift.errors import BadManifest, CannotProceed, UsageError
+from labelsift.gzip_members import check_tail, member, tail_is_whole
+from labelsift.manifest_lock import ManifestInUse as ManifestInUse
+from labelsift.manifest_lock import ManifestLock as ManifestLock
 from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
+from labelsift.storage import Storage, storage_error
 from labelsift.views import RECORD_VIEW, RecordView
+from labelsift.whole_output import refuse_output_among_inputs as refuse_output_among_inputs
+from labelsift.whole_output import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +60,46 @@ class ManifestError(BadManifest):
         return (type(self), (self.uri, self.line_no, self.reason))
 
 
+class TruncatedManifest(BadManifest):
+    """A compressed manifest whose data stops early or is damaged."""
+
+
+class ManifestUnreadable(CannotProceed):
+    """A manifest that is a folder, or a file that may not be read."""
+
+
 def is_local(uri: str) -> bool:
     return "://" not in uri
+
+
+def _compression(name: str) -> str:
+    """The compression smart-open applies to `name` ("" for none), by its extension."""
+    suffix = Path(name).suffix.lower()
+    return suffix if suffix in _COMPRESSED else ""
+
+
+def _target(uri: str) -> str:
+    """`uri` as smart-open opens it; UsageError for what labelsift does not read (`uri.parse`)."""
+    location = uri_module.parse(uri, what="manifest")
+    return location.uri
 
 
 def _open_text(uri: str, mode: str) -> IO[str]:
     """UTF-8. Reading, a byte that is not UTF-8 stays as a lone surrogate, for `_check_text` to
     name its line (a strict decoder fails a chunk ahead, at no line)."""
     errors = "surrogateescape" if mode == "r" else "strict"
-    stream: IO[str] = smart_open.open(uri, mode, encoding="utf-8", errors=errors)
+    try:
+        stream: IO[str] = smart_open.open(_target(uri), mode, encoding="utf-8", errors=errors)
+    except ImportError as exc:  # .zst without backports.zstd, .lz4 without lz4
+        raise unsupported_compression(uri, exc) from None
     return stream
+
+
+def unsupported_compression(uri: str, error: ImportError) -> UsageError:
+    return UsageError(
+        f"{uri}: this Python cannot read or write {_compression(uri) or 'this'} files ({error.name or error} "
+        "is not installed). Decompress it first, or use .jsonl / .jsonl.gz."
+    )
 
 
 def _not_utf8(uri: str, line_no: int, byte: int) -> ManifestError:
@@ -84,31 +125,127 @@ def _text_of(uri: str, line_no: int, raw: bytes) -> str:
         raise _not_utf8(uri, line_no, raw[exc.start]) from None
 
 
+def _read_failure(uri: str, error: Exception) -> CannotProceed:
+    """A manifest that could not be opened or read: S3 (named bucket, endpoint advice) or a file."""
+    cause = error.__cause__ if isinstance(error.__cause__, ClientError | BotoCoreError) else error
+    if isinstance(cause, IsADirectoryError):
+        return ManifestUnreadable(f"{uri} is a folder, not a manifest file. Name the .jsonl file in it.")
+    mapped = storage_error(cause, uri, "read the manifest")
+    if mapped.code in ("NoSuchKey", "NotFound"):
+        return ManifestUnreadable(f"{uri}: no such manifest. Check the path or key.")
+    return mapped
+
+
 def exists(uri: str) -> bool:
-    if is_local(uri):
-        return Path(uri).expanduser().exists()
+    """Whether the manifest is there (a folder of that name counts: reading it says what is wrong)."""
+    location = uri_module.parse(uri, what="manifest")
+    if isinstance(location, uri_module.LocalLocation):
+        return location.path.exists()
     try:
-        with smart_open.open(uri, "rb") as stream:
-            stream.read(1)
-    except (OSError, ValueError) as exc:
-        if "NoSuchKey" in str(exc) or "not found" in str(exc).lower() or isinstance(exc, FileNotFoundError):
-            return False
-        raise
-    return True
+        return Storage().exists(location.uri) is not None
+    except (ClientError, BotoCoreError, OSError) as exc:
+        raise _read_failure(uri, exc) from exc
+
+
+def _local_file(uri: str) -> Path | None:
+    """The local file `uri` names, None when there is none; refused when it is a folder."""
+    path = Path(uri).expanduser()
+    if path.is_dir():
+        raise ManifestUnreadable(f"{uri} is a folder, not a manifest file. Name the .jsonl file in it.")
+    return path if path.exists() else None
+
+
+def require_existing(path: Path) -> None:
+    """A local manifest that must already be there (review, import-review): CannotProceed naming it."""
+    if _local_file(str(path)) is None:
+        raise ManifestUnreadable(f"{path}: no such manifest file. Check the path (scan one first).")
+
+
+_DAMAGED = (EOFError, zlib.error, lzma.LZMAError, gzip.BadGzipFile)
+
+
+def cut_short(uri: str, lines: int, last: str | None, *, damaged: bool = False) -> TruncatedManifest:
+    """The error for a compressed manifest that stops after `lines` whole lines (`last` the last)."""
+    where = f"after line {lines}" if lines else "before its first line"
+    source = _quiet_source(last) if last else None
+    plain = uri[: -len(_compression(uri))] if _compression(uri) else uri + ".jsonl"
+    return TruncatedManifest(
+        f"{uri}: the compressed data {'is damaged' if damaged else 'ends early'} {where}"
+        + (f" (the record of {source})" if source else "")
+        + ". The file was cut short (a copy or download that stopped, a full disk) or damaged, so "
+        "labelsift reads no further and writes nothing to it. If it is a copy, copy it again. To keep "
+        f"the {lines} whole line(s) before the cut: `gzip -dc {uri} > {plain}` (gzip warns about the "
+        f"end), then use {plain}: a scan appending to it cuts the partial last line and goes on."
+    )
+
+
+def _quiet_source(text: str) -> str | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    source = value.get("source") if isinstance(value, dict) else None
+    return uri_module.shown(source) if isinstance(source, str) else None
 
 
 def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
-    """Yield (line number, text) of every complete line; a torn last line is skipped with a warning."""
-    if is_local(uri) and not Path(uri).expanduser().exists():
+    """Yield (line number, text) of every complete line; a torn last line is skipped with a warning.
+
+    A compressed manifest that stops early or is damaged raises TruncatedManifest (exit 4) naming
+    the last whole line; a manifest that cannot be opened raises a CannotProceed (exit 3) naming it.
+    """
+    if is_local(uri) and _local_file(uri) is None:
+        _target(uri)  # a refused URI is refused even when no such file exists
         return
-    with _open_text(str(Path(uri).expanduser()) if is_local(uri) else uri, "r") as stream:
-        for line_no, raw in enumerate(stream, start=1):
-            if not raw.endswith("\n") and not _parses(raw):
-                log.warning("%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no)
-                return
-            text = raw.strip()
-            if text:
-                yield line_no, _check_text(uri, line_no, text)
+    last = (0, "")
+    try:
+        with _open_text(uri, "r") as stream:
+            for line_no, raw in enumerate(stream, start=1):
+                if not raw.endswith("\n") and not _parses(raw):
+                    log.warning(
+                        "%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no
+                    )
+                    return
+                text = raw.strip()
+                if text:
+                    last = (line_no, text)
+                    yield line_no, _check_text(uri, line_no, text)
+    except _DAMAGED as exc:
+        raise _damaged(uri, last, damaged=not isinstance(exc, EOFError)) from None
+    except (ClientError, BotoCoreError, OSError) as exc:
+        if _compression(uri) and isinstance(exc, OSError) and exc.errno is None and exc.__cause__ is None:
+            raise _damaged(uri, last, damaged=True) from None  # bz2: "Invalid data stream"
+        raise _read_failure(uri, exc) from exc
+
+
+def _damaged(uri: str, last_yielded: tuple[int, str], *, damaged: bool) -> TruncatedManifest:
+    """The decompressor fails a chunk ahead of the lines read: for a local `.gz` the last whole
+    line is found by decompressing again (`check_tail`), elsewhere the last line read is named."""
+    if is_local(uri) and _compression(uri) == ".gz":
+        return _gzip_refusal(uri, Path(uri).expanduser())
+    return cut_short(uri, last_yielded[0], last_yielded[1], damaged=damaged)
+
+
+def _gzip_refusal(uri: str, path: Path) -> TruncatedManifest:
+    """Why the local `.gz` at `path` cannot be read or appended to, from decompressing it."""
+    with path.open("rb") as stream:
+        start = stream.read(2)
+    if start and start != b"\x1f\x8b":
+        return TruncatedManifest(
+            f"{uri} is not gzip data although its name ends in .gz (it starts with {start!r}). If it is "
+            f"a plain manifest, rename it to {uri[:-3]}; labelsift writes nothing to it as it is."
+        )
+    tail = check_tail(path)
+    last_line = tail.last_line.decode("utf-8", "replace")
+    if tail.corrupt is None and tail.torn and not tail.torn_lines:
+        source = _quiet_source(last_line)
+        return TruncatedManifest(
+            f"{uri} ends in a torn gzip member after line {tail.lines}"
+            + (f" (the record of {source})" if source else "")
+            + ": a run was killed while appending to it. Rerun that scan (or any command that "
+            "appends to it): it cuts the torn member and goes on; only the record being written is lost."
+        )
+    return cut_short(uri, tail.lines, last_line, damaged=tail.corrupt is not None)
 
 
 def _parses(text: str | bytes) -> bool:
@@ -143,6 +280,15 @@ def _head(uri: str, line_no: int, text: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not isinstance(value.get("source"), str):
         raise ManifestError(uri, line_no, "no 'source' field")
     return value
+
+
+def iter_sources(uri: str) -> Iterator[str]:
+    """The `source` of every line (records and verdicts) without validating the rest; a line that
+    is not JSON or names no source stops with its line number (ManifestError, exit 4)."""
+    for line_no, text in iter_lines(uri):
+        source = _head(uri, line_no, text)["source"]
+        assert isinstance(source, str)
+        yield source
 
 
 class Known(NamedTuple):
@@ -517,8 +663,8 @@ def _spanning_pass(
     """The first pass over a local file in bytes, noting where every `lines_per_span` lines end;
     None (read it as text instead) when a carriage return inside a line would make the text
     reader's universal newlines number the lines differently."""
-    path = Path(uri).expanduser()
-    if not path.exists():
+    path = _local_file(uri)
+    if path is None:
         return []
     spans: list[Span] = []
     start = end = 0
@@ -651,11 +797,64 @@ def to_line(entry: ImageRecord | VerdictEntry) -> str:
     return entry.model_dump_json() + "\n"
 
 
+def local_manifest(text: str | Path, *, purpose: str) -> Path:
+    """The local file a `purpose` ("scan", "review" …) appends to; UsageError (exit 2) for an S3
+    manifest (append-only and locked is not possible there) or anything `uri.parse` refuses."""
+    location = uri_module.parse(str(text), what="manifest")
+    if isinstance(location, uri_module.S3Location):
+        raise UsageError(
+            f"{location}: a {purpose} appends to its manifest one line at a time, under a lock, which "
+            "S3 objects cannot do. Use a local manifest (e.g. -o m.jsonl), then publish it whole with "
+            f"`labelsift merge m.jsonl -o {location}`; to work on one already on S3, fetch it first with "
+            f"`labelsift merge {location} -o m.jsonl`."
+        )
+    return location.path
+
+
+def _appendable(path: Path) -> None:
+    """Plain and `.gz` manifests grow by appending; other compressions are refused (exit 2)."""
+    kind = _compression(path.name)
+    if kind not in ("", ".gz"):
+        raise UsageError(
+            f"{path}: labelsift appends only to plain (.jsonl) and gzip (.jsonl.gz) manifests, not to "
+            f"{kind} files. Append to {path.name[: -len(kind)]} or a .jsonl.gz instead; `labelsift merge "
+            f"IN -o {path.name}` writes a {kind} manifest whole."
+        )
+
+
 def repair(path: str | Path) -> int:
-    """Cut a torn last line off a local manifest; returns how many bytes were removed."""
+    """Cut a torn last line (or, for `.gz`, a torn last member) off a local manifest; returns how
+    many bytes were removed. A `.gz` that is damaged, or cut short anywhere but inside its last
+    line, is refused (TruncatedManifest, exit 4): cutting it would lose whole records."""
     target = Path(path).expanduser()
     if not target.exists() or target.stat().st_size == 0:
         return 0
+    _appendable(target)
+    if _compression(target.name) == ".gz":
+        return _repair_gzip(target)
+    return _repair_plain(target)
+
+
+def _repair_gzip(target: Path) -> int:
+    if tail_is_whole(target):
+        return 0
+    tail = check_tail(target)
+    if tail.corrupt is None and tail.torn == 0:
+        return 0
+    if tail.corrupt is not None or tail.torn_lines:
+        raise _gzip_refusal(str(target), target)
+    with target.open("rb+") as stream:
+        stream.truncate(tail.whole_end)
+    log.warning(
+        "%s: removed a torn last gzip member (%d bytes, part of one line) left by a run that was "
+        "killed while writing it; that image will be scanned again",
+        target,
+        tail.torn,
+    )
+    return tail.torn
+
+
+def _repair_plain(target: Path) -> int:
     with target.open("rb+") as stream:
         stream.seek(0, os.SEEK_END)
         size = stream.tell()
@@ -691,40 +890,67 @@ def repair(path: str | Path) -> int:
 
 
 class ManifestWriter(AbstractContextManager["ManifestWriter"]):
-    """Appends whole lines to a local manifest, one flushed write per record; thread-safe."""
+    """Appends whole lines to a local manifest, one write per record; thread-safe.
 
-    def __init__(self, path: str | Path, *, fsync_every: int = 0) -> None:
-        if not is_local(str(path)):
-            raise ValueError(
-                f"{path}: a scan appends to a local manifest. Write it locally, then copy it "
-                "(every reader and `labelsift merge` accept s3:// and .gz manifests)."
-            )
-        self.path = Path(path).expanduser()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        repair(self.path)
-        self._stream = self.path.open("a", encoding="utf-8")
+    Holds the manifest's lock (`ManifestLock`: one writer at a time) from construction to
+    `close()`, unless given one the caller holds. A `.gz` manifest grows by one gzip member per
+    record (`gzip_members`). Opening repairs a torn last line or member first.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        fsync_every: int = 0,
+        purpose: str = "scan",
+        lock: ManifestLock | None = None,
+    ) -> None:
+        self.path = local_manifest(path, purpose=purpose)
+        _appendable(self.path)
+        self._lock_file = lock if lock is not None else ManifestLock(self.path, purpose=purpose)
+        self._own_lock = lock is None
+        try:
+            self._compressed = _compression(self.path.name) == ".gz"
+            if _local_file(str(self.path)) is not None:
+                repair(self.path)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            self._release_lock()
+            raise storage_error(exc, str(self.path), "open the manifest for appending") from exc
+        except BaseException:
+            self._release_lock()
+            raise
         self._lock = threading.Lock()
         self._fsync_every = fsync_every
         self._written = 0
 
     def append(self, entry: ImageRecord | VerdictEntry) -> None:
         line = to_line(entry)
+        data = member(line) if self._compressed else line.encode("utf-8")
         with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
-            self._written += 1
-            if self._fsync_every and self._written % self._fsync_every == 0:
-                os.fsync(self._stream.fileno())
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
+                self._written += 1
+                if self._fsync_every and self._written % self._fsync_every == 0:
+                    os.fsync(self._fd)
+            except OSError as exc:
+                raise storage_error(exc, str(self.path), "append to the manifest") from exc
 
     def close(self) -> None:
         with self._lock:
-            if self._stream.closed:
-                return
-            try:
-                self._stream.flush()
-                os.fsync(self._stream.fileno())
-            finally:  # closed even when the flush fails (disk full): no second failure at exit
-                self._stream.close()
+            if self._fd >= 0:
+                try:
+                    os.fsync(self._fd)
+                finally:
+                    os.close(self._fd)
+                    self._fd = -1
+                    self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._own_lock:
+            self._lock_file.release()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -733,21 +959,24 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
 
 
 def append_verdict(path: str | Path, source: str, verdict: Verdict) -> None:
-    with ManifestWriter(path, fsync_every=1) as writer:
+    with ManifestWriter(path, fsync_every=1, purpose="review") as writer:
         writer.append(VerdictEntry(source=source, verdict=verdict))
 
 
 def write_records(uri: str, entries: Iterable[ImageRecord | VerdictEntry]) -> int:
-    """Write a whole manifest to any smart-open URI (local, `.gz`, `s3://`); returns lines written."""
-    count = 0
-    target = str(Path(uri).expanduser()) if is_local(uri) else uri
-    if is_local(uri):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
-    with _open_text(target, "w") as stream:
+    """Write a whole manifest to any smart-open URI (local, `.gz`, `s3://`); returns lines written.
+
+    It appears whole or not at all (`whole_output.write_whole`): what was there before stays until
+    the new one is complete."""
+
+    def fill(stream: IO[str]) -> int:
+        count = 0
         for entry in entries:
             stream.write(to_line(entry))
             count += 1
-    return count
+        return count
+
+    return write_whole(uri, fill)
 
 
 @dataclass(frozen=True)
@@ -757,11 +986,39 @@ class MergeResult:
     superseded: int
 
 
-def merge(shards: list[str], output: str) -> MergeResult:
+def claim_output(shards: list[str], output: str, *, overwrite: bool) -> None:
+    """Before anything is read: an output among the inputs is refused (exit 2), and an existing
+    output without `overwrite` (exit 3)."""
+    refuse_output_among_inputs(shards, output, what="merged manifest")
+    for shard in shards:
+        _target(shard)
+    if exists(output) and not overwrite:
+        raise CannotProceed(
+            f"{uri_module.shown(output)} already exists. Pass --overwrite to replace it with the merged "
+            "manifest (it is replaced whole once the merge is complete), or write to another name."
+        )
+
+
+def merge(shards: list[str], output: str, *, overwrite: bool = False) -> MergeResult:
     """Merge manifests into one: the newest record per source (by `scanned_at`) wins; verdicts kept.
 
-    Two streaming passes over the shards, the bookkeeping in an on-disk index.
+    Two streaming passes over the shards, the bookkeeping in an on-disk index. The output is
+    written whole (`write_records`); it may not be one of the shards, and replaces an existing
+    file only with `overwrite`. A local output is locked like a scan's manifest meanwhile.
     """
+    claim_output(shards, output, overwrite=overwrite)
+    location = uri_module.parse(output, what="merged manifest")
+    lock = None
+    if isinstance(location, uri_module.LocalLocation):
+        lock = ManifestLock(location.path, purpose="merge")
+    try:
+        return _merge_into(shards, output)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _merge_into(shards: list[str], output: str) -> MergeResult:
     with SourceIndex() as index:
         total = sum(_index_into(index, shard, shard_no, None) for shard_no, shard in enumerate(shards))
         records = 0

@@ -24,7 +24,7 @@ from labelsift.detectors.base import Detector, DetectorError, ImageInput
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
-from labelsift.manifest import ManifestWriter, SourceIndex, iter_records
+from labelsift.manifest import ManifestLock, ManifestWriter, SourceIndex, iter_records
 from labelsift.models import ImageRecord, Reason, RunSummary, ScanStatus, StopReason
 from labelsift.probe import ProbeError, probe
 from labelsift.select import Selection, closest_label
@@ -299,8 +299,12 @@ def scan(
     on_hit: Callable[[ObjectInfo], None] | None = None,
     stop: threading.Event | None = None,
     notes: ListingNotes | None = None,
+    lock: ManifestLock | None = None,
 ) -> RunSummary:
     """Scan `source` into `manifest` (a local path, appended to) and return what the run did.
+
+    The manifest is locked for the run (`ManifestLock`; `lock` if the caller already holds it):
+    a second writer on it raises ManifestInUse (exit 3) before anything is listed or paid for.
 
     `on_hit` is called in source order for every hit up to the stop point, including hits that
     an earlier run recorded. Limits count the sources considered in source order, earlier records
@@ -314,9 +318,16 @@ def scan(
     rules = _Rules(options, progress)
     stop = stop or threading.Event()
     billable_budget = options.budget is not None and detector.billable
-    prior = _load_prior(
-        manifest, options.selection, detector, options.allow_mixed_detectors, rules.seen_labels
-    )
+    # The lock first (a second writer stops here, before any listing or call), then the repair of
+    # a torn last line, then what the manifest already holds.
+    writer = ManifestWriter(manifest, purpose="scan", lock=lock)
+    try:
+        prior = _load_prior(
+            manifest, options.selection, detector, options.allow_mixed_detectors, rules.seen_labels
+        )
+    except BaseException:
+        writer.close()
+        raise
     listed = 0
     out_of_budget = False
     fatal: DetectorError | StorageError | None = None
@@ -378,7 +389,7 @@ def scan(
     def reserved() -> float:
         return sum(price for _, _, price in pending.values())
 
-    with ManifestWriter(manifest) as writer, ThreadPoolExecutor(options.workers, "labelsift-scan") as pool:
+    with writer, ThreadPoolExecutor(options.workers, "labelsift-scan") as pool:
         sources: Iterator[ObjectInfo] = storage.list(source, notes=notes)
         exhausted = False
         position = 0

@@ -975,3 +975,13 @@ class Storage:
             Config=self._transfer,
             ExtraArgs=extra or None,
         )
+
+
+def storage_error(error: Exception, uri: str, action: str) -> StorageError:
+    """The StorageError for a boto3/botocore or OS error met while trying to `action` `uri`
+    (for modules that reach S3 or files through another library, e.g. smart-open)."""
+    try:
+        _raise(error, uri, action)
+    except StorageError as mapped:
+        return mapped
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -17,12 +17,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 
 from labelsift.errors import UsageError
-from labelsift.manifest import iter_lines
+from labelsift.manifest import iter_sources
 from labelsift.select import Selection
 from labelsift.storage import is_s3, split_s3
 from labelsift.views import RecordView
@@ -77,10 +76,7 @@ def source_layout(manifest_uri: str) -> tuple[set[str], str | None]:
     """First pass: the S3 buckets of the sources and the deepest folder holding every local one."""
     buckets: set[str] = set()
     root: str | None = None
-    for _, text in iter_lines(manifest_uri):
-        source = json.loads(text).get("source")
-        if not isinstance(source, str):
-            continue
+    for source in iter_sources(manifest_uri):
         if is_s3(source):
             buckets.add(split_s3(source)[0])
         elif "://" not in source:

@@ -44,8 +44,8 @@ from labelsift.imagelimits import (
     check_pixels,
     open_image,
 )
-from labelsift.manifest import append_verdict, is_local, iter_records
-from labelsift.models import ImageRecord, ScanStatus, Verdict
+from labelsift.manifest import ManifestWriter, append_verdict, iter_records, local_manifest, require_existing
+from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
 from labelsift.select import Selection, unmatched_in_manifest
 from labelsift.storage import StorageError
 from labelsift.views import InstanceView, label_views
@@ -163,8 +163,12 @@ class ReviewState:
         storage: ImageReader,
         page_size: int,
         who: str,
+        writer: ManifestWriter | None = None,
     ) -> None:
+        """`writer`, when given, appends the verdicts (and is closed by `close`); otherwise each
+        verdict opens the manifest (and its lock) for its own write."""
         self.manifest_path = manifest_path
+        self._writer = writer
         self.label = label
         self.band = band
         self.storage = storage
@@ -250,10 +254,18 @@ class ReviewState:
                     self._skipped.add(item_id)
                 return self._state(item_id)
             verdict = Verdict(label=self.label, accepted=accepted, who=self.who)
-            append_verdict(self.manifest_path, self.items[item_id].source, verdict)
+            source = self.items[item_id].source
+            if self._writer is not None:
+                self._writer.append(VerdictEntry(source=source, verdict=verdict))
+            else:
+                append_verdict(self.manifest_path, source, verdict)
             self._verdicts[item_id] = accepted
             self._skipped.discard(item_id)
             return self._state(item_id)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
 
     def accept_page(self, number: int) -> list[int]:
         start = (number - 1) * self.page_size
@@ -509,6 +521,7 @@ class ReviewServer:
             self._thread.join()
             self._thread = None
         self._httpd.server_close()
+        self.state.close()
 
     def __enter__(self) -> ReviewServer:
         return self.start()
@@ -542,14 +555,9 @@ def serve_review(
             f"host {host!r} refused: the review page has no login and writes to the manifest, so it "
             f"listens on {LOOPBACK} only. Reach it from elsewhere through an SSH tunnel."
         )
+    local = local_manifest(manifest_path, purpose="review")
+    require_existing(local)
     path = str(manifest_path)
-    if not is_local(path):
-        raise ValueError(
-            f"{path}: verdicts are appended to a local manifest as they are made. Copy the manifest "
-            "here, review it, then copy it back."
-        )
-    if not Path(path).expanduser().is_file():
-        raise FileNotFoundError(f"{path}: no such manifest")
     low, high = band
     if not 0.0 <= low <= high <= 100.0:
         raise ValueError(f"band {low}:{high}: give LOW:HIGH with 0 <= LOW <= HIGH <= 100 (percent)")
@@ -557,12 +565,20 @@ def serve_review(
         raise UsageError(f"--label {label!r}: a label name is empty; give the label to review.")
     if page_size < 1:
         raise ValueError("page_size must be at least 1")
-    state = ReviewState(path, label, (low, high), storage=storage, page_size=page_size, who=who)
-    if not state.items and not state.outside:  # nothing matched the label at all: a typo?
-        selection = Selection(labels=(label,), threshold=0.0)
-        for missing in unmatched_in_manifest(path, selection):
-            raise UsageError(f"{missing.message(path)} Nothing to review; check --label.")
-    return ReviewServer(state, LOOPBACK, port)
+    # held until the server shuts down: the lock (one writer per manifest), then the manifest read
+    writer = ManifestWriter(local, fsync_every=1, purpose="review")
+    try:
+        state = ReviewState(
+            path, label, (low, high), storage=storage, page_size=page_size, who=who, writer=writer
+        )
+        if not state.items and not state.outside:  # nothing matched the label at all: a typo?
+            selection = Selection(labels=(label,), threshold=0.0)
+            for missing in unmatched_in_manifest(path, selection):
+                raise UsageError(f"{missing.message(path)} Nothing to review; check --label.")
+        return ReviewServer(state, LOOPBACK, port)
+    except BaseException:
+        writer.close()
+        raise
 
 
 def run_review(
