@@ -428,9 +428,10 @@ def test_disk_full_stops_the_scan_with_its_summary_and_the_rerun_pays_only_what_
     assert _summary_value(full_out, "scanned now") == kept, full_out
     first_bill = _summary_value(full_out, "billed calls")
     lost = _summary_value(full_out, "answered, not recorded")
-    # lost: only what was in flight: up to `workers` answers waiting to be written when the write
-    # failed, and up to `workers` requests the freed threads had already sent before the stop
-    assert first_bill == kept + lost and 1 <= lost <= 2 * workers, full_out
+    # lost: only what was in flight: the answers that came back ahead of their turn and wait to be
+    # written in source order (requests run at most 4 x workers ahead), and up to `workers` requests
+    # the freed threads had already sent before the stop
+    assert first_bill == kept + lost and 1 <= lost <= 5 * workers, full_out
     rerun_out = (tmp_path / "rerun.out").read_text()
     assert int((tmp_path / "rerun.rc").read_text()) == ExitCode.OK, rerun_out
     assert fake_rekognition.billed == first_bill + _summary_value(rerun_out, "billed calls")

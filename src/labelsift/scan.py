@@ -336,7 +336,7 @@ def scan(
     pending: dict[Future[tuple[ImageRecord, bool]], tuple[int, ObjectInfo, float]] = {}
     ready: dict[int, Outcome] = {}
     next_to_evaluate = 0
-    unwritten: OSError | None = None
+    unwritten: OSError | None = None  # why the manifest could not be written
 
     def keep(record: ImageRecord) -> bool:
         """Append `record` and count it; once the manifest cannot be written (disk full, read-only,
@@ -345,8 +345,9 @@ def scan(
         if unwritten is None:
             try:
                 writer.append(record)
-            except OSError as exc:
-                unwritten = exc
+            except (OSError, StorageError) as exc:  # the writer names the file: a StorageError
+                cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+                unwritten = cause if isinstance(cause, OSError) else OSError(str(exc))
                 rules.stopped = StopReason.FAILED
                 for future in pending:  # at once: a worker that frees up must not start another
                     future.cancel()
@@ -455,7 +456,7 @@ def scan(
                 future.cancel()
             prior.close()
             if unwritten is not None:  # closing flushes the line that did not fit: it fails again
-                with suppress(OSError):
+                with suppress(OSError, StorageError):
                     writer.close()
     # a fatal error, an outage or a manifest that cannot be written set `rules.stopped` to FAILED
     stopped = rules.stopped or (StopReason.BUDGET if out_of_budget else StopReason.EXHAUSTED)
