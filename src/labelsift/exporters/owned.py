@@ -225,7 +225,8 @@ class OwnedOutput:
                     "Exists",
                     self._final(self.single or self.receipt_name),
                     f"{self._final(self.single or '')} already holds a "
-                    f"{_TITLES.get(header.format[:11], header.format)} export by labelsift. Pass --overwrite to replace it (only the files its receipt lists are replaced or "
+                    f"{_TITLES.get(header.format[:11], header.format)} export by labelsift. Pass "
+                    "--overwrite to replace it (only the files its receipt lists are replaced or "
                     "deleted), or export somewhere else.",
                     fatal=True,
                 )
