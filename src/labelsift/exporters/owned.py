@@ -379,6 +379,8 @@ class OwnedOutput:
         else:
             final = self._final(rel)
             storage = self._storage()
+            if entry is not None:  # our stale copy: gone first, so no size check can keep it
+                storage.remove(final)
             storage.copy(source, final, overwrite=True)
             info = storage.exists(final)  # the copy's own size (the record's may be stale)
             size = info.size if info is not None else size
