@@ -90,6 +90,8 @@ def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path, fmt: 
     from test_export_common import box, label, make_jpeg, record, write_manifest
 
     image = str(make_jpeg(tmp_path / "src" / "a.jpg", 200, 100))
+    if fmt == "groundtruth":  # Ground Truth reads images from S3 only
+        image = "s3://bucket/a.jpg"
     manifest = write_manifest(
         tmp_path / "m.jsonl", [record(image, label("Bird", 70, box(0.1, 0.1, 0.5, 0.5)))]
     )

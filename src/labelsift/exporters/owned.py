@@ -446,6 +446,9 @@ class OwnedOutput:
 
     def _commit_s3(self, header: ReceiptHeader, gone: dict[str, ReceiptFile], summary: ExportSummary) -> None:
         storage = self._storage()
+        assert self._entries is not None
+        if not (self.carried or self._entries.tell() or self.receipt_name in self._present):
+            return  # nothing written, nothing earlier: nothing to own
         for rel, entry in gone.items():
             if self._present.get(rel) == entry.size:  # not changed by someone since
                 summary.replaced += storage.remove(self._final(rel))
