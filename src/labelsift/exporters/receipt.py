@@ -64,8 +64,10 @@ class ReceiptFile(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    path: RelativePath
-    size: ByteCount
+    path: RelativePath = Field(
+        description="Relative to the destination, '/'-separated; no '..', '.', empty segment or leading '/'."
+    )
+    size: ByteCount = Field(description="Bytes, as written; a file of another size is no longer labelsift's.")
     sha256: str | None = Field(default=None, description="Of the bytes written; None for a copied image.")
     source: str | None = Field(default=None, description="The image a copy was made from.")
     source_etag: str | None = Field(
