@@ -11,6 +11,7 @@ import fcntl
 import io
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,18 +299,30 @@ def test_ctrl_c_during_an_overwrite_leaves_the_earlier_export(
 
 def test_a_second_export_into_a_destination_in_use_stops(tmp_path: Path, manifest: str) -> None:
     dest = tmp_path / "coco"
-    staging = dest / ".labelsift-staging-export-0123456789ab"
-    staging.mkdir(parents=True)
-    with open(staging / ".lock", "w") as lock:  # held as a running export holds it
+    staging = dest / ".labelsift-staging-export-0123456789ab"  # as a running export has it
+    (staging / "annotations").mkdir(parents=True)
+    with open(dest / ".labelsift-lock-export", "w") as lock:  # held as a running export holds it
         fcntl.flock(lock, fcntl.LOCK_EX)
         lock.write("4242\n")
         lock.flush()
         busy = cli("export", "coco", manifest, str(dest), "--label", "Bird")
         assert busy.exit_code == ExitCode.CANNOT_PROCEED, busy.output
         assert "another labelsift export (pid 4242) is writing" in said(busy)
+        assert staging.exists()  # a running export's work is never taken for debris
     # the holder died: its staging folder is debris, removed by the next export
     assert cli("export", "coco", manifest, str(dest), "--label", "Bird").exit_code == ExitCode.OK
     assert not staging.exists()
+
+
+def test_a_planted_link_at_the_lock_is_not_followed(tmp_path: Path, manifest: str) -> None:
+    victim = tmp_path / "victim.txt"
+    victim.write_text("intact")
+    dest = tmp_path / "coco"
+    dest.mkdir()
+    (dest / ".labelsift-lock-export").symlink_to(victim)
+    result = cli("export", "coco", manifest, str(dest), "--label", "Bird")
+    assert result.exit_code == ExitCode.CANNOT_PROCEED, result.output
+    assert victim.read_text() == "intact"
 
 
 # -- finding 11 and disk full: stop at once, leave nothing ------------------------------------------
@@ -460,3 +473,19 @@ def test_coco_after_overwrite_still_reads_with_pycocotools(tmp_path: Path, manif
         )
     coco = COCO(str(dest / "annotations" / "instances_train.json"))
     assert len(coco.getImgIds()) == 3 and len(coco.getAnnIds()) == 3
+
+
+def test_deleting_an_earlier_export_never_goes_through_a_link(tmp_path: Path, manifest: str) -> None:
+    dest = tmp_path / "cl"
+    assert cli("export", "custom-labels", manifest, str(dest), "--label", "Bird").exit_code == ExitCode.OK
+    outside = tmp_path / "outside"
+    shutil.copytree(dest / "Bird", outside)  # the same files, the same sizes, out of the destination
+    shutil.rmtree(dest / "Bird")
+    (dest / "Bird").symlink_to(outside)
+    before = tree(outside)
+    # nothing reaches 99 now: --overwrite deletes the earlier copies, but not through the link
+    result = cli(
+        "export", "custom-labels", manifest, str(dest), "--label", "Bird", "--threshold", "99", "--overwrite"
+    )
+    assert result.exit_code == ExitCode.OK, result.output
+    assert tree(outside) == before and len(before) == 3

@@ -44,7 +44,7 @@ from .receipt import FOLDER_RECEIPT, RECEIPT_SUFFIX, ReceiptFile, ReceiptHeader,
 from .summary import ExportSummary
 
 STAGING_PREFIX = ".labelsift-staging-"
-_LOCK = ".lock"
+_LOCK = ".labelsift-lock-"
 _ENTRIES = ".entries.jsonl"
 _KEY = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -136,6 +136,7 @@ class OwnedOutput:
         self._made: set[str] = set()
         self._stage = ""
         self._lock: IO[str] | None = None
+        self._lock_path = ""
         self._entries: IO[str] | None = None
         self._manifest_stat: os.stat_result | None = None
         self._done = False
@@ -163,44 +164,54 @@ class OwnedOutput:
     def _begin_local(self) -> None:
         try:
             os.makedirs(self.root, exist_ok=True)
+            self._take_lock()
             self._clean_debris()
-        except OSError as error:
-            raise cannot_write(self.root, error) from error
-        self._read_receipts(self._read_local)
-        try:
+            self._read_receipts(self._read_local)
             self._stage = os.path.join(
                 self.root, f"{STAGING_PREFIX}{self._stage_key()}-{secrets.token_hex(6)}"
             )
             os.mkdir(self._stage)
-            self._lock = open(os.path.join(self._stage, _LOCK), "w", encoding="utf-8")  # noqa: SIM115
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            self._lock.write(f"{os.getpid()}\n")
-            self._lock.flush()
             self._entries = open(os.path.join(self._stage, _ENTRIES), "w", encoding="utf-8")  # noqa: SIM115
-        except OSError as error:
+        except BaseException as error:
             self._done = True
             self._release()
-            raise cannot_write(self.root, error) from error
+            if isinstance(error, OSError):
+                raise cannot_write(self.root, error) from error
+            raise
+
+    def _take_lock(self) -> None:
+        """Hold `.labelsift-lock-<key>` for the whole export: one export per destination at a time.
+        Opened without following a link (a planted one cannot make it truncate another file); the
+        holder deletes it when done, so a lock taken on a file already deleted is taken again."""
+        path = os.path.join(self.root, f"{_LOCK}{self._stage_key()}")
+        for _ in range(5):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            lock = os.fdopen(fd, "r+", encoding="utf-8")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = lock.read().strip() or "?"
+                lock.close()
+                raise DestinationBusy(
+                    f"another labelsift export (pid {holder}) is writing {self.root} now. Wait for it "
+                    "to finish, or export somewhere else."
+                ) from None
+            if os.path.samestat(os.fstat(fd), os.lstat(path)):
+                break
+            lock.close()  # its holder deleted it meanwhile: take the new one
+        else:
+            raise DestinationBusy(f"{path}: could not take the export lock; run again.")
+        self._lock, self._lock_path = lock, path
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
 
     def _clean_debris(self) -> None:
-        """Remove staging folders of this kind left by exports that died; refuse while one runs."""
+        """Remove the staging folders of exports of this kind that died (the lock is ours: none runs)."""
         mine = f"{STAGING_PREFIX}{self._stage_key()}-"
         with os.scandir(self.root) as entries:
             stale = [e.path for e in entries if e.name.startswith(mine) and e.is_dir(follow_symlinks=False)]
         for path in stale:
-            try:
-                with open(os.path.join(path, _LOCK), "a+", encoding="utf-8") as lock:
-                    try:
-                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except BlockingIOError:
-                        lock.seek(0)
-                        holder = lock.read().strip() or "?"
-                        raise DestinationBusy(
-                            f"another labelsift export (pid {holder}) is writing {self.root} now. Wait for "
-                            "it to finish, or export somewhere else."
-                        ) from None
-            except FileNotFoundError:
-                pass
             shutil.rmtree(path, ignore_errors=True)
 
     def _begin_s3(self) -> None:
@@ -439,10 +450,32 @@ class OwnedOutput:
             os.replace(staged_receipt, pending)  # from here a rerun knows every file as ours
             _merge(self._stage, self.root)
             for rel, entry in gone.items():
-                summary.replaced += _remove_if_same(self._final(rel), entry.size)
+                summary.replaced += self._prune(rel, entry.size)
             os.replace(pending, os.path.join(self.root, self.receipt_name))
         except OSError as error:
             raise cannot_write(self.root, error) from error
+
+    def _prune(self, rel: str, size: int) -> int:
+        """Delete an earlier export's file unless someone changed it since (its size differs), it is
+        reached through a link, or it is the manifest being read."""
+        try:
+            if not self._check_folders(rel.rpartition("/")[0]):
+                return 0
+        except CannotProceed:
+            return 0
+        path = self._final(rel)
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return 0
+        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+            return 0
+        if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
+            return 0
+        os.unlink(path)
+        with suppress(OSError):
+            os.removedirs(os.path.dirname(path))  # only folders left empty; the root holds the receipt
+        return 1
 
     def _commit_s3(self, header: ReceiptHeader, gone: dict[str, ReceiptFile], summary: ExportSummary) -> None:
         storage = self._storage()
@@ -482,13 +515,17 @@ class OwnedOutput:
             self._storage().write(self._final(self.receipt_name + ".pending"), data)
 
     def _release(self) -> None:
-        for handle in (self._entries, self._lock):
-            if handle is not None:
-                with suppress(OSError):
-                    handle.close()
-        self._entries = self._lock = None
+        if self._entries is not None:
+            with suppress(OSError):
+                self._entries.close()
         if self.local and self._stage and self._done:
             shutil.rmtree(self._stage, ignore_errors=True)
+        if self._lock is not None:  # last: the staging folder is gone before another export may start
+            with suppress(OSError):
+                os.unlink(self._lock_path)
+            with suppress(OSError):
+                self._lock.close()
+        self._entries = self._lock = None
 
 
 def output_parts(dest: str) -> tuple[str, str]:
@@ -595,7 +632,7 @@ def _merge(staged: str, final: str, *, top: bool = True) -> None:
     with os.scandir(staged) as entries:
         names = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
     for name, is_dir in names:
-        if top and name in (_LOCK, _ENTRIES):
+        if top and name == _ENTRIES:
             continue
         src, dst = os.path.join(staged, name), os.path.join(final, name)
         if is_dir and os.path.lexists(dst):
@@ -604,20 +641,6 @@ def _merge(staged: str, final: str, *, top: bool = True) -> None:
             _merge(src, dst, top=False)
         else:
             os.replace(src, dst)
-
-
-def _remove_if_same(path: str, size: int) -> int:
-    """Delete an earlier export's file unless someone changed it since (its size differs)."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return 0
-    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
-        return 0
-    os.unlink(path)
-    with suppress(OSError):
-        os.removedirs(os.path.dirname(path))  # only folders left empty
-    return 1
 
 
 def source_root(source: str) -> str:
