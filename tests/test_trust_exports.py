@@ -13,6 +13,8 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -489,3 +491,88 @@ def test_deleting_an_earlier_export_never_goes_through_a_link(tmp_path: Path, ma
     )
     assert result.exit_code == ExitCode.OK, result.output
     assert tree(outside) == before and len(before) == 3
+
+
+def _cli_process(*args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "COLUMNS": "1000"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "labelsift.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def test_sigkill_mid_export_leaves_the_earlier_export_and_a_second_one_waits_its_turn(tmp_path: Path) -> None:
+    records = [
+        record(f"s3://b/{i:06d}.jpg", label("Bird", 90, box(0.1, 0.1, 0.5, 0.5))) for i in range(40_000)
+    ]
+    big = write_manifest(tmp_path / "big.jsonl", records)
+    small = write_manifest(tmp_path / "small.jsonl", records[:5])
+    dest = tmp_path / "yolo"
+    args = ("--label", "Bird", "--no-copy-images", "--workers", "1")
+    assert cli("export", "yolo", small, str(dest), *args).exit_code == ExitCode.OK
+    earlier = tree(dest)
+    first = _cli_process("export", "yolo", big, str(dest), *args, "--overwrite")
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith(".labelsift-staging") for p in dest.iterdir()):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+        second = _cli_process("export", "yolo", small, str(dest), *args, "--overwrite")
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == ExitCode.CANNOT_PROCEED, out
+        assert f"another labelsift export (pid {first.pid}) is writing" in " ".join(out.split())
+        while not any(dest.glob(".labelsift-staging-*/labels/*/*.txt")):
+            assert time.monotonic() < deadline and first.poll() is None
+            time.sleep(0.05)
+    finally:
+        first.kill()
+        first.wait()
+    left = tree(dest)
+    debris = {rel for rel in left if rel.startswith((".labelsift-staging-", ".labelsift-lock-"))}
+    assert debris  # what a killed export leaves: its staging folder, recognised by name
+    assert {rel: data for rel, data in left.items() if rel not in debris} == earlier  # byte for byte
+    rerun = cli("export", "yolo", small, str(dest), *args, "--val", "0.5", "--overwrite")
+    assert rerun.exit_code == ExitCode.OK, rerun.output
+    assert not any(rel.startswith(".labelsift-") and rel != RECEIPT for rel in tree(dest))
+
+
+def test_an_interrupted_s3_export_is_taken_up_by_its_rerun(
+    tmp_path: Path,
+    make_bucket: Callable[[], str],
+    s3_client: S3Client,
+    aws_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src, dest_bucket = make_bucket(), make_bucket()
+    records = []
+    for i in range(4):
+        etag = s3_client.put_object(Bucket=src, Key=f"{i}.jpg", Body=jpeg_bytes((i * 60, 0, 0)))[
+            "ETag"
+        ].strip('"')
+        made = record(f"s3://{src}/{i}.jpg", label("Bird", 90, box(0.1, 0.1, 0.5, 0.5)), width=120, height=90)
+        records.append(made.model_copy(update={"etag": etag}))
+    manifest = write_manifest(tmp_path / "m.jsonl", records)
+    real_copy = Storage.copy
+    calls: list[str] = []
+
+    def copy_then_ctrl_c(self: Storage, src_uri: str, dst: str, *, overwrite: bool = False) -> bool:
+        calls.append(src_uri)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_copy(self, src_uri, dst, overwrite=overwrite)
+
+    monkeypatch.setattr(Storage, "copy", copy_then_ctrl_c)
+    dest = f"s3://{dest_bucket}/yolo"
+    stopped = cli("export", "yolo", manifest, dest, "--label", "Bird")
+    assert stopped.exit_code == ExitCode.INTERRUPTED, stopped.output
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket)["Contents"]}
+    assert f"yolo/{RECEIPT}.pending" in keys and sum(k.startswith("yolo/images/") for k in keys) == 2
+    monkeypatch.setattr(Storage, "copy", real_copy)
+    again = cli("export", "yolo", manifest, dest, "--label", "Bird")  # no --overwrite needed
+    assert again.exit_code == ExitCode.OK, again.output
+    assert "2 copied, 2 already there" in said(again)
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket)["Contents"]}
+    assert f"yolo/{RECEIPT}" in keys and f"yolo/{RECEIPT}.pending" not in keys
