@@ -576,3 +576,28 @@ def test_an_interrupted_s3_export_is_taken_up_by_its_rerun(
     assert "2 copied, 2 already there" in said(again)
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket)["Contents"]}
     assert f"yolo/{RECEIPT}" in keys and f"yolo/{RECEIPT}.pending" not in keys
+
+
+@pytest.mark.parametrize(
+    ("extra", "said_"),
+    [
+        (["--name", "Cat=Kitty"], "['Cat'] are not among the labels"),
+        (["--label", "Dog", "--name", "Bird=pet", "--name", "Dog=pet"], "class names must be distinct"),
+        (["--val", "1.5"], "1.5 is not within 0-1"),
+        (["--val", "nan"], "nan is not within 0-1"),
+    ],
+)
+def test_option_mistakes_in_an_export_are_usage_errors(
+    manifest: str, tmp_path: Path, extra: list[str], said_: str
+) -> None:
+    result = cli("export", "yolo", manifest, str(tmp_path / "out"), "--label", "Bird", *extra)
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert said_ in said(result) and "Traceback" not in result.output
+
+
+def test_a_custom_labels_export_names_a_line_that_is_not_json(tmp_path: Path, manifest: str) -> None:
+    lines = Path(manifest).read_text().splitlines()
+    Path(manifest).write_text("\n".join([lines[0], "{not json: Bird", *lines[1:]]) + "\n")
+    result = cli("export", "custom-labels", manifest, str(tmp_path / "cl"), "--label", "Bird")
+    assert result.exit_code == ExitCode.BAD_MANIFEST, result.output
+    assert "line 2" in said(result)

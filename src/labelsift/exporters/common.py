@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 
 from pydantic_core import to_json
 
+from labelsift.errors import UsageError
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
@@ -63,13 +64,18 @@ def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[s
     queries = {q.lower() for q in selection.labels}
     unknown = [k for k in (names or {}) if k.lower() not in queries]
     if unknown:
-        raise ValueError(f"names: {unknown} are not among the labels {list(selection.labels)}")
+        raise UsageError(
+            f"names (--name): {unknown} are not among the labels {list(selection.labels)}; rename only "
+            "labels you export."
+        )
     out = [mapping.get(q.lower(), q) for q in selection.labels]
     for name in out:
         if not name.strip():
-            raise ValueError("names: a class name is empty")
+            raise UsageError("names (--name): a class name is empty; give LABEL=NAME with a NAME.")
     if len({n.lower() for n in out}) != len(out):
-        raise ValueError(f"names: class names must be distinct, got {out}")
+        raise UsageError(
+            f"names (--name): class names must be distinct, got {out}; give each class its own name."
+        )
     return out
 
 
@@ -79,7 +85,7 @@ def source_digest(source: str) -> bytes:
 
 def check_fraction(val_fraction: float) -> None:
     if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction: {val_fraction} is not within 0-1")
+        raise UsageError(f"val_fraction (--val): {val_fraction} is not within 0-1; give e.g. --val 0.2.")
 
 
 def split_for(source: str, val_fraction: float, digest: bytes | None = None) -> str:

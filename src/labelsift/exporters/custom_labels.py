@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from labelsift.errors import UsageError
 from labelsift.select import Selection
 from labelsift.storage import is_s3, split_s3
 from labelsift.views import RecordView
@@ -97,7 +98,7 @@ def export_custom_labels(
     classes = class_names(selection, names)
     for name in classes:
         if "/" in name or check_relative(name) != name:
-            raise ValueError(f"names: {name!r} cannot be a folder name")
+            raise UsageError(f"names (--name): {name!r} cannot be a folder name; choose a name without '/'.")
     if storage is None and not dry_run:
         raise ValueError("storage: copying images needs a Storage")
     summary = ExportSummary.start("custom-labels", manifest_uri, dest, classes, detail_limit=detail_limit)

@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
+from labelsift.errors import UsageError
 from labelsift.geometry import gt_box
 from labelsift.select import Decision, LabelDecision, Selection
 from labelsift.storage import Storage, is_s3
@@ -107,13 +108,13 @@ def export_groundtruth(
     Labels read images from S3; when no record is, nothing is written (`CannotProceed`).
     """
     if task not in DEFAULT_ATTRIBUTE:
-        raise ValueError(f"task: {task!r} is not one of {list(DEFAULT_ATTRIBUTE)}")
+        raise UsageError(f"task: {task!r} is not one of {list(DEFAULT_ATTRIBUTE)}")
     attr = attribute if attribute is not None else DEFAULT_ATTRIBUTE[task]
     classes = class_names(selection, names)
     for name in [f"{attr}{i}" for i in range(len(classes))] if task == "per-label" else [attr]:
         why = attribute_problem(name)
         if why is not None:
-            raise ValueError(f"attribute: {why}")
+            raise UsageError(f"attribute (--attribute): {why}")
     summary = ExportSummary.start(
         f"groundtruth-{task}", manifest_uri, dest, classes, detail_limit=detail_limit
     )
