@@ -601,3 +601,17 @@ def test_a_custom_labels_export_names_a_line_that_is_not_json(tmp_path: Path, ma
     result = cli("export", "custom-labels", manifest, str(tmp_path / "cl"), "--label", "Bird")
     assert result.exit_code == ExitCode.BAD_MANIFEST, result.output
     assert "line 2" in said(result)
+
+
+def test_a_receipt_that_is_a_link_or_not_a_file_is_not_read(tmp_path: Path, manifest: str) -> None:
+    dest = tmp_path / "coco"
+    dest.mkdir()
+    (dest / RECEIPT).symlink_to("/dev/zero")  # read, it would never end
+    linked = cli("export", "coco", manifest, str(dest), "--label", "Bird", "--overwrite")
+    assert linked.exit_code == ExitCode.CANNOT_PROCEED, linked.output
+    assert "is a symbolic link, not a receipt labelsift wrote" in said(linked)
+    (dest / RECEIPT).unlink()
+    os.mkfifo(dest / RECEIPT)
+    fifo = cli("export", "coco", manifest, str(dest), "--label", "Bird", "--overwrite")
+    assert fifo.exit_code == ExitCode.CANNOT_PROCEED, fifo.output
+    assert "is not a file" in said(fifo)

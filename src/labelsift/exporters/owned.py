@@ -40,7 +40,7 @@ from labelsift.uri import parse as parse_uri
 from labelsift.uri import same_target
 
 from .common import StorageLike, check_relative, dump_json, error_code, unsafe_source
-from .receipt import FOLDER_RECEIPT, RECEIPT_SUFFIX, ReceiptFile, ReceiptHeader, parse, render
+from .receipt import FOLDER_RECEIPT, RECEIPT_SUFFIX, Entry, ReceiptHeader, parse, render
 from .summary import ExportSummary
 
 STAGING_PREFIX = ".labelsift-staging-"
@@ -128,8 +128,8 @@ class OwnedOutput:
         self.keep_earlier = keep_earlier
         self.single = single
         self.receipt_name = f"{single}{RECEIPT_SUFFIX}" if single else FOLDER_RECEIPT
-        self.owned: dict[str, ReceiptFile] = {}  # the earlier export's files still to be decided
-        self.carried: list[ReceiptFile] = []
+        self.owned: dict[str, Entry] = {}  # the earlier export's files still to be decided
+        self.carried: list[Entry] = []
         self.sources: dict[str, int] = {}
         self._present: dict[str, int] = {}  # S3: what the destination held (key -> size) at the start
         self._dirs: dict[str, bool] = {}  # local: parent folder -> exists at the destination
@@ -245,17 +245,24 @@ class OwnedOutput:
         if pending is not None:  # an interrupted export's: its files are ours, no --overwrite needed
             self.owned.update(pending[1])
 
-    def _read_local(self, name: str) -> tuple[ReceiptHeader, dict[str, ReceiptFile]] | None:
+    def _read_local(self, name: str) -> tuple[ReceiptHeader, dict[str, Entry]] | None:
         path = os.path.join(self.root, name)
         try:
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                return parse(path, handle)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
         except FileNotFoundError:
             return None
         except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise CannotProceed(
+                    f"{path} is a symbolic link, not a receipt labelsift wrote: move it away and run again."
+                ) from error
             raise cannot_write(path, error) from error
+        with open(fd, encoding="utf-8", errors="replace") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise CannotProceed(f"{path} is not a file: move it away and run again.")
+            return parse(path, handle)
 
-    def _read_s3(self, name: str) -> tuple[ReceiptHeader, dict[str, ReceiptFile]] | None:
+    def _read_s3(self, name: str) -> tuple[ReceiptHeader, dict[str, Entry]] | None:
         if name not in self._present and not self.single:
             return None
         uri = self._final(name)
@@ -286,7 +293,7 @@ class OwnedOutput:
             self._made.add(parent)
         return path
 
-    def claim(self, rel: str) -> ReceiptFile | None:
+    def claim(self, rel: str) -> Entry | None:
         """Check that the export may write `rel`; the earlier receipt's entry when it is ours."""
         check_relative(rel)
         if not self.local:
@@ -439,9 +446,7 @@ class OwnedOutput:
         with open(self._entries.name, encoding="utf-8") if self.local else _rewound(self._entries) as lines:
             yield from lines
 
-    def _commit_local(
-        self, header: ReceiptHeader, gone: dict[str, ReceiptFile], summary: ExportSummary
-    ) -> None:
+    def _commit_local(self, header: ReceiptHeader, gone: dict[str, Entry], summary: ExportSummary) -> None:
         pending = os.path.join(self.root, self.receipt_name + ".pending")
         try:
             staged_receipt = os.path.join(self._stage, _ENTRIES + ".receipt")
@@ -477,7 +482,7 @@ class OwnedOutput:
             os.removedirs(os.path.dirname(path))  # only folders left empty; the root holds the receipt
         return 1
 
-    def _commit_s3(self, header: ReceiptHeader, gone: dict[str, ReceiptFile], summary: ExportSummary) -> None:
+    def _commit_s3(self, header: ReceiptHeader, gone: dict[str, Entry], summary: ExportSummary) -> None:
         storage = self._storage()
         assert self._entries is not None
         if not (self.carried or self._entries.tell() or self.receipt_name in self._present):

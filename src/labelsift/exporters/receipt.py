@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
@@ -75,18 +75,31 @@ class ReceiptFile(BaseModel):
     )
 
 
+class Entry(NamedTuple):
+    """A `ReceiptFile` once checked, as the exporters keep it (a million of them fit in memory)."""
+
+    path: str
+    size: int
+    sha256: str | None = None
+    source: str | None = None
+    source_etag: str | None = None
+
+    def line(self) -> str:
+        return dump_json({k: v for k, v in self._asdict().items() if v is not None}) + "\n"
+
+
 class UntrustedReceipt(CannotProceed):
     """A receipt labelsift cannot read as its own."""
 
 
-def render(header: ReceiptHeader, files: Iterable[ReceiptFile]) -> Iterator[str]:
+def render(header: ReceiptHeader, files: Iterable[Entry]) -> Iterator[str]:
     """The receipt's lines, each with its newline."""
     yield dump_json(header.model_dump(mode="json")) + "\n"
     for entry in files:
-        yield dump_json(entry.model_dump(mode="json", exclude_none=True)) + "\n"
+        yield entry.line()
 
 
-def parse(where: str, lines: Iterable[str]) -> tuple[ReceiptHeader, dict[str, ReceiptFile]]:
+def parse(where: str, lines: Iterable[str]) -> tuple[ReceiptHeader, dict[str, Entry]]:
     """The header and the trusted entries (by path) of a receipt's lines."""
     it = iter(lines)
     first = next(it, "")
@@ -98,13 +111,15 @@ def parse(where: str, lines: Iterable[str]) -> tuple[ReceiptHeader, dict[str, Re
             "only the files a receipt of its own lists: move that file away (or choose another "
             "destination) and run again."
         ) from error
-    files: dict[str, ReceiptFile] = {}
+    files: dict[str, Entry] = {}
     for text in it:
         try:
-            entry = ReceiptFile.model_validate(json.loads(text))
+            checked = ReceiptFile.model_validate(json.loads(text))
         except (ValueError, ValidationError):
             continue  # not trusted: the file it names is treated as someone else's
-        files[entry.path] = entry
+        files[checked.path] = Entry(
+            checked.path, checked.size, checked.sha256, checked.source, checked.source_etag
+        )
     return header, files
 
 
