@@ -133,7 +133,7 @@ class OwnedOutput:
         self.sources: dict[str, int] = {}
         self._present: dict[str, int] = {}  # S3: what the destination held (key -> size) at the start
         self._dirs: dict[str, bool] = {}  # local: parent folder -> exists at the destination
-        self._made: set[str] = set()
+        self._made: dict[str, str] = {}  # folder of a staged file -> its staged path (made)
         self._stage = ""
         self._lock: IO[str] | None = None
         self._lock_path = ""
@@ -286,12 +286,13 @@ class OwnedOutput:
         return os.path.join(self.root, *rel.split("/"))
 
     def _staged(self, rel: str) -> str:
-        path = os.path.join(self._stage, *rel.split("/"))
-        parent = os.path.dirname(path)
-        if parent not in self._made:
+        folder, _, name = rel.rpartition("/")
+        parent = self._made.get(folder)
+        if parent is None:
+            parent = os.path.join(self._stage, *folder.split("/")) if folder else self._stage
             os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
-        return path
+            self._made[folder] = parent
+        return f"{parent}{os.sep}{name}"
 
     def claim(self, rel: str) -> Entry | None:
         """Check that the export may write `rel`; the earlier receipt's entry when it is ours."""
@@ -365,7 +366,7 @@ class OwnedOutput:
             _write_file(self._staged(rel), data)
         else:
             self._storage().write(self._final(rel), data)
-        self._record(f'{{"path":{dump_json(rel)},"size":{len(data)},"sha256":"{digest}"}}\n')
+        self._record(f'{{"path":{_quoted(rel)},"size":{len(data)},"sha256":"{digest}"}}\n')
 
     @contextmanager
     def open_text(self, rel: str) -> Iterator[TextSink]:
@@ -612,6 +613,13 @@ def _same(a: str, b: str) -> bool:
         return same_target(parse_uri(a, what="manifest"), parse_uri(b, what="output"))
     except UsageError:
         return False
+
+
+def _quoted(text: str) -> str:
+    """`text` as a JSON string; the names exporters make need no escapes (the hot path)."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return dump_json(text)
 
 
 def _stat_or_none(path: str) -> os.stat_result | None:
