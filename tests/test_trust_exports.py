@@ -183,7 +183,7 @@ def test_custom_labels_keys_stay_when_a_second_bucket_enters(
     assert "1 copied, 1 already there" in said(result)
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket)["Contents"]}
     assert keys == {f"cl/Bird/{birds}/eagle.jpg", f"cl/Bird/{raw}/birds/eagle.jpg", f"cl/{RECEIPT}"}
-    assert "images read from: " in said(result)
+    assert "images from: " in said(result)
     assert f"s3://{birds}/ (1)" in said(result) and f"s3://{raw}/ (1)" in said(result)
 
 
@@ -416,15 +416,16 @@ def test_a_source_outside_the_canonical_form_is_never_copied(tmp_path: Path, pho
     sneaky = f"{tmp_path}/photos/../../{tmp_path.name}/secret.txt"
     records = [bird(photos[0]), record(sneaky, label("Bird", 90, box(0, 0, 1, 1)))]
     manifest = write_manifest(tmp_path / "m.jsonl", records)
-    for command in ("custom-labels", "yolo", "voc"):
+    for command in ("custom-labels", "yolo", "voc", "coco"):
         dest = tmp_path / command
         result = cli("export", command, manifest, str(dest), "--label", "Bird")
+        assert "secret.txt" not in "".join(p.read_text(errors="replace") for p in dest.rglob("*.json"))
         assert result.exit_code == ExitCode.OK, result.output
         assert f"skipped {sneaky}: unsafe_source" in said(result)
         assert "not a normalised path" in said(result)
         copied = [p for p in dest.rglob("*") if p.is_file() and p.name != RECEIPT]
         assert all(p.read_bytes() != secret.read_bytes() for p in copied)
-        assert f"images read from: {photos[0].parent} (1)" in said(result)
+        assert f"images from: {photos[0].parent} (1)" in said(result)
 
 
 def test_a_link_inside_the_destination_is_not_followed_out(tmp_path: Path, manifest: str) -> None:

@@ -412,7 +412,7 @@ def _print_export(summary: ExportSummary) -> None:
     out.print(export_table(summary))
     if summary.sources:
         roots = ", ".join(f"{root} ({n})" for root, n in summary.sources.items())
-        out.print(f"images read from: {roots}", highlight=False)
+        out.print(f"images from: {roots}", highlight=False)
     for line in export_details(summary):
         out.print(line, highlight=False)
 

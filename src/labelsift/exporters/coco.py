@@ -108,6 +108,8 @@ def _write(
                 )
                 annotations_in[image.split] += 1
                 next_annotation += 1
+            if not copy_images:
+                out.note_source(image.source)
             count_detection(summary, image.tally)
         categories = [
             {"id": i + 1, "name": name, "supercategory": supercategory} for i, name in enumerate(classes)

@@ -133,6 +133,13 @@ def _stem(root: str, digest: bytes, max_len: int = 100) -> str:
     return f"{clean}-{digest.hex()[:12]}"
 
 
+UNSAFE_SOURCE = "unsafe_source"
+_NOT_A_SCAN = (
+    "A scan records sources in canonical form; this record was written or edited by someone else. "
+    "Fix or drop it and export again."
+)
+
+
 def unsafe_source(source: str) -> str | None:
     """Why `source` is not in the form a scan records (so an export must not read it), or None.
 
@@ -170,6 +177,10 @@ def decisions(
         for record in records:
             count += 1
             if record is None:  # names none of the labels and no person judged it: nothing to select
+                continue
+            why = unsafe_source(record["source"])
+            if why is not None:  # not what a scan records: never read, copied or named in an export
+                summary.skip(record["source"], UNSAFE_SOURCE, f"not exported: {why}. {_NOT_A_SCAN}")
                 continue
             decision = selection.decide(record)
             if selection.band is not None:

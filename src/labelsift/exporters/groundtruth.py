@@ -144,6 +144,7 @@ def export_groundtruth(
                 if checker is not None and line.check is not None:
                     for violation in checker.add(summary.lines_written, line.check, line.size, line.source):
                         summary.violate(violation.line, violation.rule, violation.message, violation.source)
+                out.note_source(line.source)
                 count_detection(summary, line.tally)
             refuse_if_nothing_in_s3(summary, "Ground Truth")
         summary.files_written = 1

@@ -389,7 +389,7 @@ class OwnedOutput:
         if entry is not None and etag and entry.source == source and entry.source_etag == etag:
             self.owned.pop(rel, None)
             self.carried.append(entry)
-            self._count_source(source)
+            self.note_source(source)
             return False
         if self.local:
             staged = self._staged(rel)
@@ -404,12 +404,13 @@ class OwnedOutput:
             info = storage.exists(final)  # the copy's own size (the record's may be stale)
             size = info.size if info is not None else size
         self.owned.pop(rel, None)
-        self._count_source(source)
+        self.note_source(source)
         tail = f',"source_etag":{dump_json(etag)}' if etag else ""
         self._record(f'{{"path":{dump_json(rel)},"size":{size or 0},"source":{dump_json(source)}{tail}}}\n')
         return True
 
-    def _count_source(self, source: str) -> None:
+    def note_source(self, source: str) -> None:
+        """Count where an exported image is (copied here, or named by the annotations)."""
         root = source_root(source)
         self.sources[root] = self.sources.get(root, 0) + 1
 

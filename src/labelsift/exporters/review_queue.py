@@ -80,6 +80,7 @@ def _write(
                 stream.write(dump_json({"source-ref": source}) + "\n")
                 summary.lines_written += 1
                 summary.count_export(ALL)
+                out.note_source(source)
             if not allow_local:
                 refuse_if_nothing_in_s3(summary, "A review queue")
         summary.files_written = 1

@@ -75,7 +75,7 @@ class ExportSummary(BaseModel):
     )
     sources: dict[str, int] = Field(
         default_factory=dict,
-        description="Where the copied images came from: `s3://bucket/` or a local folder -> images.",
+        description="Where the exported images are (copied or named): `s3://bucket/` or a folder -> images.",
     )
     workers: int = Field(default=1, description="Processes that did the per-record work (1: this one).")
     dry_run: bool = False

@@ -114,6 +114,8 @@ def export_voc(
                 out.write_bytes(f"Annotations/{image.stem}.xml", image.text.encode("utf-8"))
                 lists[image.split].write(image.stem + "\n")
                 summary.files_written += 1
+                if not copy_images:
+                    out.note_source(image.source)
                 count_detection(summary, image.tally)
         summary.files_written += 2
         out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))

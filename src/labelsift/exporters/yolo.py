@@ -94,6 +94,8 @@ def export_yolo(
                     continue
             out.write_bytes(_label_file(image.split, image.stem), image.text.encode("utf-8"))
             summary.files_written += 1
+            if not copy_images:
+                out.note_source(image.source)
             count_detection(summary, image.tally)
         out.write_bytes("data.yaml", data_yaml(out.root, classes).encode("utf-8"))
         summary.files_written += 1
