@@ -437,6 +437,11 @@ class OwnedOutput:
                 self._commit_local(header, gone, summary)
             else:
                 self._commit_s3(header, gone, summary)
+        except BaseException:
+            if not self.local:  # what it wrote stays listed for the rerun
+                self.owned.update(gone)
+                self._write_pending()
+            raise
         finally:
             self._done = True
             self._release()
