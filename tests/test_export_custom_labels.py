@@ -24,20 +24,26 @@ def _jpeg(width: int = 100, height: int = 80) -> bytes:
 
 
 def _keys(client: S3Client, bucket: str) -> set[str]:
+    """The keys of the bucket, without the exports' receipts."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return {item["Key"] for page in pages for item in page.get("Contents", [])}
+    keys = {item["Key"] for page in pages for item in page.get("Contents", [])}
+    return {k for k in keys if not k.endswith(".labelsift-receipt.jsonl")}
 
 
 def _source_bucket(client: S3Client, bucket: str, manifest: Path) -> str:
+    etags = {}
     for key in ("raw/birds/1.jpg", "raw/2.jpg", "raw/3.jpg", "raw/tiny.jpg", "raw/x.gif"):
-        client.put_object(Bucket=bucket, Key=key, Body=_jpeg())
-    records = [
+        etags[f"s3://{bucket}/{key}"] = client.put_object(Bucket=bucket, Key=key, Body=_jpeg())["ETag"].strip(
+            '"'
+        )
+    scanned = [
         record(f"s3://{bucket}/raw/birds/1.jpg", label("Bird", 95, parents=("Animal",))),
         record(f"s3://{bucket}/raw/2.jpg", label("Bird", 90), label("Dog", 92)),
         record(f"s3://{bucket}/raw/3.jpg", label("Dog", 30)),
         record(f"s3://{bucket}/raw/tiny.jpg", label("Bird", 99), width=32, height=32),
         record(f"s3://{bucket}/raw/x.gif", label("Bird", 99), fmt="GIF"),
     ]
+    records = [r.model_copy(update={"etag": etags[r.source]}) for r in scanned]
     return write_manifest(manifest, records)
 
 
@@ -50,9 +56,9 @@ def test_copies_to_label_folders_server_side_once(
     selection = Selection(("Bird", "Dog"))
     summary = export_custom_labels(manifest, dest, selection, storage=storage)
     expected = {
-        "dataset/Bird/raw/birds/1.jpg",
-        "dataset/Bird/raw/2.jpg",
-        "dataset/Dog/raw/2.jpg",  # an image matching two labels goes in both
+        f"dataset/Bird/{bucket}/raw/birds/1.jpg",
+        f"dataset/Bird/{bucket}/raw/2.jpg",
+        f"dataset/Dog/{bucket}/raw/2.jpg",  # an image matching two labels goes in both
     }
     assert _keys(s3_client, dest_bucket) == expected
     assert summary.copied == 3 and summary.already_present == 0
@@ -63,14 +69,20 @@ def test_copies_to_label_folders_server_side_once(
     assert again.copied == 0 and again.already_present == 3
     assert _keys(s3_client, dest_bucket) == expected
 
-    # a different object where a copy would go is refused, unless overwriting is allowed
-    s3_client.put_object(Bucket=dest_bucket, Key="dataset/Dog/raw/2.jpg", Body=b"not the same object")
-    refused = export_custom_labels(manifest, dest, selection, storage=storage)
-    assert refused.skipped.get("Exists") == 1 and refused.copied == 0
-    forced = export_custom_labels(manifest, dest, selection, storage=storage, overwrite=True)
-    assert forced.copied == 1
-    body = s3_client.get_object(Bucket=dest_bucket, Key="dataset/Dog/raw/2.jpg")["Body"].read()
-    assert body == s3_client.get_object(Bucket=bucket, Key="raw/2.jpg")["Body"].read()
+    # an object labelsift did not write (changed since) where a copy would go stops the export,
+    # with --overwrite too (it replaces only what a receipt lists)
+    import pytest
+
+    from labelsift.exporters.owned import NameClash
+
+    s3_client.put_object(
+        Bucket=dest_bucket, Key=f"dataset/Dog/{bucket}/raw/2.jpg", Body=b"not the same object"
+    )
+    for overwrite in (False, True):
+        with pytest.raises(NameClash, match=f"dataset/Dog/{bucket}/raw/2.jpg"):
+            export_custom_labels(manifest, dest, selection, storage=storage, overwrite=overwrite)
+    body = s3_client.get_object(Bucket=dest_bucket, Key=f"dataset/Dog/{bucket}/raw/2.jpg")["Body"].read()
+    assert body == b"not the same object"
 
 
 def test_dry_run_names_and_threshold(
@@ -83,7 +95,7 @@ def test_dry_run_names_and_threshold(
     )
     assert _keys(s3_client, dest_bucket) == set()
     assert [(p.source, p.destination) for p in plan.plan] == [
-        (f"s3://{bucket}/raw/birds/1.jpg", f"s3://{dest_bucket}/ds/Animal/raw/birds/1.jpg")
+        (f"s3://{bucket}/raw/birds/1.jpg", f"s3://{dest_bucket}/ds/Animal/{bucket}/raw/birds/1.jpg")
     ]
     export_custom_labels(
         manifest,
@@ -92,10 +104,10 @@ def test_dry_run_names_and_threshold(
         storage=storage,
         names={"dog": "dogs"},
     )
-    assert _keys(s3_client, dest_bucket) == {"ds/dogs/raw/2.jpg", "ds/dogs/raw/3.jpg"}
+    assert _keys(s3_client, dest_bucket) == {f"ds/dogs/{bucket}/raw/2.jpg", f"ds/dogs/{bucket}/raw/3.jpg"}
 
 
-def test_local_sources_keep_their_path_under_the_common_root(tmp_path: Path) -> None:
+def test_local_sources_keep_their_path_under_the_source_root(tmp_path: Path) -> None:
     a = make_jpeg(tmp_path / "photos" / "2024" / "a.jpg", 100, 100)
     b = make_jpeg(tmp_path / "photos" / "2025" / "a.jpg", 100, 100)
     manifest = write_manifest(
@@ -103,10 +115,16 @@ def test_local_sources_keep_their_path_under_the_common_root(tmp_path: Path) -> 
         [record(str(a), label("Bird", 90, box(0, 0, 1, 1))), record(str(b), label("Bird", 90))],
     )
     out = tmp_path / "out"
-    summary = export_custom_labels(manifest, str(out), Selection(("bird",)), storage=Storage())
+    summary = export_custom_labels(
+        manifest, str(out), Selection(("bird",)), storage=Storage(), source_root=str(tmp_path / "photos")
+    )
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert files == ["bird/2024/a.jpg", "bird/2025/a.jpg"]
+    assert files == [".labelsift-receipt.jsonl", "bird/2024/a.jpg", "bird/2025/a.jpg"]
     assert summary.copied == 2
+    # without a source root: the absolute path under `_local/`, which depends on the source alone
+    default = tmp_path / "default"
+    export_custom_labels(manifest, str(default), Selection(("bird",)), storage=Storage())
+    assert (default / "bird" / "_local" / str(a).lstrip("/")).is_file()
 
 
 def test_annotation_exports_write_to_s3(
@@ -171,14 +189,14 @@ def test_an_s3_rerun_replaces_an_earlier_export_only_when_told(
         manifest, dest, Selection(("Bird",), threshold=80), storage=storage, val_fraction=0, overwrite=True
     )
     keys = {k for k in _keys(s3_client, bucket) if k.startswith("yolo/")}
-    assert again.replaced == 2 + 1 + 1  # two label files, data.yaml, b's image
+    assert again.replaced == 1 + 1  # b's label file and image (a's and data.yaml are rewritten)
     assert {k.split("/")[1] for k in keys} == {"images", "labels", "data.yaml"}
     assert not any("raw_b-" in k for k in keys)
     assert sum("raw_a-" in k for k in keys) == 2  # a's image and label file
 
     gt = f"s3://{bucket}/gt/output.manifest"
     export_groundtruth(manifest, gt, Selection(("Bird",)))
-    with pytest.raises(StorageError, match="already exists"):
+    with pytest.raises(StorageError, match="already holds a Ground Truth export"):
         export_groundtruth(manifest, gt, Selection(("Bird",), threshold=80))
     export_groundtruth(manifest, gt, Selection(("Bird",), threshold=80), overwrite=True)
     lines = s3_client.get_object(Bucket=bucket, Key="gt/output.manifest")["Body"].read().splitlines()

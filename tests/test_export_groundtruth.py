@@ -135,18 +135,18 @@ def test_multilabel_shape(tmp_path: Path) -> None:
 def test_violations_are_reported_with_line_numbers(tmp_path: Path) -> None:
     many = tuple(box(i / 60, 0.0, 1 / 60, 0.5) for i in range(60))
     records = [
-        record("/local/a.jpg", label("Bird", 90, box(0, 0, 0.5, 0.5))),  # line 1: not s3
+        record("/local/a.jpg", label("Bird", 90, box(0, 0, 0.5, 0.5))),  # not s3: skipped, not written
         record("s3://raw/big.jpg", label("Bird", 90, box(0.1, 0.1, 0.0002, 0.5)), width=8000, height=6000),
         record("s3://raw/many.jpg", label("Bird", 90, *many), width=6000, height=100),
     ]
     manifest = write_manifest(tmp_path / "m.jsonl", records)
     summary = export_groundtruth(manifest, str(tmp_path / "o.manifest"), Selection(("Bird",)), task="boxes")
     found = {(v.line, v.rule) for v in summary.violation_lines}
-    assert (1, "source-ref") in found
-    assert (2, "box-too-small") in found  # 1.6 px -> 0.26 px once scaled to 1280
-    assert (3, "boxes-per-image") in found
-    assert (0, "invalid-lines") in found  # 3 of 3 lines
-    assert summary.invalid_lines == 3
+    assert summary.skipped == {"not_s3": 1}
+    assert (1, "box-too-small") in found  # 1.6 px -> 0.26 px once scaled to 1280
+    assert (2, "boxes-per-image") in found
+    assert (0, "invalid-lines") in found  # 2 of 2 lines
+    assert summary.invalid_lines == 2
     with pytest.raises(ValueError, match="-metadata"):
         export_groundtruth(manifest, str(tmp_path / "x"), Selection(("Bird",)), attribute="x-metadata")
     with pytest.raises(ValueError, match="-ref"):

@@ -162,7 +162,8 @@ def test_a_rerun_replaces_an_earlier_export_only_when_told(tmp_path: Path, fmt: 
         manifest, str(out), Selection(("Bird", "Dog"), threshold=95), storage=Storage(), val_fraction=0,
         overwrite=True,
     )  # fmt: skip
-    assert sum(again.images.values()) == 1 and again.already_present == 1 and again.copied == 0
+    # the records carry no etag, so the earlier copy of a cannot be proven current: copied again
+    assert sum(again.images.values()) == 1 and again.already_present == 0 and again.copied == 1
     if fmt == "yolo":
         ds = sv.DetectionDataset.from_yolo(
             images_directory_path=str(out / "images" / "train"),
@@ -177,6 +178,5 @@ def test_a_rerun_replaces_an_earlier_export_only_when_told(tmp_path: Path, fmt: 
         assert (out / "ImageSets" / "Main" / "train.txt").read_text().split() == [stems["a"]]
     assert sorted(Path(path).stem for path, _, _ in ds) == [stems["a"]]
     assert _boxes(ds, ["Bird", "Dog"])[stems["a"]] == sorted(EXPECTED["a"])
-    # yolo: labels/train/{a,b,c}.txt and data.yaml, then the images of b and c;
-    # voc: Annotations/{a,b,c}.xml, ImageSets/Main/{train,val}.txt and labels.txt, then b's and c's images
-    assert again.replaced == (4 + 2 if fmt == "yolo" else 6 + 2)
+    # the earlier export's files this one does not write: b's and c's labels (or XML) and images
+    assert again.replaced == 4

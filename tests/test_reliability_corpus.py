@@ -192,7 +192,7 @@ def test_corpus_with_rekognition_on_s3_then_every_export(
     copied = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket).get("Contents", [])}
     for case in CASES:
         if case.rekognition == ("labeled", None) and case.key.startswith("names/"):
-            assert f"custom/Bird/{case.key}" in copied, sorted(copied)
+            assert f"custom/Bird/{bucket}/{case.key}" in copied, sorted(copied)  # <label>/<bucket>/<key>
 
 
 def test_corpus_with_the_local_model_on_a_folder_then_every_export(tmp_path: Path) -> None:

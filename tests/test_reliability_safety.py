@@ -53,9 +53,10 @@ def test_filter_and_exports_never_replace_a_different_object_without_overwrite(
     s3_client.put_object(Bucket=raw, Key="a.jpg", Body=make_image("bird", seed=1))
     theirs = b"someone else's file, not ours"
     s3_client.put_object(Bucket=clean, Key="Bird/a.jpg", Body=theirs)
+    s3_client.put_object(Bucket=clean, Key=f"Bird/{raw}/a.jpg", Body=theirs)  # where the export copies
     local_dest = tmp_path / "dest"
-    (local_dest / "Bird").mkdir(parents=True)
-    (local_dest / "Bird" / "a.jpg").write_bytes(theirs)
+    (local_dest / "Bird" / raw).mkdir(parents=True)
+    (local_dest / "Bird" / raw / "a.jpg").write_bytes(theirs)
     manifest = tmp_path / "m.jsonl"
 
     def run(*args: str) -> str:
@@ -67,19 +68,17 @@ def test_filter_and_exports_never_replace_a_different_object_without_overwrite(
                                   "-d", "rekognition", "--manifest", str(manifest)])  # fmt: skip
     assert refused.exit_code == ExitCode.CANNOT_PROCEED, refused.output
     assert "--overwrite" in refused.output and "Traceback" not in refused.output
+    # an export never replaces a file it did not write, with --overwrite neither (exit 3, named)
     for dest in (f"s3://{clean}/", str(local_dest)):
-        shown = run("export", "custom-labels", str(manifest), dest, "-l", "Bird")
-        assert "Exists 1" in shown, shown
-    assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() == theirs
-    assert (local_dest / "Bird" / "a.jpg").read_bytes() == theirs
-    for dest in (f"s3://{clean}/", str(local_dest)):
-        run("export", "custom-labels", str(manifest), dest, "-l", "Bird", "--overwrite")
-    assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() != theirs
-    s3_client.put_object(Bucket=clean, Key="Bird/a.jpg", Body=theirs)
+        for extra in ([], ["--overwrite"]):
+            clash = runner.invoke(app, ["export", "custom-labels", str(manifest), dest, "-l", "Bird", *extra])
+            assert clash.exit_code == ExitCode.CANNOT_PROCEED, clash.output
+            assert "a.jpg is in the way" in " ".join(clash.output.split())
+    assert s3_client.get_object(Bucket=clean, Key=f"Bird/{raw}/a.jpg")["Body"].read() == theirs
+    assert (local_dest / "Bird" / raw / "a.jpg").read_bytes() == theirs
     run("filter", f"s3://{raw}/", f"s3://{clean}/", "-l", "Bird", "-d", "rekognition",
         "--manifest", str(manifest), "--overwrite")  # fmt: skip
     assert s3_client.get_object(Bucket=clean, Key="Bird/a.jpg")["Body"].read() != theirs
-    assert (local_dest / "Bird" / "a.jpg").read_bytes() != theirs
 
 
 @pytest.mark.parametrize(
@@ -91,6 +90,8 @@ def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path, fmt: 
     from test_export_common import box, label, make_jpeg, record, write_manifest
 
     image = str(make_jpeg(tmp_path / "src" / "a.jpg", 200, 100))
+    if fmt == "groundtruth":  # Ground Truth reads images from S3 only
+        image = "s3://bucket/a.jpg"
     manifest = write_manifest(
         tmp_path / "m.jsonl", [record(image, label("Bird", 70, box(0.1, 0.1, 0.5, 0.5)))]
     )
@@ -109,5 +110,5 @@ def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path, fmt: 
     again = runner.invoke(app, [*args, "--overwrite"])
     assert again.exit_code == ExitCode.OK, again.output
     assert written.exists()
-    if marker:
-        assert "of the earlier export deleted" in " ".join(again.output.split())
+    receipt = dest / ".labelsift-receipt.jsonl" if marker else Path(f"{dest}.labelsift-receipt.jsonl")
+    assert receipt.exists()

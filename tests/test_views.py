@@ -90,7 +90,7 @@ def test_an_export_reads_only_its_fields(tmp_path: Path) -> None:
     manifest = tmp_path / "m.jsonl"
     write_records(str(manifest), RECORDS[:1])
     with manifest.open("a", encoding="utf-8") as stream:
-        stream.write(_with("etag", 7).replace("1.jpg", "5.jpg") + "\n")
+        stream.write(_with("detector", 7).replace("1.jpg", "5.jpg") + "\n")  # etag is read: receipts
     summary = export_coco(str(manifest), str(tmp_path / "coco"), Selection(("Bird",)))
     assert sum(summary.images.values()) == 2
     with manifest.open("a", encoding="utf-8") as stream:

@@ -93,15 +93,16 @@ def fail(message: str, code: ExitCode) -> NoReturn:
 _STOPPED = "interrupted by Ctrl-C before the end; rerun the same command."
 _RESUME = "interrupted by Ctrl-C: the manifest is complete up to there; rerun the same command to resume."
 _REDO_EXPORT = (
-    "interrupted by Ctrl-C: the export is incomplete (nothing else was touched); rerun the same "
-    "command with --overwrite to redo it."
+    "interrupted by Ctrl-C: the export did not finish. A local destination keeps its earlier state; "
+    "on S3 what it wrote is listed in a pending receipt. Rerun the same command (no --overwrite "
+    "needed for what it left)."
 )
 _MERGE_STOPPED = (
     "interrupted by Ctrl-C: nothing was written (an earlier output is untouched); rerun the same command."
 )
 _RESUME_COPY = (
-    "interrupted by Ctrl-C: every image copied so far is whole; rerun the same command to copy the "
-    "rest (nothing already there is copied again)."
+    "interrupted by Ctrl-C: every image copied so far is whole; rerun the same command (on S3 it "
+    "copies only the rest; a local destination keeps its earlier state until an export finishes)."
 )
 
 
@@ -461,6 +462,9 @@ def _export_selection(labels: list[str], threshold: float, parents: bool, band: 
 
 def _print_export(summary: ExportSummary, labels: list[str], parents: bool) -> None:
     out.print(export_table(summary))
+    if summary.sources:
+        roots = ", ".join(f"{root} ({n})" for root, n in summary.sources.items())
+        out.print(f"images from: {roots}", highlight=False)
     for line in export_details(summary):
         out.print(line, highlight=False)
     _warn_unmatched(summary, labels, parents)
@@ -493,7 +497,9 @@ def export_custom_labels_command(
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     band: BandOption = None,
     name: NamesOption = None,
-    overwrite: Annotated[bool, typer.Option(help="Replace different objects at the destination.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Also delete the earlier exports' copies this one no longer makes.")
+    ] = False,
     dry_run: Annotated[bool, typer.Option(help="Print the plan and counts; copy nothing.")] = False,
 ) -> None:
     """Rekognition Custom Labels folders: one folder per label, images copied server-side."""
@@ -526,6 +532,7 @@ def export_groundtruth_command(
         summary = export_groundtruth(
             manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
             attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
+            storage=Storage(),
         )  # fmt: skip
     _print_export(summary, label, parents)
 
@@ -547,8 +554,8 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         overwrite: Annotated[
             bool,
             typer.Option(
-                help="Replace an earlier export in DEST: its annotations are deleted first, "
-                "copied images reused when unchanged."
+                help="Replace an earlier export in DEST (only the files its receipt lists; "
+                "copies of unchanged sources are reused)."
             ),
         ] = False,
         workers: WorkersOption = None,
@@ -587,7 +594,7 @@ def export_review_command(
     with friendly_errors(_REDO_EXPORT):
         summary = export_review_queue(
             manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local,
-            overwrite=overwrite,
+            overwrite=overwrite, storage=Storage(),
         )  # fmt: skip
     _print_export(summary, label, parents)
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from labelsift.exporters.receipt import ReceiptFile, ReceiptHeader
 from labelsift.models import ImageRecord, RunSummary, VerdictEntry
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "image-record.schema.json": ImageRecord,
     "verdict-entry.schema.json": VerdictEntry,
     "run-summary.schema.json": RunSummary,
+    "export-receipt-header.schema.json": ReceiptHeader,  # line 1 of an export's receipt
+    "export-receipt-file.schema.json": ReceiptFile,  # every following line
 }
 
 

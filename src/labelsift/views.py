@@ -4,7 +4,7 @@ An export reads a few fields of every record in its hot loop. Building the full 
 (`models.ImageRecord`, its labels and boxes) costs twice what parsing the line does; plain dicts
 of the fields an export reads cost little more than the parse. Every field here keeps its model's
 constraints, so each value an export uses is validated as strictly as the scan wrote it; the
-fields no export reads (etag, detector, categories, ...) are not read at all.
+fields no export reads (detector, categories, ...) are not read at all.
 
 `view_of` turns a model into its view, for callers that hold models (the scan, the review server,
 tests).
@@ -52,6 +52,7 @@ class LabelView(TypedDict):
 
 class RecordView(TypedDict):
     source: NonEmpty
+    etag: Annotated[str | None, Field(default=None)]  # which version of the source the labels are of
     status: ScanStatus
     width: Annotated[Pixels | None, Field(default=None)]
     height: Annotated[Pixels | None, Field(default=None)]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from functools import partial
 from typing import IO, NamedTuple
@@ -27,18 +28,16 @@ from labelsift.views import RecordView
 from .common import (
     TRAIN,
     VAL,
-    Closing,
-    OutputDir,
     StorageLike,
     Tally,
-    claim_destination,
     class_names,
-    copy_image,
     count_detection,
     decisions,
     detection_images,
+    require_manifest,
 )
 from .common import dump_json as dumps
+from .owned import OwnedOutput, TextSink, copy_image
 from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
@@ -60,17 +59,35 @@ def export_coco(
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
-    out = OutputDir(dest, storage)
     summary = ExportSummary.start("coco", manifest_uri, dest, classes, detail_limit=detail_limit)
-    claim_destination(out, ("annotations",), "COCO", summary, overwrite=overwrite)
+    require_manifest(manifest_uri)
+    with OwnedOutput(dest, storage, fmt="coco", manifest=manifest_uri, overwrite=overwrite) as out:
+        _write(
+            out, manifest_uri, selection, summary, classes, val_fraction, copy_images, supercategory, parallel
+        )
+        out.commit(summary)
+    return summary
+
+
+def _write(
+    out: OwnedOutput,
+    manifest_uri: str,
+    selection: Selection,
+    summary: ExportSummary,
+    classes: list[str],
+    val_fraction: float,
+    copy_images: bool,
+    supercategory: str,
+    parallel: Parallel,
+) -> None:
     next_image = dict.fromkeys(SPLITS, 1)
     next_annotation = 1
     annotations_in = dict.fromkeys(SPLITS, 0)
-    with tempfile.TemporaryDirectory(prefix="labelsift-coco-") as tmp, Closing() as closing:
+    with tempfile.TemporaryDirectory(prefix="labelsift-coco-") as tmp, ExitStack() as closing:
         parts: dict[str, tuple[IO[str], IO[str]]] = {
             split: (
-                closing.add(open(f"{tmp}/{split}.images", "w+", encoding="utf-8")),  # noqa: SIM115
-                closing.add(open(f"{tmp}/{split}.annotations", "w+", encoding="utf-8")),  # noqa: SIM115
+                closing.enter_context(open(f"{tmp}/{split}.images", "w+", encoding="utf-8")),
+                closing.enter_context(open(f"{tmp}/{split}.annotations", "w+", encoding="utf-8")),
             )
             for split in SPLITS
         }
@@ -78,7 +95,7 @@ def export_coco(
         for image in staged(manifest_uri, selection, summary, stage, parallel):
             if copy_images:
                 rel = f"images/{image.split}/{image.name}"
-                if not copy_image(out, image.source, rel, summary, overwrite=overwrite):
+                if not copy_image(out, image.source, image.etag, image.size, rel, summary):
                     continue
             images_part, annotations_part = parts[image.split]
             image_id = next_image[image.split]
@@ -91,6 +108,8 @@ def export_coco(
                 )
                 annotations_in[image.split] += 1
                 next_annotation += 1
+            if not copy_images:
+                out.note_source(image.source)
             count_detection(summary, image.tally)
         categories = [
             {"id": i + 1, "name": name, "supercategory": supercategory} for i, name in enumerate(classes)
@@ -109,13 +128,14 @@ def export_coco(
                 _append(annotations_part, stream)
                 stream.write("]}\n")
             summary.files_written += 1
-    return summary
 
 
 class CocoImage(NamedTuple):
     """One image ready to write; the writer adds the ids (`{"id":N,` and `{"id":N,"image_id":M,`)."""
 
     source: str
+    etag: str | None
+    size: int | None
     split: str
     name: str  # the file name of a copy (empty when images are not copied)
     image: str  # the image entry's JSON after its id
@@ -145,6 +165,8 @@ def coco_images(
             )
         yield CocoImage(
             image.record["source"],
+            image.record["etag"],
+            image.record["size"],
             image.split,
             name,
             f'"file_name":{dumps(file_name)},"width":{image.width},"height":{image.height}}}',
@@ -153,7 +175,7 @@ def coco_images(
         )
 
 
-def _append(part: IO[str], stream: IO[str]) -> None:
+def _append(part: IO[str], stream: TextSink) -> None:
     part.flush()
     part.seek(0)
     shutil.copyfileobj(part, stream, 1 << 20)

@@ -16,22 +16,20 @@ import errno
 import hashlib
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
-import smart_open
 from pydantic_core import to_json
 
-from labelsift import uri
 from labelsift.errors import UsageError
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
 from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selection
-from labelsift.storage import ObjectInfo, StorageError, is_s3, remove_local, split_s3
+from labelsift.storage import ObjectInfo, is_s3, split_s3
+from labelsift.uri import parse_recorded
 from labelsift.views import RecordView
 
 from .summary import ALL, ExportSummary
@@ -55,6 +53,10 @@ class StorageLike(Protocol):
     def list(self, root: str, *, images_only: bool = True) -> Iterator[ObjectInfo]: ...
 
     def remove(self, uri: str) -> int: ...
+
+    def exists(self, uri: str) -> ObjectInfo | None: ...
+
+    def read(self, uri: str, *, if_match: str | None = None) -> bytes: ...
 
 
 def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[str]:
@@ -139,172 +141,25 @@ def _stem(root: str, digest: bytes, max_len: int = 100) -> str:
     return f"{clean}-{digest.hex()[:12]}"
 
 
+UNSAFE_SOURCE = "unsafe_source"
+
+
+def unsafe_source(source: str) -> str | None:
+    """Why `source` is not in the form a scan records (so an export must not read it), or None
+    (`labelsift.uri.parse_recorded` decides: `/data/../../etc/hostname`, a relative path, a NUL)."""
+    try:
+        parse_recorded(source)
+    except UsageError as error:
+        return str(error)
+    return None
+
+
 def check_relative(rel: str) -> str:
     """Refuse a relative destination path that is absolute or could climb out of its root."""
     parts = rel.split("/")
     if rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"{rel!r} is not a safe relative path under the destination")
     return rel
-
-
-class OutputDir:
-    """A destination folder, local or `s3://`: joins, small writes, streamed writes, copies in."""
-
-    def __init__(self, root: str, storage: StorageLike | None) -> None:
-        uri.parse(root, what="destination")  # a presigned or http(s) URL, `s3:/`: exit 2, never a folder
-        self.local = not is_s3(root)
-        self.root = str(Path(root).expanduser()) if self.local else root.rstrip("/")
-        self.storage = storage
-        self._made: set[str] = set()
-
-    def uri(self, rel: str) -> str:
-        check_relative(rel)
-        if not self.local:
-            return f"{self.root}/{rel}"
-        return f"{self.root}{os.sep}{rel}" if os.sep == "/" else os.path.join(self.root, *rel.split("/"))
-
-    def _parent(self, path: str) -> None:
-        parent = os.path.dirname(path)
-        if parent not in self._made:
-            os.makedirs(parent, exist_ok=True)
-            self._made.add(parent)
-
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        target = self.uri(rel)
-        if self.local:
-            self._parent(target)
-            # os-level calls: one small file per image is the hot path of YOLO and VOC exports
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                written = os.write(fd, data)
-                if written < len(data):  # a short write: rare, but allowed
-                    view = memoryview(data)[written:]
-                    while view:
-                        view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-        else:
-            self._need_storage().write(target, data)
-
-    def open_text(self, rel: str) -> IO[str]:
-        """A text stream to `rel`: a local file, or a streamed (multipart) S3 upload."""
-        target = self.uri(rel)
-        if self.local:
-            self._parent(target)
-            return open(target, "w", encoding="utf-8")
-        stream: IO[str] = smart_open.open(target, "w", encoding="utf-8")
-        return stream
-
-    def copy_in(self, source: str, rel: str, *, overwrite: bool) -> bool:
-        """Copy an image to `rel` (server-side for S3 -> S3); False when the same object was there."""
-        target = self.uri(rel)
-        if self.local:
-            self._parent(target)
-        return self._need_storage().copy(source, target, overwrite=overwrite)
-
-    def holds(self, rel: str) -> bool:
-        """Whether `rel` is a file, or a folder with anything in it, at the destination."""
-        target = self.uri(rel)
-        if self.local:
-            if os.path.isdir(target):
-                with os.scandir(target) as entries:
-                    return next(entries, None) is not None
-            return os.path.lexists(target)
-        return next(iter(self._need_storage().list(target, images_only=False)), None) is not None
-
-    def files(self, rel: str) -> Iterator[str]:
-        """Names of the files in the folder `rel` (not recursive locally; every key under it in S3)."""
-        target = self.uri(rel)
-        if self.local:
-            if os.path.isdir(target):
-                with os.scandir(target) as entries:
-                    yield from (e.name for e in entries if e.is_file(follow_symlinks=False))
-            return
-        for info in self._need_storage().list(target, images_only=False):
-            yield info.key
-
-    def remove(self, rel: str) -> int:
-        """Delete the file or folder `rel`; how many files went."""
-        target = self.uri(rel)
-        if not self.local:
-            return self._need_storage().remove(target)
-        try:
-            return remove_local(target)
-        except OSError as error:
-            raise StorageError(
-                "DeleteFailed",
-                target,
-                f"Could not delete {target} ({error.strerror}) to replace an earlier export. Check the "
-                "folder's permissions, or export into an empty folder.",
-                fatal=True,
-            ) from error
-
-    def _need_storage(self) -> StorageLike:
-        if self.storage is None:
-            raise ValueError(f"{self.root}: writing here needs a `storage`")
-        return self.storage
-
-
-def copy_image(
-    out: OutputDir,
-    source: str,
-    rel: str,
-    summary: ExportSummary,
-    *,
-    overwrite: bool,
-    label: str | None = None,
-) -> bool:
-    """Copy one image to `rel` and count it; False when it could not be copied (counted as skipped).
-
-    One bad image never stops an export; a fatal error (credentials, access, no bucket) does.
-    """
-    try:
-        if out.copy_in(source, rel, overwrite=overwrite):
-            summary.copied += 1
-        else:
-            summary.already_present += 1
-    except Exception as error:
-        if getattr(error, "fatal", False):
-            raise
-        summary.skip(source, error_code(error), str(error), label)
-        return False
-    return True
-
-
-def claim_destination(
-    out: OutputDir, generated: tuple[str, ...], fmt: str, summary: ExportSummary, *, overwrite: bool
-) -> bool:
-    """Make room for this export's annotation files (`generated`: files and folders it writes).
-
-    If an earlier export left any of them, refuse unless `overwrite`; with it, delete them first,
-    so no annotation of the earlier export outlives this one (a rerun with a higher threshold must
-    not keep the images the lower one took). True when an earlier export was replaced.
-    """
-    earlier = [rel for rel in generated if out.holds(rel)]
-    if not earlier:
-        return False
-    if not overwrite:
-        raise StorageError(
-            "Exists",
-            out.uri(earlier[0]),
-            f"{out.root} already holds a {fmt} export ({earlier[0]}). Pass --overwrite to replace it "
-            "(its annotations are deleted first; images already copied are reused when unchanged), "
-            "or export into an empty folder.",
-            fatal=True,
-        )
-    for rel in earlier:
-        summary.replaced += out.remove(rel)
-    return True
-
-
-def prune_images(
-    out: OutputDir, folder: str, annotation_for: Callable[[str], str], summary: ExportSummary
-) -> None:
-    """Delete the images in `folder` that no annotation file of this export names (an earlier
-    export's): YOLO and VOC readers would otherwise take them as images with nothing in them."""
-    for name in out.files(folder):
-        if not out.holds(annotation_for(os.path.splitext(name)[0])):
-            summary.replaced += out.remove(f"{folder}/{name}")
 
 
 def decisions(
@@ -317,6 +172,10 @@ def decisions(
         for record in records:
             count += 1
             if record is None:  # names none of the labels and no person judged it: nothing to select
+                continue
+            why = unsafe_source(record["source"])
+            if why is not None:  # not what a scan records: never read, copied or named in an export
+                summary.skip(record["source"], UNSAFE_SOURCE, f"not exported: {why}")
                 continue
             decision = selection.decide(record)
             if selection.band is not None:
@@ -463,6 +322,8 @@ class AnnotationFile(NamedTuple):
     """One image's own annotation file (YOLO, VOC), ready to write."""
 
     source: str
+    etag: str | None
+    size: int | None
     split: str
     stem: str
     name: str  # the file name of a copy of the image: stem + suffix
@@ -483,50 +344,6 @@ def error_code(error: Exception) -> str:
     return str(getattr(error, "code", "") or type(error).__name__)
 
 
-def claim_file(uri: str, fmt: str, *, overwrite: bool) -> None:
-    """Refuse to replace an existing output file unless `overwrite`."""
-    there = os.path.lexists(Path(uri).expanduser()) if not is_s3(uri) else manifest_exists(uri)
-    if there and not overwrite:
-        raise StorageError(
-            "Exists",
-            uri,
-            f"{uri} already exists. Pass --overwrite to replace it with this {fmt} export, "
-            "or write to another file.",
-            fatal=True,
-        )
-
-
-def open_output_file(uri: str) -> IO[str]:
-    """A text stream to one output file, local (parents made) or `s3://` (streamed upload)."""
-    if is_s3(uri):
-        stream: IO[str] = smart_open.open(uri, "w", encoding="utf-8")
-        return stream
-    path = Path(uri).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path.open("w", encoding="utf-8")
-
-
 def dump_json(value: Any) -> str:
     """Compact JSON, UTF-8 as is (no `\\u` escapes): pydantic-core's serializer, 3x `json.dumps`."""
     return to_json(value).decode("utf-8")
-
-
-class Closing(AbstractContextManager["Closing"]):
-    """Close several streams together (all of them, even if one fails)."""
-
-    def __init__(self) -> None:
-        self._streams: list[IO[str]] = []
-
-    def add(self, stream: IO[str]) -> IO[str]:
-        self._streams.append(stream)
-        return stream
-
-    def __exit__(self, *exc: object) -> None:
-        errors: list[BaseException] = []
-        for stream in reversed(self._streams):
-            try:
-                stream.close()
-            except BaseException as error:
-                errors.append(error)
-        if errors:
-            raise errors[0]

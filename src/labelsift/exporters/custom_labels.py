@@ -2,13 +2,15 @@
 
 - `folder` is the class name (the query label, or its `names` override): Custom Labels turns each
   direct child folder of the prefix into a label. An image selected for two labels goes in both.
-- `key` for an `s3://bucket/key` source is the key within its bucket (so deeper folders inherit
-  the label); when the manifest's S3 sources span several buckets it is `bucket/key`, so equal keys
-  in different buckets never collide. For a local source it is the path relative to
-  `source_root` (default: the deepest folder holding every local source, found by a first pass).
-- Copies go through `storage.copy`: server-side for S3 -> S3, never twice (a rerun finds the same
-  object and copies nothing), and a different object already at the destination is refused
-  (skipped with code `Exists`) unless `overwrite=True`. `dry_run` returns the plan and counts only.
+- `key` is `bucket/key` for an `s3://bucket/key` source (deeper folders inherit the label; equal
+  keys in different buckets never collide). For a local source it is `_local/<absolute path>`, or
+  the path relative to `source_root` when given. A key depends on its source alone, so it never
+  moves when the manifest grows (before receipts, keys depended on the manifest's set of buckets).
+- Copies go through `storage.copy` (server-side for S3 -> S3) into a destination the export owns
+  (`owned.py`): a rerun adds, and copies nothing whose earlier copy is of the same source version
+  (the receipt's etag); a changed source is copied again. A file labelsift did not write in the
+  way stops the export. `overwrite=True` also deletes the earlier exports' copies this one no
+  longer makes. `dry_run` returns the plan and counts only.
 - Custom Labels' image rules (JPEG or PNG, each side 64-4096 px, at most 15 MB, aspect ratio at
   most 20:1) are checked from the record: an image breaking one is skipped (or, with
   `enforce_limits=False`, copied with a warning); an unknown value is a warning. Sizes are in the
@@ -21,19 +23,12 @@ import os
 from collections.abc import Mapping
 
 from labelsift.errors import UsageError
-from labelsift.manifest import iter_sources
 from labelsift.select import Selection
 from labelsift.storage import is_s3, split_s3
 from labelsift.views import RecordView
 
-from .common import (
-    OutputDir,
-    StorageLike,
-    check_relative,
-    class_names,
-    copy_image,
-    iter_decisions,
-)
+from .common import StorageLike, check_relative, class_names, iter_decisions, require_manifest, unsafe_source
+from .owned import OwnedOutput, copy_image
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 FORMATS = {"JPEG", "JPG", "PNG"}
@@ -72,27 +67,19 @@ def image_problems(record: RecordView) -> tuple[list[tuple[str, str]], list[tupl
     return broken, unknown
 
 
-def source_layout(manifest_uri: str) -> tuple[set[str], str | None]:
-    """First pass: the S3 buckets of the sources and the deepest folder holding every local one."""
-    buckets: set[str] = set()
-    root: str | None = None
-    for source in iter_sources(manifest_uri):
-        if is_s3(source):
-            buckets.add(split_s3(source)[0])
-        elif "://" not in source:
-            folder = os.path.dirname(os.path.abspath(os.path.expanduser(source)))
-            root = folder if root is None else os.path.commonpath([root, folder])
-    return buckets, root
+LOCAL = "_local"  # S3 bucket names start with a letter or digit: never this
 
 
-def source_key(source: str, *, several_buckets: bool, local_root: str | None) -> str:
-    """The path of `source` under a label folder (see the module docstring)."""
+def source_key(source: str, *, local_root: str | None = None) -> str:
+    """The path of `source` under a label folder: `<bucket>/<key>` for S3; for a local file its path
+    relative to `local_root` when given, else `_local/<absolute path>`. It depends on the source
+    alone, so keys never move when the manifest grows."""
     if is_s3(source):
         bucket, key = split_s3(source)
-        return f"{bucket}/{key}" if several_buckets else key
-    path = os.path.abspath(os.path.expanduser(source))
-    rel = os.path.relpath(path, local_root) if local_root else os.path.basename(path)
-    return rel.replace(os.sep, "/")
+        return f"{bucket}/{key}"
+    if local_root is not None:
+        return os.path.relpath(source, local_root).replace(os.sep, "/")
+    return f"{LOCAL}/{source.lstrip('/')}"
 
 
 def export_custom_labels(
@@ -114,12 +101,64 @@ def export_custom_labels(
             raise UsageError(f"--name: {name!r} cannot be a folder name; give a name without '/'.")
     if storage is None and not dry_run:
         raise ValueError("storage: copying images needs a Storage")
-    out = OutputDir(dest, storage)
     summary = ExportSummary.start("custom-labels", manifest_uri, dest, classes, detail_limit=detail_limit)
     summary.dry_run = dry_run
-    buckets, local_root = source_layout(manifest_uri)
-    if source_root is not None:
-        local_root = os.path.abspath(os.path.expanduser(source_root))
+    local_root = os.path.abspath(os.path.expanduser(source_root)) if source_root is not None else None
+    require_manifest(manifest_uri)
+    out = OwnedOutput(
+        dest, storage, fmt="custom-labels", manifest=manifest_uri, overwrite=overwrite, keep_earlier=True
+    )
+    if dry_run:  # nothing is written: the plan only
+        _copy_all(
+            out,
+            manifest_uri,
+            selection,
+            summary,
+            classes,
+            local_root,
+            dry_run=True,
+            enforce_limits=enforce_limits,
+        )
+        return summary
+    with out:
+        _copy_all(
+            out,
+            manifest_uri,
+            selection,
+            summary,
+            classes,
+            local_root,
+            dry_run=False,
+            enforce_limits=enforce_limits,
+        )
+        out.commit(summary)
+    return summary
+
+
+def _key(source: str, local_root: str | None, summary: ExportSummary) -> str | None:
+    """The source's key under a label folder, or None (counted as skipped) when it is not safe."""
+    why = unsafe_source(source)
+    if why is not None:
+        summary.skip(source, "unsafe_source", f"not copied: {why}")
+        return None
+    try:
+        return check_relative(source_key(source, local_root=local_root))
+    except ValueError as error:
+        summary.skip(source, "unsafe_key", str(error))
+        return None
+
+
+def _copy_all(
+    out: OwnedOutput,
+    manifest_uri: str,
+    selection: Selection,
+    summary: ExportSummary,
+    classes: list[str],
+    local_root: str | None,
+    *,
+    dry_run: bool,
+    enforce_limits: bool,
+) -> None:
     for decision in iter_decisions(manifest_uri, selection, summary):
         chosen = [(i, d) for i, d in enumerate(decision.labels) if d.selected]
         if not chosen:
@@ -135,10 +174,8 @@ def export_custom_labels(
             continue
         for code, message in broken:
             summary.warn(source, code, message)
-        try:
-            key = check_relative(source_key(source, several_buckets=len(buckets) > 1, local_root=local_root))
-        except ValueError as error:
-            summary.skip(source, "unsafe_key", str(error))
+        key = _key(source, local_root, summary)
+        if key is None:
             continue
         exported = False
         for i, label in chosen:
@@ -146,11 +183,17 @@ def export_custom_labels(
             if dry_run:
                 summary.add_plan(source, target, classes[i])
             else:
-                rel = f"{classes[i]}/{key}"
-                if not copy_image(out, source, rel, summary, overwrite=overwrite, label=classes[i]):
+                if not copy_image(
+                    out,
+                    source,
+                    record["etag"],
+                    record["size"],
+                    f"{classes[i]}/{key}",
+                    summary,
+                    label=classes[i],
+                ):
                     continue
             summary.count_image(classes[i], ALL, 0, human=label.human)
             exported = True
         if exported:
             summary.count_export(ALL)
-    return summary

@@ -27,19 +27,21 @@ from typing import Any, Literal, NamedTuple
 from labelsift.errors import UsageError
 from labelsift.geometry import gt_box
 from labelsift.select import Decision, LabelDecision, Selection
+from labelsift.storage import Storage, is_s3
 from labelsift.views import RecordView
 
 from .common import (
     DetectionImage,
+    StorageLike,
     Tally,
-    claim_file,
     class_names,
     count_detection,
     decisions,
     detection_images,
     dump_json,
-    open_output_file,
+    require_manifest,
 )
+from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
 from .pipeline import PER_CORE, Parallel, staged
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 from .validation import (
@@ -97,10 +99,13 @@ def export_groundtruth(
     overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
     parallel: Parallel = PER_CORE,
+    storage: StorageLike | None = None,
 ) -> ExportSummary:
     """Write the manifest to `dest` (a file: local path or `s3://`); returns what was written.
 
-    An existing `dest` is replaced only with `overwrite`.
+    An earlier export's `dest` is replaced only with `overwrite`; a file labelsift did not write
+    never. Records whose source is not `s3://` are skipped (`not_s3`): Ground Truth and Custom
+    Labels read images from S3; when no record is, nothing is written (`CannotProceed`).
     """
     if task not in DEFAULT_ATTRIBUTE:
         raise UsageError(f"--task {task!r}: choose one of {', '.join(DEFAULT_ATTRIBUTE)}.")
@@ -113,7 +118,7 @@ def export_groundtruth(
     summary = ExportSummary.start(
         f"groundtruth-{task}", manifest_uri, dest, classes, detail_limit=detail_limit
     )
-    claim_file(dest, "Ground Truth", overwrite=overwrite)
+    require_manifest(manifest_uri)
     checker = CustomLabelsChecker(test_dataset=test_dataset) if check and task != "multilabel" else None
     stage = partial(
         groundtruth_lines,
@@ -123,19 +128,31 @@ def export_groundtruth(
         classes=classes,
         check=checker is not None,
     )
-    with open_output_file(dest) as stream:
-        for line in staged(manifest_uri, selection, summary, stage, parallel):
-            stream.write(line.text)
-            summary.lines_written += 1
-            if checker is not None and line.check is not None:
-                for violation in checker.add(summary.lines_written, line.check, line.size, line.source):
-                    summary.violate(violation.line, violation.rule, violation.message, violation.source)
-            count_detection(summary, line.tally)
-    summary.files_written = 1
-    if checker is not None:
-        for violation in checker.finish():
-            summary.violate(violation.line, violation.rule, violation.message)
-        summary.invalid_lines = checker.invalid_lines
+    folder, name = output_parts(dest)
+    with OwnedOutput(
+        folder,
+        storage or Storage(),
+        fmt=f"groundtruth-{task}",
+        manifest=manifest_uri,
+        overwrite=overwrite,
+        single=name,
+    ) as out:
+        with out.open_text(name) as stream:
+            for line in staged(manifest_uri, selection, summary, stage, parallel):
+                stream.write(line.text)
+                summary.lines_written += 1
+                if checker is not None and line.check is not None:
+                    for violation in checker.add(summary.lines_written, line.check, line.size, line.source):
+                        summary.violate(violation.line, violation.rule, violation.message, violation.source)
+                out.note_source(line.source)
+                count_detection(summary, line.tally)
+            refuse_if_nothing_in_s3(summary, "Ground Truth")
+        summary.files_written = 1
+        if checker is not None:
+            for violation in checker.finish():
+                summary.violate(violation.line, violation.rule, violation.message)
+            summary.invalid_lines = checker.invalid_lines
+        out.commit(summary)
     return summary
 
 
@@ -160,7 +177,7 @@ def groundtruth_lines(
     check: bool,
 ) -> Iterator[GroundTruthLine]:
     """The export's stage (see `pipeline`): records -> Ground Truth lines."""
-    decided = decisions(records, selection, summary)
+    decided = _in_s3(decisions(records, selection, summary), summary)
     lines: Iterator[tuple[str, dict[str, Any], Tally]]
     if task == "boxes":
         class_map = {str(i): name for i, name in enumerate(classes)}  # every class, on every line
@@ -174,6 +191,21 @@ def groundtruth_lines(
         text = dump_json(line) + "\n"
         size = len(text) if text.isascii() else len(text.encode("utf-8"))
         yield GroundTruthLine(source, text, size, inspect_line(line) if check else None, tally)
+
+
+def _in_s3(decided: Iterator[Decision], summary: ExportSummary) -> Iterator[Decision]:
+    for decision in decided:
+        source = decision.record["source"]
+        if is_s3(source):
+            yield decision
+        elif any(d.selected for d in decision.labels):
+            summary.skip(source, "not_s3", NOT_S3)
+
+
+NOT_S3 = (
+    "Ground Truth reads images from S3 only: scan the images from an s3:// source "
+    "(or upload them and scan that)"
+)
 
 
 def _boxes_line(

@@ -15,9 +15,10 @@ import tempfile
 
 from labelsift.errors import UsageError
 from labelsift.select import Selection
-from labelsift.storage import is_s3
+from labelsift.storage import Storage, is_s3
 
-from .common import claim_file, class_names, dump_json, iter_decisions, open_output_file
+from .common import StorageLike, class_names, dump_json, iter_decisions, require_manifest
+from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
@@ -29,11 +30,12 @@ def export_review_queue(
     allow_local: bool = False,
     overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    storage: StorageLike | None = None,
 ) -> ExportSummary:
     """Write the queue to `dest` (a file: local path or `s3://`); an existing one only with `overwrite`."""
     if selection.band is None:
         raise UsageError("--band: a review queue needs a band LOW:HIGH of confidences, e.g. 50:80.")
-    claim_file(dest, "review queue", overwrite=overwrite)
+    require_manifest(manifest_uri)
     classes = class_names(selection, None)
     summary = ExportSummary.start("review", manifest_uri, dest, classes, detail_limit=detail_limit)
     with tempfile.TemporaryDirectory(prefix="labelsift-review-") as tmp:
@@ -54,12 +56,33 @@ def export_review_queue(
                     "confidence = min(confidence, excluded.confidence)",
                     (source, min(d.confidence for d in held)),
                 )
-            with open_output_file(dest) as stream:
-                for (source,) in db.execute("SELECT source FROM queue ORDER BY confidence, source"):
-                    stream.write(dump_json({"source-ref": source}) + "\n")
-                    summary.lines_written += 1
-                    summary.count_export(ALL)
+            _write(db, dest, manifest_uri, storage, summary, overwrite=overwrite, allow_local=allow_local)
         finally:
             db.close()
-    summary.files_written = 1
     return summary
+
+
+def _write(
+    db: sqlite3.Connection,
+    dest: str,
+    manifest_uri: str,
+    storage: StorageLike | None,
+    summary: ExportSummary,
+    *,
+    overwrite: bool,
+    allow_local: bool,
+) -> None:
+    folder, name = output_parts(dest)
+    with OwnedOutput(
+        folder, storage or Storage(), fmt="review", manifest=manifest_uri, overwrite=overwrite, single=name
+    ) as out:
+        with out.open_text(name) as stream:
+            for (source,) in db.execute("SELECT source FROM queue ORDER BY confidence, source"):
+                stream.write(dump_json({"source-ref": source}) + "\n")
+                summary.lines_written += 1
+                summary.count_export(ALL)
+                out.note_source(source)
+            if not allow_local:
+                refuse_if_nothing_in_s3(summary, "A review queue")
+        summary.files_written = 1
+        out.commit(summary)

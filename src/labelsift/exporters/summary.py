@@ -70,7 +70,12 @@ class ExportSummary(BaseModel):
     copied: int = 0
     already_present: int = Field(default=0, description="Copies skipped: the same object was there.")
     replaced: int = Field(
-        default=0, description="Files of an earlier export at the destination, deleted first (overwrite)."
+        default=0,
+        description="Files of an earlier export (its receipt) deleted: this one no longer writes them.",
+    )
+    sources: dict[str, int] = Field(
+        default_factory=dict,
+        description="Where the exported images are (copied or named): `s3://bucket/` or a folder -> images.",
     )
     workers: int = Field(default=1, description="Processes that did the per-record work (1: this one).")
     dry_run: bool = False

@@ -12,6 +12,7 @@ loader must apply the EXIF tag (OpenCV's `imread` does by default, PIL needs `ex
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from contextlib import ExitStack
 from functools import partial
 from xml.sax.saxutils import escape
 
@@ -23,18 +24,15 @@ from .common import (
     TRAIN,
     VAL,
     AnnotationFile,
-    Closing,
     DetectionImage,
-    OutputDir,
     StorageLike,
-    claim_destination,
     class_names,
-    copy_image,
     count_detection,
     decisions,
     detection_images,
-    prune_images,
+    require_manifest,
 )
+from .owned import OwnedOutput, copy_image
 from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
@@ -73,8 +71,16 @@ def voc_files(
     for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
         stem, suffix = image.file_name()
         name = stem + suffix
+        record = image.record
         yield AnnotationFile(
-            image.record["source"], image.split, stem, name, voc_xml(image, name, classes), image.tally
+            record["source"],
+            record["etag"],
+            record["size"],
+            image.split,
+            stem,
+            name,
+            voc_xml(image, name, classes),
+            image.tally,
         )
 
 
@@ -92,26 +98,27 @@ def export_voc(
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
-    out = OutputDir(dest, storage)
     summary = ExportSummary.start("voc", manifest_uri, dest, classes, detail_limit=detail_limit)
-    replacing = claim_destination(
-        out, ("Annotations", "ImageSets", "labels.txt"), "Pascal VOC", summary, overwrite=overwrite
-    )
-    with Closing() as closing:
-        lists = {split: closing.add(out.open_text(f"ImageSets/Main/{split}.txt")) for split in (TRAIN, VAL)}
-        stage = partial(voc_files, selection=selection, classes=classes, val_fraction=val_fraction)
-        for image in staged(manifest_uri, selection, summary, stage, parallel):
-            if copy_images:
-                rel = f"JPEGImages/{image.name}"
-                if not copy_image(out, image.source, rel, summary, overwrite=overwrite):
-                    continue
-            out.write_bytes(f"Annotations/{image.stem}.xml", image.text.encode("utf-8"))
-            lists[image.split].write(image.stem + "\n")
-            summary.files_written += 1
-            count_detection(summary, image.tally)
-    summary.files_written += 2
-    out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
-    summary.files_written += 1
-    if replacing:
-        prune_images(out, "JPEGImages", lambda stem: f"Annotations/{stem}.xml", summary)
+    require_manifest(manifest_uri)
+    stage = partial(voc_files, selection=selection, classes=classes, val_fraction=val_fraction)
+    with OwnedOutput(dest, storage, fmt="voc", manifest=manifest_uri, overwrite=overwrite) as out:
+        with ExitStack() as lists_open:
+            lists = {
+                s: lists_open.enter_context(out.open_text(f"ImageSets/Main/{s}.txt")) for s in (TRAIN, VAL)
+            }
+            for image in staged(manifest_uri, selection, summary, stage, parallel):
+                if copy_images:
+                    rel = f"JPEGImages/{image.name}"
+                    if not copy_image(out, image.source, image.etag, image.size, rel, summary):
+                        continue
+                out.write_bytes(f"Annotations/{image.stem}.xml", image.text.encode("utf-8"))
+                lists[image.split].write(image.stem + "\n")
+                summary.files_written += 1
+                if not copy_images:
+                    out.note_source(image.source)
+                count_detection(summary, image.tally)
+        summary.files_written += 2
+        out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
+        summary.files_written += 1
+        out.commit(summary)
     return summary

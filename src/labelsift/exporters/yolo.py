@@ -18,19 +18,15 @@ from labelsift.select import Selection
 from labelsift.views import RecordView
 
 from .common import (
-    TRAIN,
-    VAL,
     AnnotationFile,
-    OutputDir,
     StorageLike,
-    claim_destination,
     class_names,
-    copy_image,
     count_detection,
     decisions,
     detection_images,
-    prune_images,
+    require_manifest,
 )
+from .owned import OwnedOutput, copy_image
 from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
@@ -60,8 +56,16 @@ def yolo_files(
             xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
             lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
         stem, suffix = image.file_name()
+        record = image.record
         yield AnnotationFile(
-            image.record["source"], image.split, stem, stem + suffix, "".join(lines), image.tally
+            record["source"],
+            record["etag"],
+            record["size"],
+            image.split,
+            stem,
+            stem + suffix,
+            "".join(lines),
+            image.tally,
         )
 
 
@@ -79,21 +83,21 @@ def export_yolo(
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
-    out = OutputDir(dest, storage)
     summary = ExportSummary.start("yolo", manifest_uri, dest, classes, detail_limit=detail_limit)
-    replacing = claim_destination(out, ("labels", "data.yaml"), "YOLO", summary, overwrite=overwrite)
+    require_manifest(manifest_uri)
     stage = partial(yolo_files, selection=selection, val_fraction=val_fraction)
-    for image in staged(manifest_uri, selection, summary, stage, parallel):
-        if copy_images:
-            rel = f"images/{image.split}/{image.name}"
-            if not copy_image(out, image.source, rel, summary, overwrite=overwrite):
-                continue
-        out.write_bytes(_label_file(image.split, image.stem), image.text.encode("utf-8"))
+    with OwnedOutput(dest, storage, fmt="yolo", manifest=manifest_uri, overwrite=overwrite) as out:
+        for image in staged(manifest_uri, selection, summary, stage, parallel):
+            if copy_images:
+                rel = f"images/{image.split}/{image.name}"
+                if not copy_image(out, image.source, image.etag, image.size, rel, summary):
+                    continue
+            out.write_bytes(_label_file(image.split, image.stem), image.text.encode("utf-8"))
+            summary.files_written += 1
+            if not copy_images:
+                out.note_source(image.source)
+            count_detection(summary, image.tally)
+        out.write_bytes("data.yaml", data_yaml(out.root, classes).encode("utf-8"))
         summary.files_written += 1
-        count_detection(summary, image.tally)
-    out.write_bytes("data.yaml", data_yaml(out.root, classes).encode("utf-8"))
-    summary.files_written += 1
-    if replacing:
-        for split in (TRAIN, VAL):
-            prune_images(out, f"images/{split}", partial(_label_file, split), summary)
+        out.commit(summary)
     return summary
