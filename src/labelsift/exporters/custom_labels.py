@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from functools import partial
 
 from labelsift.errors import UsageError
 from labelsift.select import Selection
@@ -108,29 +109,14 @@ def export_custom_labels(
     out = OwnedOutput(
         dest, storage, fmt="custom-labels", manifest=manifest_uri, overwrite=overwrite, keep_earlier=True
     )
+    copy_all = partial(
+        _copy_all, out, manifest_uri, selection, summary, classes, local_root, enforce_limits=enforce_limits
+    )
     if dry_run:  # nothing is written: the plan only
-        _copy_all(
-            out,
-            manifest_uri,
-            selection,
-            summary,
-            classes,
-            local_root,
-            dry_run=True,
-            enforce_limits=enforce_limits,
-        )
+        copy_all(dry_run=True)
         return summary
     with out:
-        _copy_all(
-            out,
-            manifest_uri,
-            selection,
-            summary,
-            classes,
-            local_root,
-            dry_run=False,
-            enforce_limits=enforce_limits,
-        )
+        copy_all(dry_run=False)
         out.commit(summary)
     return summary
 
