@@ -186,7 +186,15 @@ class OwnedOutput:
         holder deletes it when done, so a lock taken on a file already deleted is taken again."""
         path = os.path.join(self.root, f"{_LOCK}{self._stage_key()}")
         for _ in range(5):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # a hard link is another file itself
+                os.close(fd)
+                raise UnsafeDestination(
+                    f"{path} is not a lock labelsift made (a hard link to another file, or not a "
+                    "file); labelsift would write into it. Move it away and run again. Nothing was "
+                    "written."
+                )
             lock = os.fdopen(fd, "r+", encoding="utf-8")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -209,9 +217,10 @@ class OwnedOutput:
 
     def _clean_debris(self) -> None:
         """Remove the staging folders of exports of this kind that died (the lock is ours: none runs)."""
-        mine = f"{STAGING_PREFIX}{self._stage_key()}-"
+        # exactly this key and a token: `export-x_manifest-…` is another export's (its own lock)
+        mine = re.compile(rf"{re.escape(STAGING_PREFIX + self._stage_key())}-[0-9a-f]{{12}}")
         with os.scandir(self.root) as entries:
-            stale = [e.path for e in entries if e.name.startswith(mine) and e.is_dir(follow_symlinks=False)]
+            stale = [e.path for e in entries if mine.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
 

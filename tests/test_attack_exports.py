@@ -1,0 +1,87 @@
+"""Attacks on the exports' promises (issue #14 follow-up): receipts, locks, staging folders and
+links planted or raced in a destination. Each test goes through the command line, on real files.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+import pytest
+from test_export_common import box, label, make_jpeg, record, write_manifest
+from typer.testing import CliRunner, Result
+
+from labelsift.cli import ExitCode, app
+from labelsift.models import ImageRecord
+from labelsift.storage import Storage
+
+runner = CliRunner()
+RECEIPT = ".labelsift-receipt.jsonl"
+
+
+@pytest.fixture(autouse=True)
+def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    import labelsift.cli
+
+    for console in (labelsift.cli.out, labelsift.cli.err):
+        monkeypatch.setattr(console, "_width", 10_000)
+
+
+def cli(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def said(result: Result) -> str:
+    return " ".join(result.output.split())
+
+
+def bird(path: Path) -> ImageRecord:
+    made = record(str(path), label("Bird", 90, box(0.1, 0.1, 0.5, 0.5)))
+    return made.model_copy(update={"etag": Storage().stat(str(path)).etag, "size": path.stat().st_size})
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> list[Path]:
+    return [make_jpeg(tmp_path / "photos" / f"{i}.jpg", 200, 100) for i in range(3)]
+
+
+@pytest.fixture
+def manifest(tmp_path: Path, photos: list[Path]) -> str:
+    return write_manifest(tmp_path / "m.jsonl", [bird(p) for p in photos])
+
+
+def test_a_hard_link_planted_at_the_lock_is_never_truncated(tmp_path: Path, manifest: str) -> None:
+    """The lock is opened without following symbolic links, but a hard link is the file itself:
+    taking the lock truncated it and wrote the pid into it (here: the manifest being exported)."""
+    dest = tmp_path / "yolo"
+    dest.mkdir()
+    before = Path(manifest).read_bytes()
+    os.link(manifest, dest / ".labelsift-lock-export")
+    result = cli("export", "yolo", manifest, str(dest), "--label", "Bird")
+    assert result.exit_code == ExitCode.CANNOT_PROCEED, result.output
+    assert str(dest / ".labelsift-lock-export") in said(result) and "move it away" in said(result).lower()
+    assert Path(manifest).read_bytes() == before
+    assert sorted(os.listdir(dest)) == [".labelsift-lock-export"]
+
+
+def test_cleaning_debris_spares_the_staging_folder_of_another_running_export(
+    tmp_path: Path, manifest: str
+) -> None:
+    """A folder export removes dead `.labelsift-staging-export-*` folders; the staging folder of a
+    running review-queue export to `DEST/export-x.manifest` (key `export-x_manifest`, its own lock)
+    starts with the same letters and was deleted under it."""
+    dest = tmp_path / "out"
+    stage = dest / ".labelsift-staging-export-x_manifest-0123456789ab"
+    stage.mkdir(parents=True)
+    (stage / "export-x.manifest").write_text("half written by a running export\n")
+    with open(dest / ".labelsift-lock-export-x_manifest", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # that export is running
+        result = cli("export", "yolo", manifest, str(dest), "--label", "Bird")
+        assert result.exit_code == ExitCode.OK, result.output
+        assert (stage / "export-x.manifest").exists()
+    dead = dest / ".labelsift-staging-export-0123456789ab"  # a dead one of this kind still goes
+    dead.mkdir()
+    again = cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--overwrite")
+    assert again.exit_code == ExitCode.OK, again.output
+    assert not dead.exists() and stage.exists()
