@@ -85,3 +85,30 @@ def test_cleaning_debris_spares_the_staging_folder_of_another_running_export(
     again = cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--overwrite")
     assert again.exit_code == ExitCode.OK, again.output
     assert not dead.exists() and stage.exists()
+
+
+def test_a_file_edited_to_the_same_size_is_the_users(tmp_path: Path, manifest: str) -> None:
+    """The receipt records the SHA-256 of each file labelsift wrote, but only the size was checked:
+    `Bird` edited to `Bard` in data.yaml was silently replaced by `--overwrite`, and an edited
+    label file the new export no longer writes was deleted."""
+    dest = tmp_path / "yolo"
+    assert cli("export", "yolo", manifest, str(dest), "--label", "Bird").exit_code == ExitCode.OK
+    yaml = dest / "data.yaml"
+    edited = yaml.read_text().replace("Bird", "Bard")
+    yaml.write_text(edited)
+    again = cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--overwrite")
+    assert again.exit_code == ExitCode.CANNOT_PROCEED, again.output
+    assert f"{yaml} is in the way" in said(again)
+    assert yaml.read_text() == edited
+
+    yaml.unlink()
+    assert cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--overwrite").exit_code == 0
+    labels = sorted(dest.glob("labels/*/*.txt"))
+    mine = labels[0]
+    mine.write_text(mine.read_text().replace("0 ", "1 ", 1))  # same size, another class
+    kept = mine.read_text()
+    other = next(p for p in (tmp_path / "photos").iterdir() if f"_photos_{p.stem}-" not in mine.name)
+    one = write_manifest(tmp_path / "one.jsonl", [bird(other)])
+    replaced = cli("export", "yolo", one, str(dest), "--label", "Bird", "--val", "0", "--overwrite")
+    assert replaced.exit_code == ExitCode.OK, replaced.output
+    assert mine.read_text() == kept  # the user's edit is not the earlier export's to delete

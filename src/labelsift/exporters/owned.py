@@ -331,7 +331,7 @@ class OwnedOutput:
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             raise UsageError(f"{final} is the manifest this export reads; choose another destination.")
         entry = self.owned.get(rel)
-        if entry is None or entry.size != st.st_size or not stat.S_ISREG(st.st_mode):
+        if entry is None or not _unchanged(final, st, entry):
             raise self._clash(final)
         return entry
 
@@ -472,14 +472,15 @@ class OwnedOutput:
             os.replace(staged_receipt, pending)  # from here a rerun knows every file as ours
             _merge(self._stage, self.root)
             for rel, entry in gone.items():
-                summary.replaced += self._prune(rel, entry.size)
+                summary.replaced += self._prune(rel, entry)
             os.replace(pending, os.path.join(self.root, self.receipt_name))
         except OSError as error:
             raise cannot_write(self.root, error) from error
 
-    def _prune(self, rel: str, size: int) -> int:
-        """Delete an earlier export's file unless someone changed it since (its size differs), it is
-        reached through a link, or it is the manifest being read."""
+    def _prune(self, rel: str, entry: Entry) -> int:
+        """Delete an earlier export's file unless someone changed it since (its size, or the SHA-256
+        of a file labelsift wrote itself, differs), it is reached through a link, or it is the
+        manifest being read."""
         try:
             if not self._check_folders(rel.rpartition("/")[0]):
                 return 0
@@ -490,7 +491,7 @@ class OwnedOutput:
             st = os.lstat(path)
         except FileNotFoundError:
             return 0
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        if not _unchanged(path, st, entry):
             return 0
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             return 0
@@ -642,6 +643,25 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return os.stat(os.path.expanduser(path))
     except OSError:
         return None
+
+
+def _unchanged(path: str, st: os.stat_result, entry: Entry) -> bool:
+    """Whether the regular file at `path` (`st`, from lstat) is still what the receipt lists: its
+    size, and for a file labelsift wrote itself (not a copy) its SHA-256, so that an edit that keeps
+    the size (`Bird` to `Bard` in data.yaml) makes it the user's."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+        return False
+    if entry.sha256 is None:
+        return True
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with open(fd, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == entry.sha256
 
 
 def _write_file(path: str, data: bytes) -> None:
