@@ -5,10 +5,12 @@ links planted or raced in a destination. Each test goes through the command line
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 from pathlib import Path
 
 import pytest
+from pycocotools.coco import COCO
 from test_export_common import box, label, make_jpeg, record, write_manifest
 from typer.testing import CliRunner, Result
 
@@ -112,3 +114,24 @@ def test_a_file_edited_to_the_same_size_is_the_users(tmp_path: Path, manifest: s
     replaced = cli("export", "yolo", one, str(dest), "--label", "Bird", "--val", "0", "--overwrite")
     assert replaced.exit_code == ExitCode.OK, replaced.output
     assert mine.read_text() == kept  # the user's edit is not the earlier export's to delete
+
+
+def test_overwrite_never_deletes_the_images_the_new_export_names(tmp_path: Path, manifest: str) -> None:
+    """A YOLO export copies images into DEST; a manifest of those copies exported as COCO into DEST
+    with `--no-copy-images --overwrite` deleted them as "files of the earlier export", leaving a
+    COCO JSON whose every file_name is gone."""
+    dest = tmp_path / "set"
+    assert cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--val", "0").exit_code == 0
+    copies = sorted((dest / "images" / "train").iterdir())
+    assert len(copies) == 3
+    again = write_manifest(tmp_path / "copies.jsonl", [bird(p) for p in copies])
+    result = cli(
+        "export", "coco", again, str(dest), "--label", "Bird", "--val", "0", "--no-copy-images", "--overwrite"
+    )
+    assert result.exit_code == ExitCode.OK, result.output
+    named = json.loads((dest / "annotations" / "instances_train.json").read_text())["images"]
+    assert sorted(image["file_name"] for image in named) == [str(p) for p in copies]
+    assert all(p.exists() for p in copies)
+    assert not (dest / "labels").exists()  # the rest of the earlier export is replaced
+    coco = COCO(str(dest / "annotations" / "instances_train.json"))
+    assert len(coco.getImgIds()) == 3

@@ -132,6 +132,11 @@ class OwnedOutput:
         self.owned: dict[str, Entry] = {}  # the earlier export's files still to be decided
         self.carried: list[Entry] = []
         self.sources: dict[str, int] = {}
+        # sources of this export inside the destination: never deleted as the earlier export's
+        self._inside: set[str] = set()
+        self._prefixes = (
+            (self.root + os.sep, os.path.realpath(self.root) + os.sep) if self.local else (self.root + "/",)
+        )
         self._present: dict[str, int] = {}  # S3: what the destination held (key -> size) at the start
         self._dirs: dict[str, bool] = {}  # local: parent folder -> exists at the destination
         self._made: dict[str, str] = {}  # folder of a staged file -> its staged path (made)
@@ -423,6 +428,17 @@ class OwnedOutput:
         """Count where an exported image is (copied here, or named by the annotations)."""
         root = source_root(source)
         self.sources[root] = self.sources.get(root, 0) + 1
+        if source.startswith(self._prefixes):
+            self._inside.add(source)
+
+    def _inside_ids(self) -> set[tuple[int, int]]:
+        """(device, inode) of this export's local sources inside the destination."""
+        ids = set()
+        for source in self._inside:
+            with suppress(OSError):
+                st = os.stat(source)
+                ids.add((st.st_dev, st.st_ino))
+        return ids
 
     def _storage(self) -> StorageLike:
         if self.storage is None:
@@ -471,16 +487,17 @@ class OwnedOutput:
                 handle.writelines(self._receipt_lines(header))
             os.replace(staged_receipt, pending)  # from here a rerun knows every file as ours
             _merge(self._stage, self.root)
+            keep = self._inside_ids() if gone else set()
             for rel, entry in gone.items():
-                summary.replaced += self._prune(rel, entry)
+                summary.replaced += self._prune(rel, entry, keep)
             os.replace(pending, os.path.join(self.root, self.receipt_name))
         except OSError as error:
             raise cannot_write(self.root, error) from error
 
-    def _prune(self, rel: str, entry: Entry) -> int:
+    def _prune(self, rel: str, entry: Entry, keep: set[tuple[int, int]]) -> int:
         """Delete an earlier export's file unless someone changed it since (its size, or the SHA-256
         of a file labelsift wrote itself, differs), it is reached through a link, or it is the
-        manifest being read."""
+        manifest being read, or an image this export read (annotations naming it in place)."""
         try:
             if not self._check_folders(rel.rpartition("/")[0]):
                 return 0
@@ -495,6 +512,8 @@ class OwnedOutput:
             return 0
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             return 0
+        if (st.st_dev, st.st_ino) in keep:
+            return 0
         os.unlink(path)
         with suppress(OSError):
             os.removedirs(os.path.dirname(path))  # only folders left empty; the root holds the receipt
@@ -506,6 +525,8 @@ class OwnedOutput:
         if not (self.carried or self._entries.tell() or self.receipt_name in self._present):
             return  # nothing written, nothing earlier: nothing to own
         for rel, entry in gone.items():
+            if self._final(rel) in self._inside:  # an image this export read stays
+                continue
             if self._present.get(rel) == entry.size:  # not changed by someone since
                 summary.replaced += storage.remove(self._final(rel))
         storage.write(self._final(self.receipt_name), "".join(self._receipt_lines(header)).encode("utf-8"))
