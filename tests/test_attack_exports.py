@@ -7,6 +7,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,26 @@ def test_overwrite_never_deletes_the_images_the_new_export_names(tmp_path: Path,
     assert not (dest / "labels").exists()  # the rest of the earlier export is replaced
     coco = COCO(str(dest / "annotations" / "instances_train.json"))
     assert len(coco.getImgIds()) == 3
+
+
+def test_a_full_disk_during_a_custom_labels_copy_names_the_destination(tmp_path: Path) -> None:
+    """A full disk while copying images (Custom Labels) stopped with the staging folder's path in
+    the message (a folder already removed) instead of "cannot write DEST: no space left"."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
+    ).returncode:
+        pytest.skip("cannot mount a small file system here")
+    try:
+        photos = [make_jpeg(tmp_path / "photos" / f"{i}.jpg", 200, 100) for i in range(30)]
+        manifest = write_manifest(tmp_path / "m.jsonl", [bird(p) for p in photos])
+        for command in ("custom-labels", "yolo", "voc"):
+            dest = mount / command
+            result = cli("export", command, manifest, str(dest), "--label", "Bird")
+            assert result.exit_code == ExitCode.CANNOT_PROCEED, result.output
+            assert f"cannot write {dest}: no space left on the device" in said(result), result.output
+            assert ".labelsift-staging" not in result.output
+            assert os.listdir(dest) == []
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -408,7 +408,13 @@ class OwnedOutput:
             return False
         if self.local:
             staged = self._staged(rel)
-            self._storage().copy(source, staged, overwrite=True)
+            try:
+                self._storage().copy(source, staged, overwrite=True)
+            except StorageError as error:  # a full disk is the destination's, not the image's
+                cause = error.__cause__
+                if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise cannot_write(self.root, cause) from error
+                raise
             size = os.stat(staged).st_size
         else:
             final = self._final(rel)
