@@ -5,12 +5,15 @@ links planted or raced in a destination. Each test goes through the command line
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+from PIL import Image
 from pycocotools.coco import COCO
 from test_export_common import box, label, make_jpeg, record, write_manifest
 from typer.testing import CliRunner, Result
@@ -18,6 +21,11 @@ from typer.testing import CliRunner, Result
 from labelsift.cli import ExitCode, app
 from labelsift.models import ImageRecord
 from labelsift.storage import Storage
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from mypy_boto3_s3 import S3Client
 
 runner = CliRunner()
 RECEIPT = ".labelsift-receipt.jsonl"
@@ -159,3 +167,39 @@ def test_a_full_disk_during_a_custom_labels_copy_names_the_destination(tmp_path:
             assert os.listdir(dest) == []
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_overwrite_on_s3_never_deletes_the_images_the_new_export_names(
+    tmp_path: Path, make_bucket: Callable[[], str], s3_client: S3Client, aws_env: dict[str, str]
+) -> None:
+    src, dest_bucket = make_bucket(), make_bucket()
+    records = []
+    for i in range(2):
+        body = _jpeg(i)
+        etag = s3_client.put_object(Bucket=src, Key=f"{i}.jpg", Body=body)["ETag"].strip('"')
+        made = record(
+            f"s3://{src}/{i}.jpg", label("Bird", 90, box(0.1, 0.1, 0.5, 0.5)), width=200, height=100
+        )
+        records.append(made.model_copy(update={"etag": etag, "size": len(body)}))
+    dest = f"s3://{dest_bucket}/set"
+    first = write_manifest(tmp_path / "first.jsonl", records)
+    assert cli("export", "yolo", first, dest, "--label", "Bird", "--val", "0").exit_code == ExitCode.OK
+    listed = s3_client.list_objects_v2(Bucket=dest_bucket, Prefix="set/images/")["Contents"]
+    copies = []
+    for item, made in zip(listed, records, strict=True):
+        uri = f"s3://{dest_bucket}/{item['Key']}"
+        copies.append(made.model_copy(update={"source": uri, "etag": item["ETag"].strip('"')}))
+    again = write_manifest(tmp_path / "copies.jsonl", copies)
+    result = cli(
+        "export", "coco", again, dest, "--label", "Bird", "--val", "0", "--no-copy-images", "--overwrite"
+    )
+    assert result.exit_code == ExitCode.OK, result.output
+    keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket)["Contents"]}
+    assert {item["Key"] for item in listed} <= keys  # the images the COCO JSON names are there
+    assert not any(key.startswith("set/labels/") for key in keys)
+
+
+def _jpeg(seed: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (200, 100), (seed * 40, 10, 10)).save(out, "JPEG")
+    return out.getvalue()
