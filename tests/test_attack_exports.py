@@ -203,3 +203,18 @@ def _jpeg(seed: int) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (200, 100), (seed * 40, 10, 10)).save(out, "JPEG")
     return out.getvalue()
+
+
+def test_custom_labels_does_not_adopt_another_formats_export(tmp_path: Path, manifest: str) -> None:
+    """Custom Labels adds to its own folders without --overwrite; into a YOLO export it took the
+    YOLO files into a receipt headed custom-labels, so the next `custom-labels --overwrite` (meant
+    to replace the Custom Labels set) deleted the YOLO set."""
+    dest = tmp_path / "out"
+    assert cli("export", "yolo", manifest, str(dest), "--label", "Bird").exit_code == ExitCode.OK
+    yolo = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    added = cli("export", "custom-labels", manifest, str(dest), "--label", "Bird")
+    assert added.exit_code == ExitCode.CANNOT_PROCEED, added.output
+    assert "already holds a YOLO export" in said(added) and "--overwrite" in said(added)
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == yolo
+    again = cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--overwrite")
+    assert again.exit_code == ExitCode.OK, again.output

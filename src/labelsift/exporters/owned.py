@@ -50,12 +50,17 @@ _KEY = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 _TITLES = {
+    "custom-labels": "Custom Labels",
     "coco": "COCO",
     "yolo": "YOLO",
     "voc": "Pascal VOC",
     "review": "review queue",
     "groundtruth": "Ground Truth",
 }
+
+
+def _title(fmt: str) -> str:
+    return _TITLES.get(fmt) or _TITLES.get(fmt.partition("-")[0], fmt)
 
 
 class NameClash(CannotProceed):
@@ -246,12 +251,13 @@ class OwnedOutput:
         pending = read(self.receipt_name + ".pending")
         if earlier is not None:
             header, files = earlier
-            if not (self.overwrite or self.keep_earlier):
+            # Custom Labels adds to its own folders without --overwrite, never to another format's
+            if not self.overwrite and not (self.keep_earlier and header.format == self.fmt):
                 raise StorageError(
                     "Exists",
                     self._final(self.single or self.receipt_name),
                     f"{self._final(self.single or '')} already holds a "
-                    f"{_TITLES.get(header.format[:11], header.format)} export by labelsift. Pass "
+                    f"{_title(header.format)} export by labelsift. Pass "
                     "--overwrite to replace it (only the files its receipt lists are replaced or "
                     "deleted), or export somewhere else.",
                     fatal=True,
