@@ -218,3 +218,23 @@ def test_custom_labels_does_not_adopt_another_formats_export(tmp_path: Path, man
     assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == yolo
     again = cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--overwrite")
     assert again.exit_code == ExitCode.OK, again.output
+
+
+def test_a_rerun_after_a_kill_while_moving_files_into_place_needs_nothing_removed(
+    tmp_path: Path, manifest: str
+) -> None:
+    """SIGKILL after the pending receipt is in place but before every staged file was moved: the
+    files not yet moved are the earlier export's, the pending receipt lists the new ones, and the
+    rerun called the earlier data.yaml "in the way" (exit 3) for ever. The state is built exactly:
+    the pending receipt is the one the same export writes into a twin destination."""
+    dest, twin = tmp_path / "yolo", tmp_path / "twin"
+    args = ("--label", "Bird", "--val", "0")
+    assert cli("export", "yolo", manifest, str(dest), *args).exit_code == ExitCode.OK
+    renamed = (*args, "--name", "Bird=Birdie", "--overwrite")
+    assert cli("export", "yolo", manifest, str(twin), *renamed).exit_code == ExitCode.OK
+    (dest / f"{RECEIPT}.pending").write_bytes((twin / RECEIPT).read_bytes())
+    assert (dest / "data.yaml").read_bytes() != (twin / "data.yaml").read_bytes()  # not moved yet
+    rerun = cli("export", "yolo", manifest, str(dest), *renamed)
+    assert rerun.exit_code == ExitCode.OK, rerun.output
+    assert (dest / "data.yaml").read_text() == (twin / "data.yaml").read_text().replace(str(twin), str(dest))
+    assert not (dest / f"{RECEIPT}.pending").exists()

@@ -135,6 +135,9 @@ class OwnedOutput:
         self.single = single
         self.receipt_name = f"{single}{RECEIPT_SUFFIX}" if single else FOLDER_RECEIPT
         self.owned: dict[str, Entry] = {}  # the earlier export's files still to be decided
+        # a completed receipt's entries that a pending one lists anew: an export killed while
+        # moving its files into place left some of them as they were, so either version is ours
+        self._before: dict[str, Entry] = {}
         self.carried: list[Entry] = []
         self.sources: dict[str, int] = {}
         # sources of this export inside the destination: never deleted as the earlier export's
@@ -264,7 +267,11 @@ class OwnedOutput:
                 )
             self.owned.update(files)
         if pending is not None:  # an interrupted export's: its files are ours, no --overwrite needed
-            self.owned.update(pending[1])
+            for rel, entry in pending[1].items():
+                before = self.owned.get(rel)
+                if before is not None and before != entry:
+                    self._before[rel] = before
+                self.owned[rel] = entry
 
     def _read_local(self, name: str) -> tuple[ReceiptHeader, dict[str, Entry]] | None:
         path = os.path.join(self.root, name)
@@ -322,10 +329,10 @@ class OwnedOutput:
             size = self._present.get(rel)
             if size is None:
                 return None
-            entry = self.owned.get(rel)
-            if entry is None or entry.size != size:
-                raise self._clash(self._final(rel))
-            return entry
+            for entry in (self.owned.get(rel), self._before.get(rel)):
+                if entry is not None and entry.size == size:
+                    return entry
+            raise self._clash(self._final(rel))
         parent = rel.rpartition("/")[0]
         there = self._dirs.get(parent)
         if there is None:
@@ -341,10 +348,10 @@ class OwnedOutput:
             raise self._link(final)
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             raise UsageError(f"{final} is the manifest this export reads; choose another destination.")
-        entry = self.owned.get(rel)
-        if entry is None or not _unchanged(final, st, entry):
-            raise self._clash(final)
-        return entry
+        for entry in (self.owned.get(rel), self._before.get(rel)):
+            if entry is not None and _unchanged(final, st, entry):
+                return entry
+        raise self._clash(final)
 
     def _check_folders(self, parent: str) -> bool:
         """Whether `parent` exists under the root; a link or a file on its way stops the export."""
@@ -520,7 +527,8 @@ class OwnedOutput:
             st = os.lstat(path)
         except FileNotFoundError:
             return 0
-        if not _unchanged(path, st, entry):
+        before = self._before.get(rel)
+        if not (_unchanged(path, st, entry) or (before is not None and _unchanged(path, st, before))):
             return 0
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             return 0
@@ -539,7 +547,8 @@ class OwnedOutput:
         for rel, entry in gone.items():
             if self._final(rel) in self._inside:  # an image this export read stays
                 continue
-            if self._present.get(rel) == entry.size:  # not changed by someone since
+            sizes = (entry.size, self._before[rel].size) if rel in self._before else (entry.size,)
+            if self._present.get(rel) in sizes:  # not changed by someone since
                 summary.replaced += storage.remove(self._final(rel))
         storage.write(self._final(self.receipt_name), "".join(self._receipt_lines(header)).encode("utf-8"))
         if self.receipt_name + ".pending" in self._present:
