@@ -238,3 +238,31 @@ def test_a_rerun_after_a_kill_while_moving_files_into_place_needs_nothing_remove
     assert rerun.exit_code == ExitCode.OK, rerun.output
     assert (dest / "data.yaml").read_text() == (twin / "data.yaml").read_text().replace(str(twin), str(dest))
     assert not (dest / f"{RECEIPT}.pending").exists()
+
+
+def test_a_folder_made_read_only_inside_the_destination_is_not_reported_as_nothing_left(
+    tmp_path: Path, manifest: str
+) -> None:
+    """A read-only folder inside the destination (`chattr +i labels/train`) stops the move into
+    place half way; the message said "Nothing of this export was left there" while part of it
+    was. It must say what is left and that the same command reruns it."""
+    dest = tmp_path / "yolo"
+    args = ("--label", "Bird", "--val", "0")
+    assert cli("export", "yolo", manifest, str(dest), *args).exit_code == ExitCode.OK
+    frozen = dest / "labels" / "train"
+    if subprocess.run(["chattr", "+i", str(frozen)], capture_output=True).returncode:
+        pytest.skip("cannot make a folder immutable here")
+    try:
+        renamed = (*args, "--name", "Bird=Birdie", "--overwrite")
+        stopped = cli("export", "yolo", manifest, str(dest), *renamed)
+        assert stopped.exit_code == ExitCode.CANNOT_PROCEED, stopped.output
+        assert "Nothing of this export was left there" not in said(stopped)
+        assert "rerun the same command" in said(stopped) and f"{RECEIPT}.pending" in said(stopped)
+    finally:
+        subprocess.run(["chattr", "-i", str(frozen)], check=True)
+    rerun = cli("export", "yolo", manifest, str(dest), *renamed)
+    assert rerun.exit_code == ExitCode.OK, rerun.output
+    assert "Birdie" in (dest / "data.yaml").read_text() and not (dest / f"{RECEIPT}.pending").exists()
+    assert sorted(p.name for p in frozen.iterdir() if p.is_file()) == sorted(
+        p.stem + ".txt" for p in (dest / "images" / "train").iterdir() if p.is_file()
+    )

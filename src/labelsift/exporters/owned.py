@@ -79,10 +79,14 @@ class TextSink(Protocol):
     def write(self, text: str, /) -> int: ...
 
 
-def cannot_write(where: str, error: OSError) -> CannotProceed:
-    why = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+def _why_not(error: OSError) -> str:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        why = "no space left on the device"
+        return "no space left on the device"
+    return "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+
+
+def cannot_write(where: str, error: OSError) -> CannotProceed:
+    why = _why_not(error)
     return CannotProceed(
         f"cannot write {where}: {why}. Nothing of this export was left there; fix the destination "
         "(permissions, free space) or choose another, and run again."
@@ -505,13 +509,21 @@ class OwnedOutput:
             with open(staged_receipt, "w", encoding="utf-8") as handle:
                 handle.writelines(self._receipt_lines(header))
             os.replace(staged_receipt, pending)  # from here a rerun knows every file as ours
+        except OSError as error:
+            raise cannot_write(self.root, error) from error
+        try:
             _merge(self._stage, self.root)
             keep = self._inside_ids() if gone else set()
             for rel, entry in gone.items():
                 summary.replaced += self._prune(rel, entry, keep)
             os.replace(pending, os.path.join(self.root, self.receipt_name))
-        except OSError as error:
-            raise cannot_write(self.root, error) from error
+        except OSError as error:  # part of it is in place: the pending receipt lists all of it
+            raise CannotProceed(
+                f"cannot write {error.filename or self.root}: {_why_not(error)}, while moving the "
+                f"export into place; part of it is in {self.root} now, and {pending} lists every file "
+                "of it. Fix the destination (permissions, free space) and rerun the same command: it "
+                "takes those files as its own."
+            ) from error
 
     def _prune(self, rel: str, entry: Entry, keep: set[tuple[int, int]]) -> int:
         """Delete an earlier export's file unless someone changed it since (its size, or the SHA-256
