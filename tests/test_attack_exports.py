@@ -266,3 +266,22 @@ def test_a_folder_made_read_only_inside_the_destination_is_not_reported_as_nothi
     assert sorted(p.name for p in frozen.iterdir() if p.is_file()) == sorted(
         p.stem + ".txt" for p in (dest / "images" / "train").iterdir() if p.is_file()
     )
+
+
+def test_an_interrupted_export_of_another_format_is_not_deleted_without_overwrite(
+    tmp_path: Path, manifest: str
+) -> None:
+    """A pending receipt lets the interrupted export's own rerun take its files without
+    --overwrite; a COCO export without --overwrite took the files of an interrupted YOLO export
+    the same way and deleted them. (The pending receipt is built exactly: the YOLO export's.)"""
+    dest = tmp_path / "out"
+    assert cli("export", "yolo", manifest, str(dest), "--label", "Bird").exit_code == ExitCode.OK
+    (dest / RECEIPT).rename(dest / f"{RECEIPT}.pending")  # what a killed YOLO export can leave
+    yolo = {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    other = cli("export", "coco", manifest, str(dest), "--label", "Bird")
+    assert other.exit_code == ExitCode.CANNOT_PROCEED, other.output
+    assert "already holds a YOLO export (interrupted)" in said(other) and "--overwrite" in said(other)
+    assert {p: p.read_bytes() for p in dest.rglob("*") if p.is_file()} == yolo
+    rerun = cli("export", "yolo", manifest, str(dest), "--label", "Bird")  # its own rerun: no --overwrite
+    assert rerun.exit_code == ExitCode.OK, rerun.output
+    assert (dest / RECEIPT).exists() and not (dest / f"{RECEIPT}.pending").exists()

@@ -260,22 +260,26 @@ class OwnedOutput:
             header, files = earlier
             # Custom Labels adds to its own folders without --overwrite, never to another format's
             if not self.overwrite and not (self.keep_earlier and header.format == self.fmt):
-                raise StorageError(
-                    "Exists",
-                    self._final(self.single or self.receipt_name),
-                    f"{self._final(self.single or '')} already holds a "
-                    f"{_title(header.format)} export by labelsift. Pass "
-                    "--overwrite to replace it (only the files its receipt lists are replaced or "
-                    "deleted), or export somewhere else.",
-                    fatal=True,
-                )
+                raise self._exists(header.format)
             self.owned.update(files)
         if pending is not None:  # an interrupted export's: its files are ours, no --overwrite needed
+            if not self.overwrite and pending[0].format != self.fmt:  # ...for its own rerun only
+                raise self._exists(pending[0].format, " (interrupted)")
             for rel, entry in pending[1].items():
                 before = self.owned.get(rel)
                 if before is not None and before != entry:
                     self._before[rel] = before
                 self.owned[rel] = entry
+
+    def _exists(self, fmt: str, how: str = "") -> StorageError:
+        return StorageError(
+            "Exists",
+            self._final(self.single or self.receipt_name),
+            f"{self._final(self.single or '')} already holds a {_title(fmt)} export{how} by labelsift. "
+            "Pass --overwrite to replace it (only the files its receipt lists are replaced or "
+            "deleted), or export somewhere else.",
+            fatal=True,
+        )
 
     def _read_local(self, name: str) -> tuple[ReceiptHeader, dict[str, Entry]] | None:
         path = os.path.join(self.root, name)
