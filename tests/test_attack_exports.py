@@ -285,3 +285,23 @@ def test_an_interrupted_export_of_another_format_is_not_deleted_without_overwrit
     rerun = cli("export", "yolo", manifest, str(dest), "--label", "Bird")  # its own rerun: no --overwrite
     assert rerun.exit_code == ExitCode.OK, rerun.output
     assert (dest / RECEIPT).exists() and not (dest / f"{RECEIPT}.pending").exists()
+
+
+def test_a_receipt_line_typed_in_by_hand_does_not_make_a_users_file_labelsifts(
+    tmp_path: Path, manifest: str
+) -> None:
+    """labelsift lists what it wrote with a SHA-256 and what it copied with a source; a line with
+    only a path and the right size (`notes/todo.txt`, 7 bytes), added by hand, made --overwrite
+    delete the user's file as "a file of the earlier export"."""
+    dest = tmp_path / "coco"
+    assert cli("export", "coco", manifest, str(dest), "--label", "Bird").exit_code == ExitCode.OK
+    (dest / "notes").mkdir()
+    (dest / "notes" / "todo.txt").write_text("keep me")
+    with open(dest / RECEIPT, "a") as receipt:
+        receipt.write(json.dumps({"path": "notes/todo.txt", "size": 7}) + "\n")
+        receipt.write(json.dumps({"path": "notes/other.txt", "size": 7, "sha256": "not a digest"}) + "\n")
+    (dest / "notes" / "other.txt").write_text("keep me")
+    again = cli("export", "coco", manifest, str(dest), "--label", "Bird", "--overwrite")
+    assert again.exit_code == ExitCode.OK, again.output
+    assert (dest / "notes" / "todo.txt").read_text() == "keep me"
+    assert (dest / "notes" / "other.txt").read_text() == "keep me"
