@@ -144,6 +144,9 @@ def test_overwrite_never_deletes_the_images_the_new_export_names(tmp_path: Path,
     assert not (dest / "labels").exists()  # the rest of the earlier export is replaced
     coco = COCO(str(dest / "annotations" / "instances_train.json"))
     assert len(coco.getImgIds()) == 3
+    # the copies it kept are still labelsift's: the YOLO export can come back over them
+    back = cli("export", "yolo", manifest, str(dest), "--label", "Bird", "--val", "0", "--overwrite")
+    assert back.exit_code == ExitCode.OK, back.output
 
 
 def test_a_full_disk_during_a_custom_labels_copy_names_the_destination(tmp_path: Path) -> None:
@@ -197,6 +200,8 @@ def test_overwrite_on_s3_never_deletes_the_images_the_new_export_names(
     keys = {o["Key"] for o in s3_client.list_objects_v2(Bucket=dest_bucket)["Contents"]}
     assert {item["Key"] for item in listed} <= keys  # the images the COCO JSON names are there
     assert not any(key.startswith("set/labels/") for key in keys)
+    back = cli("export", "yolo", first, dest, "--label", "Bird", "--val", "0", "--overwrite")
+    assert back.exit_code == ExitCode.OK, back.output
 
 
 def _jpeg(seed: int) -> bytes:

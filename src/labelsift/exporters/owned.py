@@ -458,14 +458,31 @@ class OwnedOutput:
         if source.startswith(self._prefixes):
             self._inside.add(source)
 
-    def _inside_ids(self) -> set[tuple[int, int]]:
-        """(device, inode) of this export's local sources inside the destination."""
+    def _keep_read(self, gone: dict[str, Entry]) -> None:
+        """An earlier export's file that this export reads (annotations naming it in place) is
+        not deleted, and stays listed as labelsift's while it is unchanged."""
+        if not gone or not self._inside:
+            return
+        if not self.local:
+            for rel in [r for r in gone if self._final(r) in self._inside]:
+                entry = gone.pop(rel)
+                if self._present.get(rel) == entry.size:
+                    self.carried.append(entry)
+            return
         ids = set()
         for source in self._inside:
             with suppress(OSError):
                 st = os.stat(source)
                 ids.add((st.st_dev, st.st_ino))
-        return ids
+        for rel in list(gone):
+            try:
+                st = os.lstat(self._final(rel))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in ids:
+                entry = gone.pop(rel)
+                if _unchanged(self._final(rel), st, entry):
+                    self.carried.append(entry)
 
     def _storage(self) -> StorageLike:
         if self.storage is None:
@@ -478,6 +495,7 @@ class OwnedOutput:
         """Put the export in place: its files, then the deletions, then the receipt."""
         if not (self.keep_earlier and not self.overwrite):
             gone, self.owned = self.owned, {}
+            self._keep_read(gone)
         else:
             gone = {}
             self.carried.extend(self.owned.values())
@@ -517,9 +535,8 @@ class OwnedOutput:
             raise cannot_write(self.root, error) from error
         try:
             _merge(self._stage, self.root)
-            keep = self._inside_ids() if gone else set()
             for rel, entry in gone.items():
-                summary.replaced += self._prune(rel, entry, keep)
+                summary.replaced += self._prune(rel, entry)
             os.replace(pending, os.path.join(self.root, self.receipt_name))
         except OSError as error:  # part of it is in place: the pending receipt lists all of it
             raise CannotProceed(
@@ -529,10 +546,10 @@ class OwnedOutput:
                 "takes those files as its own."
             ) from error
 
-    def _prune(self, rel: str, entry: Entry, keep: set[tuple[int, int]]) -> int:
+    def _prune(self, rel: str, entry: Entry) -> int:
         """Delete an earlier export's file unless someone changed it since (its size, or the SHA-256
         of a file labelsift wrote itself, differs), it is reached through a link, or it is the
-        manifest being read, or an image this export read (annotations naming it in place)."""
+        manifest being read."""
         try:
             if not self._check_folders(rel.rpartition("/")[0]):
                 return 0
@@ -548,8 +565,6 @@ class OwnedOutput:
             return 0
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             return 0
-        if (st.st_dev, st.st_ino) in keep:
-            return 0
         os.unlink(path)
         with suppress(OSError):
             os.removedirs(os.path.dirname(path))  # only folders left empty; the root holds the receipt
@@ -561,8 +576,6 @@ class OwnedOutput:
         if not (self.carried or self._entries.tell() or self.receipt_name in self._present):
             return  # nothing written, nothing earlier: nothing to own
         for rel, entry in gone.items():
-            if self._final(rel) in self._inside:  # an image this export read stays
-                continue
             sizes = (entry.size, self._before[rel].size) if rel in self._before else (entry.size,)
             if self._present.get(rel) in sizes:  # not changed by someone since
                 summary.replaced += storage.remove(self._final(rel))
