@@ -50,12 +50,17 @@ _KEY = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 _TITLES = {
+    "custom-labels": "Custom Labels",
     "coco": "COCO",
     "yolo": "YOLO",
     "voc": "Pascal VOC",
     "review": "review queue",
     "groundtruth": "Ground Truth",
 }
+
+
+def _title(fmt: str) -> str:
+    return _TITLES.get(fmt) or _TITLES.get(fmt.partition("-")[0], fmt)
 
 
 class NameClash(CannotProceed):
@@ -74,10 +79,14 @@ class TextSink(Protocol):
     def write(self, text: str, /) -> int: ...
 
 
-def cannot_write(where: str, error: OSError) -> CannotProceed:
-    why = "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+def _why_not(error: OSError) -> str:
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        why = "no space left on the device"
+        return "no space left on the device"
+    return "permission denied" if isinstance(error, PermissionError) else (error.strerror or str(error))
+
+
+def cannot_write(where: str, error: OSError) -> CannotProceed:
+    why = _why_not(error)
     return CannotProceed(
         f"cannot write {where}: {why}. Nothing of this export was left there; fix the destination "
         "(permissions, free space) or choose another, and run again."
@@ -130,8 +139,16 @@ class OwnedOutput:
         self.single = single
         self.receipt_name = f"{single}{RECEIPT_SUFFIX}" if single else FOLDER_RECEIPT
         self.owned: dict[str, Entry] = {}  # the earlier export's files still to be decided
+        # a completed receipt's entries that a pending one lists anew: an export killed while
+        # moving its files into place left some of them as they were, so either version is ours
+        self._before: dict[str, Entry] = {}
         self.carried: list[Entry] = []
         self.sources: dict[str, int] = {}
+        # sources of this export inside the destination: never deleted as the earlier export's
+        self._inside: set[str] = set()
+        self._prefixes = (
+            (self.root + os.sep, os.path.realpath(self.root) + os.sep) if self.local else (self.root + "/",)
+        )
         self._present: dict[str, int] = {}  # S3: what the destination held (key -> size) at the start
         self._dirs: dict[str, bool] = {}  # local: parent folder -> exists at the destination
         self._made: dict[str, str] = {}  # folder of a staged file -> its staged path (made)
@@ -186,7 +203,15 @@ class OwnedOutput:
         holder deletes it when done, so a lock taken on a file already deleted is taken again."""
         path = os.path.join(self.root, f"{_LOCK}{self._stage_key()}")
         for _ in range(5):
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o644)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:  # a hard link is another file itself
+                os.close(fd)
+                raise UnsafeDestination(
+                    f"{path} is not a lock labelsift made (a hard link to another file, or not a "
+                    "file); labelsift would write into it. Move it away and run again. Nothing was "
+                    "written."
+                )
             lock = os.fdopen(fd, "r+", encoding="utf-8")
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -209,9 +234,10 @@ class OwnedOutput:
 
     def _clean_debris(self) -> None:
         """Remove the staging folders of exports of this kind that died (the lock is ours: none runs)."""
-        mine = f"{STAGING_PREFIX}{self._stage_key()}-"
+        # exactly this key and a token: `export-x_manifest-…` is another export's (its own lock)
+        mine = re.compile(rf"{re.escape(STAGING_PREFIX + self._stage_key())}-[0-9a-f]{{12}}")
         with os.scandir(self.root) as entries:
-            stale = [e.path for e in entries if e.name.startswith(mine) and e.is_dir(follow_symlinks=False)]
+            stale = [e.path for e in entries if mine.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
         for path in stale:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -232,19 +258,28 @@ class OwnedOutput:
         pending = read(self.receipt_name + ".pending")
         if earlier is not None:
             header, files = earlier
-            if not (self.overwrite or self.keep_earlier):
-                raise StorageError(
-                    "Exists",
-                    self._final(self.single or self.receipt_name),
-                    f"{self._final(self.single or '')} already holds a "
-                    f"{_TITLES.get(header.format[:11], header.format)} export by labelsift. Pass "
-                    "--overwrite to replace it (only the files its receipt lists are replaced or "
-                    "deleted), or export somewhere else.",
-                    fatal=True,
-                )
+            # Custom Labels adds to its own folders without --overwrite, never to another format's
+            if not self.overwrite and not (self.keep_earlier and header.format == self.fmt):
+                raise self._exists(header.format)
             self.owned.update(files)
         if pending is not None:  # an interrupted export's: its files are ours, no --overwrite needed
-            self.owned.update(pending[1])
+            if not self.overwrite and pending[0].format != self.fmt:  # ...for its own rerun only
+                raise self._exists(pending[0].format, " (interrupted)")
+            for rel, entry in pending[1].items():
+                before = self.owned.get(rel)
+                if before is not None and before != entry:
+                    self._before[rel] = before
+                self.owned[rel] = entry
+
+    def _exists(self, fmt: str, how: str = "") -> StorageError:
+        return StorageError(
+            "Exists",
+            self._final(self.single or self.receipt_name),
+            f"{self._final(self.single or '')} already holds a {_title(fmt)} export{how} by labelsift. "
+            "Pass --overwrite to replace it (only the files its receipt lists are replaced or "
+            "deleted), or export somewhere else.",
+            fatal=True,
+        )
 
     def _read_local(self, name: str) -> tuple[ReceiptHeader, dict[str, Entry]] | None:
         path = os.path.join(self.root, name)
@@ -302,10 +337,10 @@ class OwnedOutput:
             size = self._present.get(rel)
             if size is None:
                 return None
-            entry = self.owned.get(rel)
-            if entry is None or entry.size != size:
-                raise self._clash(self._final(rel))
-            return entry
+            for entry in (self.owned.get(rel), self._before.get(rel)):
+                if entry is not None and entry.size == size:
+                    return entry
+            raise self._clash(self._final(rel))
         parent = rel.rpartition("/")[0]
         there = self._dirs.get(parent)
         if there is None:
@@ -321,10 +356,10 @@ class OwnedOutput:
             raise self._link(final)
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             raise UsageError(f"{final} is the manifest this export reads; choose another destination.")
-        entry = self.owned.get(rel)
-        if entry is None or entry.size != st.st_size or not stat.S_ISREG(st.st_mode):
-            raise self._clash(final)
-        return entry
+        for entry in (self.owned.get(rel), self._before.get(rel)):
+            if entry is not None and _unchanged(final, st, entry):
+                return entry
+        raise self._clash(final)
 
     def _check_folders(self, parent: str) -> bool:
         """Whether `parent` exists under the root; a link or a file on its way stops the export."""
@@ -394,7 +429,13 @@ class OwnedOutput:
             return False
         if self.local:
             staged = self._staged(rel)
-            self._storage().copy(source, staged, overwrite=True)
+            try:
+                self._storage().copy(source, staged, overwrite=True)
+            except StorageError as error:  # a full disk is the destination's, not the image's
+                cause = error.__cause__
+                if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise cannot_write(self.root, cause) from error
+                raise
             size = os.stat(staged).st_size
         else:
             final = self._final(rel)
@@ -414,6 +455,34 @@ class OwnedOutput:
         """Count where an exported image is (copied here, or named by the annotations)."""
         root = source_root(source)
         self.sources[root] = self.sources.get(root, 0) + 1
+        if source.startswith(self._prefixes):
+            self._inside.add(source)
+
+    def _keep_read(self, gone: dict[str, Entry]) -> None:
+        """An earlier export's file that this export reads (annotations naming it in place) is
+        not deleted, and stays listed as labelsift's while it is unchanged."""
+        if not gone or not self._inside:
+            return
+        if not self.local:
+            for rel in [r for r in gone if self._final(r) in self._inside]:
+                entry = gone.pop(rel)
+                if self._present.get(rel) == entry.size:
+                    self.carried.append(entry)
+            return
+        ids = set()
+        for source in self._inside:
+            with suppress(OSError):
+                st = os.stat(source)
+                ids.add((st.st_dev, st.st_ino))
+        for rel in list(gone):
+            try:
+                st = os.lstat(self._final(rel))
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) in ids:
+                entry = gone.pop(rel)
+                if _unchanged(self._final(rel), st, entry):
+                    self.carried.append(entry)
 
     def _storage(self) -> StorageLike:
         if self.storage is None:
@@ -426,6 +495,7 @@ class OwnedOutput:
         """Put the export in place: its files, then the deletions, then the receipt."""
         if not (self.keep_earlier and not self.overwrite):
             gone, self.owned = self.owned, {}
+            self._keep_read(gone)
         else:
             gone = {}
             self.carried.extend(self.owned.values())
@@ -461,16 +531,25 @@ class OwnedOutput:
             with open(staged_receipt, "w", encoding="utf-8") as handle:
                 handle.writelines(self._receipt_lines(header))
             os.replace(staged_receipt, pending)  # from here a rerun knows every file as ours
-            _merge(self._stage, self.root)
-            for rel, entry in gone.items():
-                summary.replaced += self._prune(rel, entry.size)
-            os.replace(pending, os.path.join(self.root, self.receipt_name))
         except OSError as error:
             raise cannot_write(self.root, error) from error
+        try:
+            _merge(self._stage, self.root)
+            for rel, entry in gone.items():
+                summary.replaced += self._prune(rel, entry)
+            os.replace(pending, os.path.join(self.root, self.receipt_name))
+        except OSError as error:  # part of it is in place: the pending receipt lists all of it
+            raise CannotProceed(
+                f"cannot write {error.filename or self.root}: {_why_not(error)}, while moving the "
+                f"export into place; part of it is in {self.root} now, and {pending} lists every file "
+                "of it. Fix the destination (permissions, free space) and rerun the same command: it "
+                "takes those files as its own."
+            ) from error
 
-    def _prune(self, rel: str, size: int) -> int:
-        """Delete an earlier export's file unless someone changed it since (its size differs), it is
-        reached through a link, or it is the manifest being read."""
+    def _prune(self, rel: str, entry: Entry) -> int:
+        """Delete an earlier export's file unless someone changed it since (its size, or the SHA-256
+        of a file labelsift wrote itself, differs), it is reached through a link, or it is the
+        manifest being read."""
         try:
             if not self._check_folders(rel.rpartition("/")[0]):
                 return 0
@@ -481,7 +560,8 @@ class OwnedOutput:
             st = os.lstat(path)
         except FileNotFoundError:
             return 0
-        if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        before = self._before.get(rel)
+        if not (_unchanged(path, st, entry) or (before is not None and _unchanged(path, st, before))):
             return 0
         if self._manifest_stat is not None and os.path.samestat(st, self._manifest_stat):
             return 0
@@ -496,7 +576,8 @@ class OwnedOutput:
         if not (self.carried or self._entries.tell() or self.receipt_name in self._present):
             return  # nothing written, nothing earlier: nothing to own
         for rel, entry in gone.items():
-            if self._present.get(rel) == entry.size:  # not changed by someone since
+            sizes = (entry.size, self._before[rel].size) if rel in self._before else (entry.size,)
+            if self._present.get(rel) in sizes:  # not changed by someone since
                 summary.replaced += storage.remove(self._final(rel))
         storage.write(self._final(self.receipt_name), "".join(self._receipt_lines(header)).encode("utf-8"))
         if self.receipt_name + ".pending" in self._present:
@@ -633,6 +714,25 @@ def _stat_or_none(path: str) -> os.stat_result | None:
         return os.stat(os.path.expanduser(path))
     except OSError:
         return None
+
+
+def _unchanged(path: str, st: os.stat_result, entry: Entry) -> bool:
+    """Whether the regular file at `path` (`st`, from lstat) is still what the receipt lists: its
+    size, and for a file labelsift wrote itself (not a copy) its SHA-256, so that an edit that keeps
+    the size (`Bird` to `Bard` in data.yaml) makes it the user's."""
+    if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+        return False
+    if entry.sha256 is None:
+        return True
+    digest = hashlib.sha256()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    with open(fd, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest() == entry.sha256
 
 
 def _write_file(path: str, data: bytes) -> None:

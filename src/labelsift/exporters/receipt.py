@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Annotated, Literal, NamedTuple
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from labelsift.errors import CannotProceed
 from labelsift.models import ByteCount, utc_now
@@ -68,11 +68,21 @@ class ReceiptFile(BaseModel):
         description="Relative to the destination, '/'-separated; no '..', '.', empty segment or leading '/'."
     )
     size: ByteCount = Field(description="Bytes, as written; a file of another size is no longer labelsift's.")
-    sha256: str | None = Field(default=None, description="Of the bytes written; None for a copied image.")
+    sha256: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="Of the bytes written; None for a copied image."
+    )
     source: str | None = Field(default=None, description="The image a copy was made from.")
     source_etag: str | None = Field(
         default=None, description="The source's etag as the manifest recorded it."
     )
+
+    @model_validator(mode="after")
+    def _written_or_copied(self) -> ReceiptFile:
+        # labelsift lists a file it wrote with its SHA-256 and a copy with its source: a line with
+        # neither (`{"path": "notes/todo.txt", "size": 7}`, typed in by hand) lists nothing of ours
+        if self.sha256 is None and self.source is None:
+            raise ValueError("neither sha256 nor source: not a file labelsift wrote")
+        return self
 
 
 class Entry(NamedTuple):
