@@ -310,3 +310,37 @@ def test_a_receipt_line_typed_in_by_hand_does_not_make_a_users_file_labelsifts(
     assert again.exit_code == ExitCode.OK, again.output
     assert (dest / "notes" / "todo.txt").read_text() == "keep me"
     assert (dest / "notes" / "other.txt").read_text() == "keep me"
+
+
+@pytest.mark.parametrize(
+    ("other", "mine"),
+    [("a b.manifest", "a_b.manifest"), ("q" * 60 + "-one.manifest", "q" * 60 + "-two.manifest")],
+    ids=["space-vs-underscore", "alike-in-60-characters"],
+)
+def test_two_single_file_exports_whose_names_look_alike_do_not_share_a_lock(
+    tmp_path: Path, manifest: str, other: str, mine: str
+) -> None:
+    """The lock and staging key of a single-file output was its name with unsafe characters replaced
+    and cut at 60: `a b.manifest` and `a_b.manifest` shared one lock, so an export to one stopped
+    with 'another export is writing' while an export to the other ran."""
+    from labelsift.exporters.owned import OwnedOutput
+
+    dest = tmp_path / "jobs"
+    dest.mkdir()
+    running = OwnedOutput(
+        str(dest), Storage(), fmt="review", manifest=manifest, overwrite=False, single=other
+    )
+    with running:  # an export to `other` holds its lock while this one runs
+        result = cli(
+            "export",
+            "review",
+            manifest,
+            str(dest / mine),
+            "--label",
+            "Bird",
+            "--band",
+            "0:100",
+            "--allow-local",
+        )
+    assert result.exit_code == ExitCode.OK, result.output
+    assert (dest / mine).is_file()

@@ -177,7 +177,12 @@ class OwnedOutput:
         return self
 
     def _stage_key(self) -> str:
-        return _KEY.sub("_", self.single)[:60] if self.single else "export"
+        """A file-name-safe key per output; the digest keeps `a b.manifest` and `a_b.manifest` (or
+        two names alike in their first 60 characters) from sharing a lock or a staging folder."""
+        if not self.single:
+            return "export"
+        digest = hashlib.sha256(self.single.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return f"{_KEY.sub('_', self.single)[:60]}_{digest}"
 
     def _begin_local(self) -> None:
         try:
