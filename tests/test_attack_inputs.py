@@ -1,0 +1,157 @@
+"""Hostile inputs through the CLI: images whose metadata (not pixels) would fill memory, and
+manifests or outputs that are not regular files. Each test failed on the code before its fix."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from labelsift.cli import app
+from labelsift.manifest import iter_records
+from labelsift.models import ScanStatus
+from labelsift.testing.fake_rekognition import make_image
+
+runner = CliRunner()
+BIG = 400 * 1024**2  # under the 1 GiB byte cap, so the file is opened; sparse, so it costs no disk
+PEAK_BOUND_MB = 800
+
+_MEASURED = """
+import resource, subprocess, sys
+done = subprocess.run(sys.argv[2:])
+with open(sys.argv[1], "w") as out:
+    out.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(done.returncode)
+"""
+
+
+def measured(command: list[str], tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], int]:
+    peak_file = tmp_path / "peak-rss-kb"
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, str(peak_file), *command],
+        capture_output=True, text=True, env=os.environ, timeout=240,
+    )  # fmt: skip
+    return done, int(peak_file.read_text()) // 1024
+
+
+def _png(size: tuple[int, int] = (200, 200)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, (10, 200, 30)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _exif_ifd(count: int) -> bytes:
+    """A little-endian TIFF header and one IFD with a LONG tag of `count` values (data follows)."""
+    entry = struct.pack("<HHII", 0x9286, 4, count, 26)
+    return b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + entry + struct.pack("<I", 0)
+
+
+def write_png_with_chunk(path: Path, kind: bytes, *, after_pixels: bool) -> None:
+    """A 200x200 PNG carrying a `kind` chunk of BIG bytes (mostly sparse zeros), before or after IDAT."""
+    small = _png()
+    at = small.index(b"IEND") - 4 if after_pixels else 33  # 33: signature + IHDR
+    head = _exif_ifd((BIG - 26) // 4) if kind == b"eXIf" else b""
+    with path.open("wb") as out:
+        out.write(small[:at])
+        out.write(struct.pack(">I", BIG) + kind + head)
+        out.seek(BIG - len(head), os.SEEK_CUR)
+        out.write(struct.pack(">I", 0))  # CRC (Pillow does not check an ancillary chunk's)
+        out.write(small[at:])
+
+
+def write_tiff_with_huge_tag(path: Path) -> None:
+    """A valid 200x200 grey TIFF whose Copyright tag claims BIG // 4 LONG values (sparse zeros)."""
+    side, count = 200, BIG // 4
+    entries = [(256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
+               (277, 3, 1), (278, 3, side), (279, 4, side * side), (0x8298, 4, 0)]  # fmt: skip
+    pixels_at = 8 + 2 + len(entries) * 12 + 4
+    ifd = bytearray(b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", len(entries)))
+    for tag, kind, value in entries:
+        if tag == 273:
+            value = pixels_at
+        if tag == 0x8298:
+            ifd += struct.pack("<HHII", tag, kind, count, pixels_at + side * side)
+        elif kind == 3:
+            ifd += struct.pack("<HHIHH", tag, kind, 1, value, 0)
+        else:
+            ifd += struct.pack("<HHII", tag, kind, 1, value)
+    with path.open("wb") as out:
+        out.write(bytes(ifd) + struct.pack("<I", 0) + bytes([128]) * side * side)
+        out.seek(count * 4 - 1, os.SEEK_CUR)
+        out.write(b"\0")
+
+
+def write_gif_with_huge_comment(path: Path) -> None:
+    """A 200x200 GIF with a comment extension of BIG bytes before its first frame."""
+    out = io.BytesIO()
+    Image.new("P", (200, 200), 1).save(out, "GIF")
+    gif = out.getvalue()
+    flags = gif[10]
+    at = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    block = (b"\xff" + b"A" * 255) * 4096
+    with path.open("wb") as stream:
+        stream.write(gif[:at] + b"\x21\xfe")
+        for _ in range(BIG // len(block)):
+            stream.write(block)
+        stream.write(b"\x00" + gif[at:])
+
+
+METADATA_BOMBS = {
+    "tiff-tag.tif": write_tiff_with_huge_tag,
+    "png-private-chunk.png": lambda path: write_png_with_chunk(path, b"prVt", after_pixels=False),
+    "png-exif-after-pixels.png": lambda path: write_png_with_chunk(path, b"eXIf", after_pixels=True),
+    "png-private-after-pixels.png": lambda path: write_png_with_chunk(path, b"prVt", after_pixels=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(METADATA_BOMBS))
+def test_metadata_bombs_under_the_byte_cap_are_refused_before_pillow_holds_them(
+    name: str, tmp_path: Path
+) -> None:
+    """Before: 1.3-1.7 GB for one 400 MB file (Pillow holds the tag/chunk; a TIFF LONG tag becomes
+    a tuple of 8+ bytes per value); 8 such files under the default 16 workers: 7.4 GB."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    METADATA_BOMBS[name](folder / name)
+    (folder / "dog.jpg").write_bytes(make_image("dog"))
+    manifest = tmp_path / "m.jsonl"
+    done, peak_mb = measured(
+        [sys.executable, "-m", "labelsift.cli", "scan", str(folder), "-o", str(manifest)], tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {record.source.rsplit("/", 1)[-1]: record for record in iter_records(str(manifest))}
+    bomb = records[name]
+    assert bomb.status is ScanStatus.SKIPPED, bomb
+    assert bomb.error is not None and bomb.error.code == "ImageTooLarge", bomb.error
+    assert name in bomb.error.message and "16.0 MiB" in bomb.error.message, bomb.error.message
+    assert records["dog.jpg"].status is ScanStatus.LABELED
+    assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
+
+
+def test_a_gif_with_a_huge_comment_is_refused_and_ordinary_gif_webp_still_label(tmp_path: Path) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_gif_with_huge_comment(folder / "comment.gif")
+    picture = Image.open(io.BytesIO(make_image("dog", size=(640, 480)))).convert("RGB")
+    picture.save(folder / "ok.gif")
+    picture.save(folder / "ok.webp")
+    picture.save(folder / "ok.tif")
+    manifest = tmp_path / "m.jsonl"
+    done, peak_mb = measured(
+        [sys.executable, "-m", "labelsift.cli", "scan", str(folder), "-o", str(manifest)], tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {record.source.rsplit("/", 1)[-1]: record for record in iter_records(str(manifest))}
+    assert records["comment.gif"].error is not None
+    assert records["comment.gif"].error.code == "ImageTooLarge"
+    for name in ("ok.gif", "ok.webp", "ok.tif"):
+        assert records[name].status is ScanStatus.LABELED, records[name]
+    assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
