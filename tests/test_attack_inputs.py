@@ -155,3 +155,74 @@ def test_a_gif_with_a_huge_comment_is_refused_and_ordinary_gif_webp_still_label(
     for name in ("ok.gif", "ok.webp", "ok.tif"):
         assert records[name].status is ScanStatus.LABELED, records[name]
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
+
+
+# ---- a manifest (or merge output) that is not a regular file: exit 3 naming it, never a hang -----
+
+
+def _flat(text: str) -> str:
+    return "".join(text.split())
+
+
+@pytest.fixture
+def manifest_file(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "dog.jpg").write_bytes(make_image("dog"))
+    manifest = tmp_path / "m.jsonl"
+    result = runner.invoke(app, ["scan", str(folder), "-o", str(manifest), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    return manifest
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    if kind == "fifo":
+        path = tmp_path / "fifo.jsonl"
+        os.mkfifo(path)
+        return path
+    return Path(kind)  # /dev/null, /dev/zero: character devices
+
+
+SPECIAL_CASES = {
+    "scan-to-fifo": ("fifo", lambda m, s: ["scan", str(m.parent / "photos"), "-o", str(s)]),
+    "scan-to-dev-null": ("/dev/null", lambda m, s: ["scan", str(m.parent / "photos"), "-o", str(s)]),
+    "export-from-fifo": ("fifo", lambda m, s: ["export", "coco", str(s), str(m.parent / "o"), "--label", "Dog"]),
+    "export-from-dev-zero": (
+        "/dev/zero", lambda m, s: ["export", "yolo", str(s), str(m.parent / "o"), "--label", "Dog"]
+    ),
+    "review-dev-null": ("/dev/null", lambda m, s: ["review", str(s), "--label", "Dog"]),
+    "merge-from-dev-zero": ("/dev/zero", lambda m, s: ["merge", str(s), "-o", str(m.parent / "all.jsonl")]),
+    "merge-over-fifo": ("fifo", lambda m, s: ["merge", str(m), "-o", str(s), "--overwrite"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(SPECIAL_CASES))
+def test_a_manifest_that_is_not_a_regular_file_is_refused_at_once(
+    case: str, manifest_file: Path, tmp_path: Path
+) -> None:
+    """Before: a FIFO hung scan and export for ever, /dev/zero made an export read one endless
+    line into memory, `scan -o /dev/null` and `review /dev/null` were exit 1, and `merge -o FIFO
+    --overwrite` replaced the FIFO (as root, `-o /dev/null --overwrite` would replace /dev/null)."""
+    kind, args = SPECIAL_CASES[case]
+    special = _special(tmp_path, kind)
+    done = subprocess.run(
+        [sys.executable, "-m", "labelsift.cli", *args(manifest_file, special)],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 3, output
+    assert "Traceback" not in output and "unexpected" not in output, output
+    assert _flat(str(special)) in _flat(output) and "notamanifestfile" in _flat(output), output
+    assert special.is_fifo() or special.is_char_device(), "left as it was"
+    assert not Path(str(special) + ".lock").exists()
+
+
+def test_a_process_substitution_manifest_is_refused_not_a_bug(manifest_file: Path, tmp_path: Path) -> None:
+    """Before: `export coco <(cat m.jsonl) out` was exit 1, "unexpected UnsupportedOperation"."""
+    done = subprocess.run(
+        ["bash", "-c", f'"{sys.executable}" -m labelsift.cli export coco <(cat "{manifest_file}") '
+         f'"{tmp_path / "out"}" --label Dog'],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert "FIFO" in done.stdout + done.stderr
