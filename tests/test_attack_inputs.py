@@ -226,3 +226,53 @@ def test_a_process_substitution_manifest_is_refused_not_a_bug(manifest_file: Pat
     )  # fmt: skip
     assert done.returncode == 3, done.stdout + done.stderr
     assert "FIFO" in done.stdout + done.stderr
+
+
+# ---- names that are not UTF-8: a listing counts them, an argument is a usage error ----------------
+
+
+def test_a_file_or_folder_name_that_is_not_utf8_is_counted_not_fatal(tmp_path: Path) -> None:
+    """Before: one file named b'bad\\xff.jpg' stopped the whole scan, exit 1 (UnicodeEncodeError)."""
+    root = os.fsencode(tmp_path / "photos")
+    os.makedirs(root + b"/sub\xff")
+    image = make_image("dog")
+    for name in (b"/bad\xff\xfe.jpg", b"/sub\xff/in.jpg", b"/new\nline.jpg", b"/-leading.jpg", b"/back\\slash.jpg"):
+        with open(root + name, "wb") as out:
+            out.write(image)
+    manifest = tmp_path / "m.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "labelsift.cli", "scan", str(tmp_path / "photos"), "-o", str(manifest),
+         "--workers", "2"],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "2 name not UTF-8" in output and "bad\\xff\\xfe.jpg" in output and "sub\\xff/" in output, output
+    names = sorted(record.source.rsplit("/", 1)[-1] for record in iter_records(str(manifest)))
+    assert names == ["-leading.jpg", "back\\slash.jpg", "new\nline.jpg"]
+
+
+NOT_UTF8_ARGS = {
+    "scan-source": lambda t: ["scan", os.fsdecode(os.fsencode(t) + b"/r\xff"), "-o", str(t / "m.jsonl")],
+    "scan-output": lambda t: ["scan", str(t), "-o", os.fsdecode(os.fsencode(t) + b"/m\xff.jsonl")],
+    "estimate-source": lambda t: ["estimate", os.fsdecode(os.fsencode(t) + b"/r\xff")],
+    "export-dest": lambda t: ["export", "coco", str(t / "m.jsonl"), os.fsdecode(os.fsencode(t) + b"/o\xff"),
+                              "--label", "Dog"],
+    "export-label": lambda t: ["export", "coco", str(t / "m.jsonl"), str(t / "o"), "--label", "Dog\udcff"],
+    "export-name": lambda t: ["export", "yolo", str(t / "m.jsonl"), str(t / "o"), "--label", "Dog",
+                              "--name", "Dog=\udcff"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(NOT_UTF8_ARGS))
+def test_an_argument_that_is_not_utf8_is_a_usage_error(case: str, manifest_file: Path) -> None:
+    """Before: exit 1 "unexpected UnicodeEncodeError" (or, for a scan's output, a manifest whose
+    name no receipt can record)."""
+    root = manifest_file.parent
+    os.makedirs(os.fsencode(root) + b"/r\xff", exist_ok=True)
+    with open(os.fsencode(root) + b"/r\xff/a.jpg", "wb") as out:
+        out.write(make_image("dog"))
+    result = runner.invoke(app, NOT_UTF8_ARGS[case](root))
+    assert result.exit_code == 2, result.output
+    assert "UTF-8" in result.output and "unexpected" not in result.output, result.output
+    assert not os.path.exists(os.fsencode(root) + b"/o\xff")

@@ -448,6 +448,8 @@ def _names(pairs: list[str] | None) -> dict[str, str] | None:
         label, sep, name = pair.partition("=")
         if not sep or not label or not name:
             fail(f"--name {pair!r}: write LABEL=NAME, e.g. --name Bird=robin.", ExitCode.USAGE)
+        if any(0xDC80 <= ord(char) <= 0xDCFF for char in pair):  # bytes that were not UTF-8
+            fail(f"--name {pair!r}: not UTF-8 text; type the names in UTF-8.", ExitCode.USAGE)
         twice = [given for given in names if given.lower() == label.lower()]
         if twice:
             fail(f"--name: {label} is renamed twice ({twice[0]}={names[twice[0]]} and {pair}); "
