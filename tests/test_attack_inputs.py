@@ -8,7 +8,6 @@ import os
 import struct
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import pytest
@@ -186,7 +185,9 @@ def _special(tmp_path: Path, kind: str) -> Path:
 SPECIAL_CASES = {
     "scan-to-fifo": ("fifo", lambda m, s: ["scan", str(m.parent / "photos"), "-o", str(s)]),
     "scan-to-dev-null": ("/dev/null", lambda m, s: ["scan", str(m.parent / "photos"), "-o", str(s)]),
-    "export-from-fifo": ("fifo", lambda m, s: ["export", "coco", str(s), str(m.parent / "o"), "--label", "Dog"]),
+    "export-from-fifo": (
+        "fifo", lambda m, s: ["export", "coco", str(s), str(m.parent / "o"), "--label", "Dog"]
+    ),
     "export-from-dev-zero": (
         "/dev/zero", lambda m, s: ["export", "yolo", str(s), str(m.parent / "o"), "--label", "Dog"]
     ),
@@ -236,7 +237,13 @@ def test_a_file_or_folder_name_that_is_not_utf8_is_counted_not_fatal(tmp_path: P
     root = os.fsencode(tmp_path / "photos")
     os.makedirs(root + b"/sub\xff")
     image = make_image("dog")
-    for name in (b"/bad\xff\xfe.jpg", b"/sub\xff/in.jpg", b"/new\nline.jpg", b"/-leading.jpg", b"/back\\slash.jpg"):
+    for name in (
+        b"/bad\xff\xfe.jpg",
+        b"/sub\xff/in.jpg",
+        b"/new\nline.jpg",
+        b"/-leading.jpg",
+        b"/back\\slash.jpg",
+    ):
         with open(root + name, "wb") as out:
             out.write(image)
     manifest = tmp_path / "m.jsonl"
@@ -276,3 +283,32 @@ def test_an_argument_that_is_not_utf8_is_a_usage_error(case: str, manifest_file:
     assert result.exit_code == 2, result.output
     assert "UTF-8" in result.output and "unexpected" not in result.output, result.output
     assert not os.path.exists(os.fsencode(root) + b"/o\xff")
+
+
+# ---- presigned URLs in every argument: exit 2, the signature nowhere ------------------------------
+
+SIGNED_HTTPS = "https://b.s3.amazonaws.com/k.manifest?X-Amz-Credential=AKID%2F1&X-Amz-Signature=deadbeef5151"
+SIGNED_S3 = "s3://b/k.manifest?X-Amz-Signature=deadbeef5151"
+PRESIGNED_ARGS = {
+    "export-review-output": lambda m, u: ["export", "review", str(m), u, "--label", "Dog"],
+    "export-groundtruth-output": lambda m, u: ["export", "groundtruth", str(m), u, "--label", "Dog"],
+    "scan-prices": lambda m, u: ["scan", str(m.parent / "photos"), "-o", str(m), "--prices", u],
+    "estimate-prices": lambda m, u: ["estimate", str(m.parent / "photos"), "--prices", u],
+    "demo-folder": lambda m, u: ["demo", u],
+}
+
+
+@pytest.mark.parametrize("url", [SIGNED_HTTPS, SIGNED_S3], ids=["https", "s3"])
+@pytest.mark.parametrize("case", sorted(PRESIGNED_ARGS))
+def test_a_presigned_url_in_any_argument_is_refused_without_its_signature(
+    case: str, url: str, manifest_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: `export review m.jsonl https://…?X-Amz-Signature=…` wrote a local file under
+    `./https:/…` named with the signature and printed it (exit 0); `export groundtruth` to an S3
+    presigned URL was exit 3; `--prices` and `demo` printed the signature in their error."""
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = runner.invoke(app, PRESIGNED_ARGS[case](manifest_file, url))
+    assert result.exit_code == 2, result.output
+    assert "deadbeef5151" not in result.output and "presigned" in result.output, result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
