@@ -312,3 +312,46 @@ def test_a_presigned_url_in_any_argument_is_refused_without_its_signature(
     assert result.exit_code == 2, result.output
     assert "deadbeef5151" not in result.output and "presigned" in result.output, result.output
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
+
+
+# ---- filter: a DEST that cannot hold the hits is refused before anything is scanned --------------
+
+
+@pytest.mark.parametrize(
+    ("dest", "extra", "said"),
+    [
+        ("a-file", [], "is a file, not a folder"),
+        ("a-file/sub", [], "is a file, not a folder"),
+        ("out", ["--name", "."], "--name '.'"),
+        ("out", ["--name", "a/../b"], "--name 'a/../b'"),
+    ],
+    ids=["dest-is-a-file", "dest-under-a-file", "name-dot", "name-dot-dot"],
+)
+def test_filter_refuses_a_dest_that_cannot_hold_the_hits_before_scanning(
+    dest: str, extra: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before: DEST a file scanned (and, with Rekognition, paid for) every image, then stopped at the
+    first copy with exit 3 "Could not read …/a-file/Dog/dog.jpg: Not a directory"; `--name .` was
+    exit 3 (a usage mistake is 2)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "dog.jpg").write_bytes(make_image("dog"))
+    (tmp_path / "a-file").write_text("mine\n")
+    manifest = tmp_path / "m.jsonl"
+    result = runner.invoke(
+        app,
+        [
+            "filter",
+            str(tmp_path / "photos"),
+            str(tmp_path / dest),
+            "--label",
+            "Dog",
+            "-o",
+            str(manifest),
+            *extra,
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert said in " ".join(result.output.split()), result.output
+    assert not manifest.exists(), "nothing scanned"
+    assert (tmp_path / "a-file").read_text() == "mine\n"
