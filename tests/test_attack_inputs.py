@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
 from labelsift.cli import app
@@ -355,3 +356,44 @@ def test_filter_refuses_a_dest_that_cannot_hold_the_hits_before_scanning(
     assert said in " ".join(result.output.split()), result.output
     assert not manifest.exists(), "nothing scanned"
     assert (tmp_path / "a-file").read_text() == "mine\n"
+
+
+# ---- progressive JPEGs: drafting does not make them cheaper ------------------------------------
+
+
+def progressive_jpeg_declaring(width: int, height: int) -> bytes:
+    """A 640x480 progressive 4:4:4 JPEG (~250 KB) whose frame header (SOF2) declares width x height."""
+    rng = np.random.default_rng(1)
+    noise = Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8))
+    out = io.BytesIO()
+    block, ImageFile.MAXBLOCK = ImageFile.MAXBLOCK, 1 << 24  # progressive noise is encoded in one block
+    try:
+        noise.save(out, "JPEG", progressive=True, quality=90, subsampling=0)
+    finally:
+        ImageFile.MAXBLOCK = block
+    data = out.getvalue()
+    at = data.index(b"\xff\xc2")
+    return data[: at + 5] + struct.pack(">HH", height, width) + data[at + 9 :]
+
+
+def test_progressive_jpegs_are_budgeted_at_their_declared_size(tmp_path: Path) -> None:
+    """libjpeg keeps a progressive JPEG's coefficients at full size whatever the draft scale. Before:
+    each 13000x13000 one was counted as 2.6 MP (drafted to 1/8) and cost 1 GB; 3 of them and 3
+    declaring 9900x9900 under the default workers peaked near 4 GB."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"huge{index}.jpg").write_bytes(progressive_jpeg_declaring(13000, 13000))
+        (folder / f"big{index}.jpg").write_bytes(progressive_jpeg_declaring(9900, 9900))
+    manifest = tmp_path / "m.jsonl"
+    done, peak_mb = measured(
+        [sys.executable, "-m", "labelsift.cli", "scan", str(folder), "-o", str(manifest)], tmp_path
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {record.source.rsplit("/", 1)[-1]: record for record in iter_records(str(manifest))}
+    for index in range(3):
+        huge = records[f"huge{index}.jpg"]
+        assert huge.error is not None and huge.error.code == "ImageTooLarge", huge
+        assert "13000x13000" in huge.error.message
+        assert records[f"big{index}.jpg"].status is ScanStatus.LABELED  # within the budget, one at a time
+    assert peak_mb < 1100, f"peak RSS {peak_mb} MB"

@@ -238,6 +238,17 @@ def draft_scale(width: int, height: int, want: tuple[int, int]) -> int:
     return next(s for s in reversed(DRAFT_SCALES) if scale >= s or s == 1)
 
 
+def cost_size(image: Image.Image, declared: tuple[int, int]) -> tuple[int, int]:
+    """The size whose pixels a decode costs, for `check_pixels` and the pool: what it decodes to
+    (`image.size`, after any `draft`), except for a progressive JPEG. libjpeg keeps a progressive
+    JPEG's DCT coefficients for the whole image at its declared size (2 bytes a coefficient, up to
+    6 bytes a pixel) whatever scale it outputs, so drafting does not make it cheaper: a 250 KB
+    progressive JPEG declaring 13000x13000 cost 1 GB while counted as 2.6 MP."""
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        return declared
+    return image.size
+
+
 def check_pixels(uri: str, declared: tuple[int, int], decoded: tuple[int, int]) -> None:
     """ImageTooLarge when decoding would produce more than `MAX_DECODE_PIXELS`."""
     width, height = decoded
