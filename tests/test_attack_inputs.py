@@ -194,6 +194,10 @@ SPECIAL_CASES = {
     ),
     "review-dev-null": ("/dev/null", lambda m, s: ["review", str(s), "--label", "Dog"]),
     "merge-from-dev-zero": ("/dev/zero", lambda m, s: ["merge", str(s), "-o", str(m.parent / "all.jsonl")]),
+    "import-review-from-fifo": ("fifo", lambda m, s: ["import-review", str(m), str(s), "--label", "Dog"]),
+    "import-review-from-dev-zero": (
+        "/dev/zero", lambda m, s: ["import-review", str(m), str(s), "--label", "Dog"]
+    ),
     "merge-over-fifo": ("fifo", lambda m, s: ["merge", str(m), "-o", str(s), "--overwrite"]),
 }  # fmt: skip
 
@@ -217,6 +221,15 @@ def test_a_manifest_that_is_not_a_regular_file_is_refused_at_once(
     assert _flat(str(special)) in _flat(output) and "notamanifestfile" in _flat(output), output
     assert special.is_fifo() or special.is_char_device(), "left as it was"
     assert not Path(str(special) + ".lock").exists()
+
+
+def test_a_ground_truth_output_that_is_a_folder_is_refused_not_a_bug(manifest_file: Path) -> None:
+    """Before: `import-review m.jsonl FOLDER` was exit 1 "unexpected IsADirectoryError"."""
+    result = runner.invoke(
+        app, ["import-review", str(manifest_file), str(manifest_file.parent), "--label", "Dog"]
+    )
+    assert result.exit_code == 3, result.output
+    assert "is a folder" in " ".join(result.output.split()) and "unexpected" not in result.output
 
 
 def test_a_process_substitution_manifest_is_refused_not_a_bug(manifest_file: Path, tmp_path: Path) -> None:

@@ -180,8 +180,9 @@ def refuse_special_file(uri: str, path: Path) -> None:
     kind = _special_kind(mode)
     if kind is not None:
         raise ManifestUnreadable(
-            f"{uri} is {kind}, not a manifest file: labelsift reads a manifest more than once and "
-            "appends to it in place. Save it to a regular file (e.g. `cat … > m.jsonl`) and name that."
+            f"{uri} is {kind}, not a manifest file: labelsift reads manifests as files (more than once, "
+            "and appends to its own in place). Save it to a regular file (e.g. `cat … > m.jsonl`) and "
+            "name that."
         )
 
 
