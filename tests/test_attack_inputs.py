@@ -8,6 +8,7 @@ import os
 import struct
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -410,3 +411,41 @@ def test_progressive_jpegs_are_budgeted_at_their_declared_size(tmp_path: Path) -
         assert "13000x13000" in huge.error.message
         assert records[f"big{index}.jpg"].status is ScanStatus.LABELED  # within the budget, one at a time
     assert peak_mb < 1100, f"peak RSS {peak_mb} MB"
+
+
+# ---- --debug with a session token from the credentials file (not the environment) ---------------
+
+FILE_TOKEN = "FwoGZXIvYXdzFileTokenNeverPrintMe/0123456789+abcdefghSECRET=="
+
+
+def test_debug_never_shows_a_session_token_read_from_the_credentials_file(
+    aws_env: dict[str, str], make_bucket: Callable[[], str], manifest_file: Path
+) -> None:
+    bucket = make_bucket()
+    access, secret = aws_env["AWS_ACCESS_KEY_ID"], aws_env["AWS_SECRET_ACCESS_KEY"]
+    Path(aws_env["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        f"[default]\naws_access_key_id = {access}\naws_secret_access_key = {secret}\n"
+        f"aws_session_token = {FILE_TOKEN}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    for args in (
+        ["merge", str(manifest_file), "-o", f"s3://{bucket}/m.jsonl"],
+        [
+            "export",
+            "coco",
+            f"s3://{bucket}/m.jsonl",
+            f"s3://{bucket}/coco",
+            "--label",
+            "Dog",
+            "--copy-images",
+        ],
+        ["export", "coco", f"s3://{bucket}/missing.jsonl", f"s3://{bucket}/coco2", "--label", "Dog"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "labelsift.cli", "--debug", *args],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        shown = done.stdout + done.stderr
+        assert "x-amz-security-token" in shown.lower(), shown[-2000:]  # the token was sent and logged
+        assert FILE_TOKEN not in shown and FILE_TOKEN[:20] not in shown, args
+        assert FILE_TOKEN.replace("/", "%2F")[:30] not in shown, args

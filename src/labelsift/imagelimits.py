@@ -39,7 +39,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, cast
 
 from PIL import Image, PngImagePlugin
 
@@ -92,7 +92,7 @@ def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | N
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(budgeted, formats=formats)
+            image = Image.open(cast(IO[bytes], budgeted), formats=formats)
     except Image.DecompressionBombError as error:
         declared = re.search(r"\((\d+) pixels\)", str(error))
         shown = f"{int(declared.group(1)) / 1e6:.0f} MP" if declared else "more pixels than Pillow allows"
@@ -137,7 +137,9 @@ class _OpenBudget:
             )
 
     def read(self, size: int | None = -1) -> bytes:
-        if self._limit is not None and (size is None or size < 0):
+        if size is None:
+            size = -1
+        if self._limit is not None and size < 0:
             size = self._limit - self._read + 1  # never a whole multi-GB file in one read
         data = self._stream.read(size)
         self._count(len(data))
@@ -147,7 +149,9 @@ class _OpenBudget:
         return self.read(size)
 
     def readline(self, size: int | None = -1) -> bytes:
-        if self._limit is not None and (size is None or size < 0):
+        if size is None:
+            size = -1
+        if self._limit is not None and size < 0:
             size = self._limit - self._read + 1
         data = self._stream.readline(size)
         self._count(len(data))
