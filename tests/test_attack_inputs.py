@@ -449,3 +449,17 @@ def test_debug_never_shows_a_session_token_read_from_the_credentials_file(
         assert "x-amz-security-token" in shown.lower(), shown[-2000:]  # the token was sent and logged
         assert FILE_TOKEN not in shown and FILE_TOKEN[:20] not in shown, args
         assert FILE_TOKEN.replace("/", "%2F")[:30] not in shown, args
+
+
+@pytest.mark.parametrize("names", [["--name", "Dog=.."], ["--name", "Dog=."], ["--name", "Dog=x\\y"]])
+def test_custom_labels_class_folder_that_is_not_a_plain_name_is_a_usage_error(
+    names: list[str], manifest_file: Path
+) -> None:
+    """Before: exit 1, "unexpected ValueError: '..' is not a safe relative path" ('/' was exit 2)."""
+    dest = manifest_file.parent / "cl"
+    result = runner.invoke(
+        app, ["export", "custom-labels", str(manifest_file), str(dest), "--label", "Dog", *names]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--name" in result.output and "unexpected" not in result.output, result.output
+    assert not dest.exists()
