@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -19,7 +20,10 @@ from typer.testing import CliRunner
 from labelsift.cli import app
 from labelsift.manifest import iter_records
 from labelsift.models import ScanStatus
-from labelsift.testing.fake_rekognition import make_image
+from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 runner = CliRunner()
 BIG = 400 * 1024**2  # under the 1 GiB byte cap, so the file is opened; sparse, so it costs no disk
@@ -68,9 +72,9 @@ def write_png_with_chunk(path: Path, kind: bytes, *, after_pixels: bool) -> None
         out.write(small[at:])
 
 
-def write_tiff_with_huge_tag(path: Path) -> None:
-    """A valid 200x200 grey TIFF whose Copyright tag claims BIG // 4 LONG values (sparse zeros)."""
-    side, count = 200, BIG // 4
+def write_tiff_with_huge_tag(path: Path, size: int = BIG) -> None:
+    """A valid 200x200 grey TIFF whose Copyright tag claims size // 4 LONG values (sparse zeros)."""
+    side, count = 200, size // 4
     entries = [(256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 0),
                (277, 3, 1), (278, 3, side), (279, 4, side * side), (0x8298, 4, 0)]  # fmt: skip
     pixels_at = 8 + 2 + len(entries) * 12 + 4
@@ -463,3 +467,45 @@ def test_custom_labels_class_folder_that_is_not_a_plain_name_is_a_usage_error(
     assert result.exit_code == 2, result.output
     assert "--name" in result.output and "unexpected" not in result.output, result.output
     assert not dest.exists()
+
+
+@pytest.mark.parametrize("detector", ["rekognition", "local"])
+def test_metadata_and_progressive_bombs_from_s3_are_refused_and_not_sent(
+    fake_rekognition_s3: FakeRekognition,
+    s3_client: S3Client,
+    make_bucket: Callable[[], str],
+    tmp_path: Path,
+    detector: str,
+) -> None:
+    """The same limits on the S3 path: the probe reads the object spooled, then the open budget
+    refuses it; nothing is sent to Rekognition (a TIFF is always transcoded, so it would be)."""
+    bucket = make_bucket()
+    tiff = tmp_path / "tag.tif"
+    write_tiff_with_huge_tag(tiff, 64 * 1024**2)
+    with tiff.open("rb") as body:
+        s3_client.put_object(Bucket=bucket, Key="raw/tag.tif", Body=body)
+    s3_client.put_object(Bucket=bucket, Key="raw/prog.jpg", Body=progressive_jpeg_declaring(13000, 13000))
+    s3_client.put_object(Bucket=bucket, Key="raw/dog.jpg", Body=make_image("dog"))
+    manifest = tmp_path / "m.jsonl"
+    done, peak_mb = measured(
+        [
+            sys.executable,
+            "-m",
+            "labelsift.cli",
+            "scan",
+            f"s3://{bucket}/raw/",
+            "-o",
+            str(manifest),
+            "-d",
+            detector,
+        ],
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    records = {record.source.rsplit("/", 1)[-1]: record for record in iter_records(str(manifest))}
+    for name in ("tag.tif", "prog.jpg"):
+        assert records[name].error is not None and records[name].error.code == "ImageTooLarge", records[name]
+        assert f"s3://{bucket}/raw/{name}" in records[name].error.message
+    assert records["dog.jpg"].status is ScanStatus.LABELED
+    assert len(fake_rekognition_s3.records()) == (1 if detector == "rekognition" else 0)
+    assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
