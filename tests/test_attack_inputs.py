@@ -18,8 +18,8 @@ from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
 from labelsift.cli import app
-from labelsift.manifest import iter_records
-from labelsift.models import ScanStatus
+from labelsift.manifest import ManifestWriter, iter_records
+from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
@@ -508,4 +508,45 @@ def test_metadata_and_progressive_bombs_from_s3_are_refused_and_not_sent(
         assert f"s3://{bucket}/raw/{name}" in records[name].error.message
     assert records["dog.jpg"].status is ScanStatus.LABELED
     assert len(fake_rekognition_s3.records()) == (1 if detector == "rekognition" else 0)
+    assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
+
+
+_REVIEW = """
+import http.client, sys
+from labelsift.review import serve_review
+from labelsift.storage import Storage
+with serve_review(sys.argv[1], "Bird", (30.0, 80.0), storage=Storage()) as running:
+    for index, item in enumerate(running.state.items):
+        host, port = running.address
+        connection = http.client.HTTPConnection(host, port, timeout=60)
+        connection.request("GET", f"/img/{index}")
+        response = connection.getresponse()
+        body = response.read()
+        shown = "" if response.status == 200 else body[:300].decode().replace("\\\\n", " ")
+        print(item.source.rsplit("/", 1)[-1], response.status, shown)
+"""
+
+
+def test_review_thumbnails_of_metadata_and_progressive_bombs_are_refused(tmp_path: Path) -> None:
+    """Before: the page decoded a progressive JPEG declaring 13000x13000 (1 GB) and opened a TIFF
+    whose tag held 400 MB, for one thumbnail each."""
+    write_tiff_with_huge_tag(tmp_path / "tag.tif")
+    (tmp_path / "prog.jpg").write_bytes(progressive_jpeg_declaring(13000, 13000))
+    (tmp_path / "dog.jpg").write_bytes(make_image("dog", size=(1600, 1200)))
+    manifest = tmp_path / "m.jsonl"
+    with ManifestWriter(manifest) as writer:
+        for name, side in (("tag.tif", 200), ("prog.jpg", 13000), ("dog.jpg", 1600)):
+            writer.append(
+                ImageRecord(
+                    source=str(tmp_path / name), width=side, height=side, status=ScanStatus.LABELED,
+                    detector=DetectorInfo(name="test"), labels=[Label(name="Bird", confidence=55.0)],
+                )
+            )  # fmt: skip
+    done, peak_mb = measured([sys.executable, "-c", _REVIEW, str(manifest)], tmp_path)
+    assert done.returncode == 0, done.stderr
+    answers = {line.split(" ", 1)[0]: line.split(" ", 2)[1:] for line in done.stdout.splitlines()}
+    assert answers["dog.jpg"][0] == "200", done.stdout
+    for name in ("tag.tif", "prog.jpg"):
+        status, message = answers[name]
+        assert status == "422" and name in message, done.stdout
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
