@@ -117,7 +117,7 @@ def _prices_path(text: str) -> Path:
         raise UsageError(f"--prices {location}: a price table is a local JSON file; download it first.")
     path = location.path
     if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block, /dev/zero never end
-        raise UsageError(f"--prices {path}: not a regular file; give a JSON file.")
+        raise UsageError(f"--prices {path}: not a regular file, so not a price table; give a JSON file.")
     return path
 
 
