@@ -30,6 +30,7 @@ from .common import (
     VAL,
     StorageLike,
     Tally,
+    check_fraction,
     class_names,
     count_detection,
     decisions,
@@ -59,6 +60,7 @@ def export_coco(
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
+    check_fraction(val_fraction)  # before anything is made at the destination
     summary = ExportSummary.start("coco", manifest_uri, dest, classes, detail_limit=detail_limit)
     require_manifest(manifest_uri)
     with OwnedOutput(dest, storage, fmt="coco", manifest=manifest_uri, overwrite=overwrite) as out:

@@ -26,6 +26,7 @@ from .common import (
     AnnotationFile,
     DetectionImage,
     StorageLike,
+    check_fraction,
     class_names,
     count_detection,
     decisions,
@@ -98,6 +99,7 @@ def export_voc(
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
+    check_fraction(val_fraction)  # before anything is made at the destination
     summary = ExportSummary.start("voc", manifest_uri, dest, classes, detail_limit=detail_limit)
     require_manifest(manifest_uri)
     stage = partial(voc_files, selection=selection, classes=classes, val_fraction=val_fraction)

@@ -20,6 +20,7 @@ from labelsift.views import RecordView
 from .common import (
     AnnotationFile,
     StorageLike,
+    check_fraction,
     class_names,
     count_detection,
     decisions,
@@ -83,6 +84,7 @@ def export_yolo(
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
     classes = class_names(selection, names)
+    check_fraction(val_fraction)  # before anything is made at the destination
     summary = ExportSummary.start("yolo", manifest_uri, dest, classes, detail_limit=detail_limit)
     require_manifest(manifest_uri)
     stage = partial(yolo_files, selection=selection, val_fraction=val_fraction)
