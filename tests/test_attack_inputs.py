@@ -550,3 +550,20 @@ def test_review_thumbnails_of_metadata_and_progressive_bombs_are_refused(tmp_pat
         status, message = answers[name]
         assert status == "422" and name in message, done.stdout
     assert peak_mb < PEAK_BOUND_MB, f"peak RSS {peak_mb} MB"
+
+
+def test_estimate_does_not_bill_objects_a_scan_never_sends(tmp_path: Path) -> None:
+    """Before: 10 empty files and one of 2 GiB (sparse) were 11 billable images ($0.011); a scan
+    skips them from the listing's size (`EmptyObject`, `TooLarge`) without a call."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "dog.jpg").write_bytes(make_image("dog"))
+    for index in range(10):
+        (folder / f"empty{index}.jpg").write_bytes(b"")
+    with (folder / "huge.jpg").open("wb") as out:
+        out.truncate(2 * 1024**3)
+    result = runner.invoke(app, ["estimate", str(folder)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.startswith("1 images"), text
+    assert "11 empty or over 1 GiB" in text and "$0.00 for a full scan" in text, text

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labelsift import uri
 from labelsift.errors import UsageError
+from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
 from labelsift.storage import Storage
 
@@ -107,6 +108,7 @@ def load_prices(path: str | Path | None, *, free_images_left: int | None = None)
 
 
 MAX_PRICES_BYTES = 1 << 20
+EMPTY_OR_HUGE = "empty or over 1 GiB, which a scan skips without a call (not counted)"
 
 
 def _prices_path(text: str) -> Path:
@@ -207,6 +209,10 @@ def estimate_source(
     images = 0
     total_bytes = 0
     for info in storage.list(source, notes=notes):
+        if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these from the listing, unpaid
+            if notes is not None:
+                notes.add(info.uri, EMPTY_OR_HUGE)
+            continue
         images += 1
         total_bytes += info.size
     return estimate(images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable)
