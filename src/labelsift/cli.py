@@ -9,7 +9,6 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
-from pathlib import Path
 from types import FrameType
 from typing import Annotated, Literal, NoReturn
 
@@ -288,7 +287,7 @@ def scan_command(
         Literal["standard", "adaptive"], typer.Option(help="botocore retry mode.")
     ] = "standard",
     max_attempts: Annotated[int, typer.Option(help="botocore max attempts per call.", min=1)] = 5,
-    prices: Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
+    prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
     max_errors_in_row: MaxErrorsOption = 50,
 ) -> None:
@@ -372,7 +371,7 @@ def estimate_command(
     source: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder.")],
     rate: Annotated[float, typer.Option(help="Requests per second you expect (your account quota).")] = 50.0,
     detector: DetectorOption = "rekognition",
-    prices: Annotated[Path | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
+    prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
@@ -448,6 +447,8 @@ def _names(pairs: list[str] | None) -> dict[str, str] | None:
         label, sep, name = pair.partition("=")
         if not sep or not label or not name:
             fail(f"--name {pair!r}: write LABEL=NAME, e.g. --name Bird=robin.", ExitCode.USAGE)
+        if any(0xDC80 <= ord(char) <= 0xDCFF for char in pair):  # bytes that were not UTF-8
+            fail(f"--name {pair!r}: not UTF-8 text; type the names in UTF-8.", ExitCode.USAGE)
         twice = [given for given in names if given.lower() == label.lower()]
         if twice:
             fail(f"--name: {label} is renamed twice ({twice[0]}={names[twice[0]]} and {pair}); "
@@ -631,13 +632,16 @@ def import_review_command(
 
 @app.command("demo")
 def demo_command(
-    output: Annotated[Path, typer.Argument(help="Folder for the manifest and the exports.")] = Path(
-        "labelsift-demo"
-    ),
+    output: Annotated[
+        str, typer.Argument(help="Folder for the manifest and the exports.")
+    ] = "labelsift-demo",
 ) -> None:
     """The main job on the bundled photos with the offline model: scan, then export two layouts."""
     with friendly_errors():
-        result = run_demo(output, on_progress=lambda line: out.print(line, highlight=False))
+        folder = uri.parse(output, what="demo folder")
+        if not isinstance(folder, uri.LocalLocation):
+            fail(f"{folder}: the demo writes into a local folder; give a path.", ExitCode.USAGE)
+        result = run_demo(folder.path, on_progress=lambda line: out.print(line, highlight=False))
     out.print(summary_table(result.scan))
     for line in result.report():
         out.print(line, highlight=False)

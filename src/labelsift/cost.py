@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labelsift import uri
 from labelsift.errors import UsageError
+from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
 from labelsift.storage import Storage
 
@@ -98,7 +99,7 @@ def load_prices(path: str | Path | None, *, free_images_left: int | None = None)
 
     A file that cannot be read as a price table is a `UsageError` naming the file and what is wrong
     with it (the line of a JSON error, the field of a wrong value)."""
-    table = PriceTable() if path is None else _read_prices(Path(path))
+    table = PriceTable() if path is None else _read_prices(_prices_path(str(path)))
     if free_images_left is not None:
         if free_images_left < 0:
             raise UsageError(f"--free-images {free_images_left}: give the free images left, 0 or more.")
@@ -107,6 +108,19 @@ def load_prices(path: str | Path | None, *, free_images_left: int | None = None)
 
 
 MAX_PRICES_BYTES = 1 << 20
+EMPTY_OR_HUGE = "empty or over 1 GiB, which a scan skips without a call (not counted)"
+
+
+def _prices_path(text: str) -> Path:
+    """The local file `--prices` names (parsed by `uri.parse`: a presigned URL is refused without
+    showing its query); an S3 location, or anything that is not a regular file, is a UsageError."""
+    location = uri.parse(text, what="price table (--prices)")
+    if isinstance(location, uri.S3Location):
+        raise UsageError(f"--prices {location}: a price table is a local JSON file; download it first.")
+    path = location.path
+    if path.exists() and not path.is_dir() and not path.is_file():  # a FIFO would block, /dev/zero never end
+        raise UsageError(f"--prices {path}: not a regular file, so not a price table; give a JSON file.")
+    return path
 
 
 def _read_prices(path: Path) -> PriceTable:
@@ -195,6 +209,10 @@ def estimate_source(
     images = 0
     total_bytes = 0
     for info in storage.list(source, notes=notes):
+        if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these from the listing, unpaid
+            if notes is not None:
+                notes.add(info.uri, EMPTY_OR_HUGE)
+            continue
         images += 1
         total_bytes += info.size
     return estimate(images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable)

@@ -32,13 +32,16 @@ from typing import IO, Any
 import smart_open
 from pydantic import ValidationError
 
+from labelsift import uri as uri_module
 from labelsift.errors import UsageError
 from labelsift.manifest import (
+    ManifestUnreadable,
     ManifestWriter,
     build_index,
     is_local,
     local_manifest,
     refuse_output_among_inputs,
+    refuse_special_file,
     require_existing,
 )
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
@@ -126,6 +129,13 @@ def _norm(name: str) -> str:
 
 
 def _open(uri: str) -> IO[str]:
+    location = uri_module.parse(uri, what="Ground Truth output")
+    if isinstance(location, uri_module.LocalLocation):
+        if location.path.is_dir():
+            raise ManifestUnreadable(
+                f"{uri} is a folder, not a Ground Truth output manifest. Name the output.manifest file in it."
+            )
+        refuse_special_file(uri, location.path)  # a FIFO would block, /dev/zero never end
     stream: IO[str] = smart_open.open(
         str(Path(uri).expanduser()) if is_local(uri) else uri, "r", encoding="utf-8", errors="replace"
     )

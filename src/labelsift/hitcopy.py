@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from labelsift import uri
@@ -23,12 +25,33 @@ def refuse_inside(source: str, dest: str, folder: str) -> None:
     them, scan (and pay for) them again and copy them one folder deeper."""
     outer = uri.parse(source, what="source")
     uri.parse(dest, what="destination")
+    if any(part in ("", ".", "..") for part in folder.split("/")) or folder.startswith("/"):
+        raise UsageError(
+            f"--name {folder!r}: the folder under DEST must be a plain relative name (no '.', '..' or "
+            "empty segment), e.g. --name robins."
+        )
     destination = join(dest, folder)
-    if uri.inside(outer, uri.parse(destination, what="destination")):
+    inner = uri.parse(destination, what="destination")
+    if uri.inside(outer, inner):
         raise UsageError(
             f"{uri.shown(destination)} is inside the source {uri.shown(source)}: the copies would be "
             "listed and scanned again. Copy the hits to a folder or prefix outside the source."
         )
+    if isinstance(inner, uri.LocalLocation):
+        _refuse_file_in_the_way(dest, inner.path)
+
+
+def _refuse_file_in_the_way(dest: str, path: Path) -> None:
+    """UsageError when DEST/FOLDER, or a folder on the way to it, exists and is not a folder: every
+    copy would fail, after the scan had been paid for."""
+    for step in (path, *path.parents):
+        if os.path.lexists(step):
+            if not step.is_dir():
+                raise UsageError(
+                    f"{uri.shown(dest)}: {step} is a file, not a folder, so no hit could be copied under "
+                    "it. Give DEST as a folder (new or existing)."
+                )
+            return
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,12 @@ and downscaling, review thumbnails):
   even a 400 MP JPEG would decode to 6 MP. A JPEG that has to be re-encoded for Rekognition is
   decoded at the first DCT scale that gives at most `MAX_DRAFT_PIXELS` (16 MP): labels need far
   fewer pixels than that, and boxes are ratios, so they hold for the original.
-- `MAX_HEADER_BYTES`: metadata Pillow holds while opening (a JPEG's APPn segments, a PNG's text
-  chunks): at most 16 MiB per image, or `ImageTooLarge` before it is opened.
+- `MAX_HEADER_BYTES`: what Pillow may read while it opens an image, before any pixel: at most
+  16 MiB per image (a JPEG's APPn segments, a PNG's chunks before its pixels, a TIFF's tag data,
+  a GIF's comment blocks), or `ImageTooLarge`. Pillow keeps what it reads there in memory (and
+  unpacks a TIFF tag of 4-byte numbers into a tuple of 8 bytes or more per number), so one file
+  of 400 MB under the byte cap would otherwise cost over 1 GB before any pixel. A WebP is read
+  whole while it opens (libwebp decodes from memory): at most `MAX_WEBP_BYTES` (64 MiB).
 - `DECODE_POOL_BYTES`: all decodes in the process together. Each decode reserves
   `BYTES_PER_PIXEL` per decoded pixel (Pillow keeps RGB and RGBA at 4 bytes a pixel, and one
   working copy is allowed for orientation or a mode change) before it loads, and gives it back
@@ -35,7 +39,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO
+from typing import IO, cast
 
 from PIL import Image, PngImagePlugin
 
@@ -47,7 +51,8 @@ BYTES_PER_PIXEL = 8
 DECODE_POOL_BYTES = 1024**3
 DRAFT_SCALES = (1, 2, 4, 8)  # what libjpeg's DCT scaling offers
 MMAP_THRESHOLD = 4 * 1024**2
-MAX_HEADER_BYTES = 16 * 1024**2  # metadata Pillow keeps in memory while it opens an image
+MAX_HEADER_BYTES = 16 * 1024**2  # what Pillow may read (and keep) while it opens an image
+MAX_WEBP_BYTES = 64 * 1024**2  # a WebP is read whole while it opens
 _M_MMAP_THRESHOLD = -3  # glibc's malloc.h
 
 
@@ -82,10 +87,12 @@ def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | N
     """
     stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     check_jpeg_header(stream, uri)
+    check_png_chunks(stream, uri)
+    budgeted = _OpenBudget(stream, uri)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(stream, formats=formats)
+            image = Image.open(cast(IO[bytes], budgeted), formats=formats)
     except Image.DecompressionBombError as error:
         declared = re.search(r"\((\d+) pixels\)", str(error))
         shown = f"{int(declared.group(1)) / 1e6:.0f} MP" if declared else "more pixels than Pillow allows"
@@ -95,6 +102,68 @@ def open_image(source: bytes | IO[bytes], uri: str, formats: tuple[str, ...] | N
             f"{MAX_DECODE_PIXELS / 1e6:.0f} MP per image; it was not decoded (a decompression bomb or a "
             "very large scan). Downscale it below the budget, or exclude it.",
         ) from error
+    budgeted.lift()  # from here on Pillow reads pixels, which the pixel budget bounds
+    return image
+
+
+class _OpenBudget:
+    """`stream` for Pillow, refusing (ImageTooLarge) to hand out more than the open budget until
+    `lift()`: `MAX_HEADER_BYTES`, or `MAX_WEBP_BYTES` for a WebP. Everything else is the stream's."""
+
+    def __init__(self, stream: IO[bytes], uri: str) -> None:
+        self._stream = stream
+        self._uri = uri
+        start = stream.tell()
+        head = stream.read(12)
+        stream.seek(start)
+        self._webp = head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+        self._limit: int | None = MAX_WEBP_BYTES if self._webp else MAX_HEADER_BYTES
+        self._read = 0
+
+    def lift(self) -> None:
+        self._limit = None
+
+    def _count(self, size: int) -> None:
+        if self._limit is None:
+            return
+        self._read += size
+        if self._read > self._limit:
+            what = "a WebP is read whole while it opens" if self._webp else "metadata before its pixels"
+            raise ImageLimitError(
+                "ImageTooLarge",
+                f"{self._uri}: opening the image would read over {size_text(self._limit)} ({what}: "
+                "tag data, chunks, comments) before any pixel, and hold it in memory; it was not "
+                "opened. Strip the metadata or re-encode the image, or exclude it.",
+            )
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None:
+            size = -1
+        if self._limit is not None and size < 0:
+            size = self._limit - self._read + 1  # never a whole multi-GB file in one read
+        data = self._stream.read(size)
+        self._count(len(data))
+        return data
+
+    def read1(self, size: int = -1) -> bytes:
+        return self.read(size)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        if size is None:
+            size = -1
+        if self._limit is not None and size < 0:
+            size = self._limit - self._read + 1
+        data = self._stream.readline(size)
+        self._count(len(data))
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._stream, name)
 
 
 def check_jpeg_header(stream: IO[bytes], uri: str, limit: int = MAX_HEADER_BYTES) -> None:
@@ -126,10 +195,62 @@ def check_jpeg_header(stream: IO[bytes], uri: str, limit: int = MAX_HEADER_BYTES
         stream.seek(start)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_PNG_PIXELS = (b"IDAT", b"fdAT")
+
+
+def check_png_chunks(stream: IO[bytes], uri: str, limit: int = MAX_HEADER_BYTES) -> None:
+    """ImageTooLarge when a PNG's chunks other than pixel data (IDAT, fdAT) pass `limit` bytes.
+
+    Pillow keeps a PNG's chunks in memory, also those after the pixels (an `eXIf`, a private
+    chunk), which it reads while decoding, where the open budget no longer applies. This walks the
+    chunk lengths (8 bytes read per chunk, the rest skipped) and leaves `stream` where it was;
+    anything that is not a PNG, or stops early, is left to Pillow.
+    """
+    start = stream.tell()
+    try:
+        if stream.read(8) != _PNG_SIGNATURE:
+            return
+        offset = 8
+        other = 0
+        while True:
+            head = stream.read(8)
+            if len(head) < 8:
+                return
+            length, kind = int.from_bytes(head[:4], "big"), head[4:]
+            if kind == b"IEND":
+                return
+            if kind not in _PNG_PIXELS:
+                other += length
+                if other > limit:
+                    break
+            offset += 12 + length
+            stream.seek(start + offset)
+        raise ImageLimitError(
+            "ImageTooLarge",
+            f"{uri}: the PNG carries over {size_text(limit)} of chunks besides its pixels (metadata, "
+            "private chunks); it was not opened. Strip them (e.g. exiftool -all= or pngcrush), or "
+            "exclude it.",
+        )
+    finally:
+        stream.seek(start)
+
+
 def draft_scale(width: int, height: int, want: tuple[int, int]) -> int:
     """The DCT scale Pillow's JPEG `draft(mode, want)` picks: the largest that keeps `want`."""
     scale = min(width // max(1, want[0]), height // max(1, want[1]))
     return next(s for s in reversed(DRAFT_SCALES) if scale >= s or s == 1)
+
+
+def cost_size(image: Image.Image, declared: tuple[int, int]) -> tuple[int, int]:
+    """The size whose pixels a decode costs, for `check_pixels` and the pool: what it decodes to
+    (`image.size`, after any `draft`), except for a progressive JPEG. libjpeg keeps a progressive
+    JPEG's DCT coefficients for the whole image at its declared size (2 bytes a coefficient, up to
+    6 bytes a pixel) whatever scale it outputs, so drafting does not make it cheaper: a 250 KB
+    progressive JPEG declaring 13000x13000 cost 1 GB while counted as 2.6 MP."""
+    if image.format in ("JPEG", "MPO") and image.info.get("progressive"):
+        return declared
+    return image.size
 
 
 def check_pixels(uri: str, declared: tuple[int, int], decoded: tuple[int, int]) -> None:

@@ -36,6 +36,7 @@ from labelsift.imagelimits import (
     MAX_DRAFT_PIXELS,
     ImageLimitError,
     check_pixels,
+    cost_size,
     draft_scale,
     open_image,
 )
@@ -178,7 +179,7 @@ def _draft_within_budget(image: Image.Image, scale: float, uri: str) -> None:
         if step > 1:
             image.draft(image.mode, (width // step, height // step))  # Pillow then picks `step`
     try:
-        check_pixels(uri, (width, height), image.size)  # the size `load()` will decode to
+        check_pixels(uri, (width, height), cost_size(image, (width, height)))  # what `load()` costs
     except ImageLimitError as error:
         raise ImagePrepError(error.code, error.message) from error
 
@@ -206,7 +207,8 @@ def prepare_for_rekognition(source: bytes | IO[bytes], uri: str = "the image") -
     scale = _fit_scale(shown_w, shown_h)
     _check_not_too_small(shown_w, shown_h, scale)
     _draft_within_budget(image, scale, uri)
-    with DECODE_POOL.reserve(image.size[0] * image.size[1]):
+    cost = cost_size(image, (width, height))
+    with DECODE_POOL.reserve(cost[0] * cost[1]):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)

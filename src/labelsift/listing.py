@@ -27,6 +27,7 @@ PERMISSION = "permission denied"
 LINKED_FOLDER = "symlinked folder, not followed"
 NOT_A_FILE = "not a regular file"
 FOLDER_MARKER = "folder marker"
+NOT_UTF8 = "name not UTF-8, rename it to scan it"
 EXAMPLES = 3
 # formats people keep images in that labelsift does not decode: named in the hint to convert them
 KNOWN_UNSUPPORTED = frozenset({".heic", ".heif", ".avif", ".svg", ".jxl", ".raw", ".cr2", ".nef", ".dng"})
@@ -109,6 +110,9 @@ def _walk(folder: str, prefix: str, notes: ListingNotes) -> Iterator[tuple[str, 
         return
     for entry in entries:
         key = prefix + entry.name
+        if not _utf8(entry.name):  # a manifest (JSON, UTF-8) cannot record it, nor S3 hold it
+            notes.add(printable(key) + ("/" if _is_folder(entry) else ""), NOT_UTF8)
+            continue
         if _is_folder(entry):
             yield from _walk(entry.path, key + "/", notes)
             continue
@@ -121,6 +125,21 @@ def _walk(folder: str, prefix: str, notes: ListingNotes) -> Iterator[tuple[str, 
             yield key, entry.path, info
         else:
             notes.add(key, LINKED_FOLDER if stat.S_ISDIR(info.st_mode) else NOT_A_FILE)
+
+
+def _utf8(name: str) -> bool:
+    """Whether a name from the file system (bytes that are not UTF-8 become lone surrogates) is
+    UTF-8 text."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def printable(name: str) -> str:
+    """`name` with the bytes that are not UTF-8 shown as `\\xNN`, to print or record."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _is_folder(entry: os.DirEntry[str]) -> bool:

@@ -14,6 +14,7 @@ import logging
 import lzma
 import os
 import sqlite3
+import stat
 import tempfile
 import threading
 import zlib
@@ -148,11 +149,41 @@ def exists(uri: str) -> bool:
 
 
 def _local_file(uri: str) -> Path | None:
-    """The local file `uri` names, None when there is none; refused when it is a folder."""
+    """The local file `uri` names, None when there is none; refused when it is a folder, or
+    anything else that is not a regular file (a FIFO or a pipe would block or be read only once,
+    though a manifest is read more than once; `/dev/zero` never ends; `/dev/null` cannot be synced)."""
     path = Path(uri).expanduser()
     if path.is_dir():
         raise ManifestUnreadable(f"{uri} is a folder, not a manifest file. Name the .jsonl file in it.")
-    return path if path.exists() else None
+    if not path.exists():
+        return None
+    refuse_special_file(uri, path)
+    return path
+
+
+def _special_kind(mode: int) -> str | None:
+    kinds = (
+        (stat.S_ISFIFO, "a FIFO (a named pipe or a shell's <(…))"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    )
+    return next((name for test, name in kinds if test(mode)), None)
+
+
+def refuse_special_file(uri: str, path: Path) -> None:
+    """ManifestUnreadable (exit 3) when `path` exists and is not a regular file or a folder."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # gone, or unreadable: the open that follows says so
+    kind = _special_kind(mode)
+    if kind is not None:
+        raise ManifestUnreadable(
+            f"{uri} is {kind}, not a manifest file: labelsift reads manifests as files (more than once, "
+            "and appends to its own in place). Save it to a regular file (e.g. `cat … > m.jsonl`) and "
+            "name that."
+        )
 
 
 def require_existing(path: Path) -> None:
@@ -808,6 +839,7 @@ def local_manifest(text: str | Path, *, purpose: str) -> Path:
             f"`labelsift merge m.jsonl -o {location}`; to work on one already on S3, fetch it first with "
             f"`labelsift merge {location} -o m.jsonl`."
         )
+    refuse_special_file(str(text), location.path)  # before its lock file is made beside it
     return location.path
 
 
@@ -992,6 +1024,9 @@ def claim_output(shards: list[str], output: str, *, overwrite: bool) -> None:
     refuse_output_among_inputs(shards, output, what="merged manifest")
     for shard in shards:
         _target(shard)
+    location = uri_module.parse(output, what="merged manifest")
+    if isinstance(location, uri_module.LocalLocation):
+        refuse_special_file(str(output), location.path)  # never renamed over, even with --overwrite
     if exists(output) and not overwrite:
         raise CannotProceed(
             f"{uri_module.shown(output)} already exists. Pass --overwrite to replace it with the merged "

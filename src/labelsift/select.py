@@ -83,6 +83,14 @@ class Decision(NamedTuple):
         return any(d.outcome is SELECTED for d in self.labels)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _check_confidence(name: str, value: float) -> None:
     if not 0.0 <= value <= 100.0:  # NaN fails this too
         raise UsageError(f"{name} {value}: give a confidence in percent, from 0 to 100.")
@@ -113,6 +121,11 @@ class Selection:
             if not key:
                 raise UsageError(
                     f"--label {name!r}: a label name is empty; give a name such as --label Bird."
+                )
+            if not _utf8(name):
+                raise UsageError(
+                    f"--label {name!r}: not UTF-8 text (the shell passed bytes in another encoding); "
+                    "type the label name in UTF-8."
                 )
             if key in index:
                 first = self.labels[index[key]]

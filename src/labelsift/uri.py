@@ -67,10 +67,27 @@ def _refuse_credentials(text: str, what: str) -> None:
         )
 
 
+def _refuse_not_utf8(text: str, what: str) -> None:
+    """A name whose bytes are not UTF-8 (Python gives them as lone surrogates) cannot be recorded
+    in a manifest or a receipt (UTF-8 JSON), nor be an S3 key: UsageError naming it printably."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        printable = os.fsencode(text).decode("utf-8", "backslashreplace")
+        byte = ord(text[exc.start]) - 0xDC00 if 0xDC80 <= ord(text[exc.start]) <= 0xDCFF else None
+        which = f" (byte 0x{byte:02X})" if byte is not None else ""
+        raise UsageError(
+            f"{printable!r}: this {what} is not UTF-8 text{which}; labelsift records every path as "
+            "UTF-8 in its manifests and receipts. Rename it to UTF-8 (e.g. `convmv -f latin1 -t utf8`) "
+            "and run again."
+        ) from None
+
+
 def parse(text: str, *, what: str = "path") -> Location:
     """The location `text` names; `what` ("source", "manifest", "destination") words the errors."""
     if not text or not text.strip():
         raise UsageError(f"an empty {what}: give s3://bucket/prefix or a local path.")
+    _refuse_not_utf8(text, what)
     _refuse_credentials(text, what)
     scheme, sep, rest = text.partition("://")
     if sep and scheme.lower() == "s3":

@@ -41,7 +41,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
 from labelsift.detectors.taxonomy import Taxonomy, coco_label, imagenet_family, imagenet_label
-from labelsift.imagelimits import DECODE_POOL, ImageLimitError, check_pixels, open_image
+from labelsift.imagelimits import DECODE_POOL, ImageLimitError, check_pixels, cost_size, open_image
 from labelsift.models import DetectorInfo, Instance, Label
 
 NANODET_SIZE = 416
@@ -120,8 +120,9 @@ def decode(source: bytes | IO[bytes], min_side: int = NANODET_SIZE, uri: str = "
         declared = image.size
         if image.format == "JPEG":
             image.draft("RGB", (min_side, min_side))  # no pixels yet: only the size to decode to
-        check_pixels(uri, declared, image.size)
-        with DECODE_POOL.reserve(image.size[0] * image.size[1]):
+        cost = cost_size(image, declared)
+        check_pixels(uri, declared, cost)
+        with DECODE_POOL.reserve(cost[0] * cost[1]):
             image.load()
             ImageOps.exif_transpose(image, in_place=True)
             return _to_rgb(_shrink(image, min_side))

@@ -98,8 +98,15 @@ def export_custom_labels(
 ) -> ExportSummary:
     classes = class_names(selection, names)
     for name in classes:
-        if "/" in name or check_relative(name) != name:
-            raise UsageError(f"--name: {name!r} cannot be a folder name; give a name without '/'.")
+        try:
+            safe = "/" not in name and check_relative(name) == name
+        except ValueError:  # '.', '..', a backslash: not one plain folder name
+            safe = False
+        if not safe:
+            raise UsageError(
+                f"--name: {name!r} cannot be a folder name; give a name without '/', '\\', and not '.' "
+                "or '..' (a label of that name needs --name LABEL=folder)."
+            )
     if storage is None and not dry_run:
         raise ValueError("storage: copying images needs a Storage")
     summary = ExportSummary.start("custom-labels", manifest_uri, dest, classes, detail_limit=detail_limit)

@@ -628,13 +628,15 @@ class OwnedOutput:
 
 
 def output_parts(dest: str) -> tuple[str, str]:
-    """(folder, file name) of a single-file output."""
-    if is_s3(dest):
-        folder, _, name = dest.rstrip("/").rpartition("/")
+    """(folder, file name) of a single-file output; UsageError for what `uri.parse` refuses (a
+    presigned or https:// URL, a collapsed `s3:/`), which would otherwise name a local file."""
+    location = parse_uri(dest, what="output")
+    if is_s3(location.uri):
+        folder, _, name = location.uri.rstrip("/").rpartition("/")
         if folder.endswith(":/") or not name:
             raise UsageError(f"{dest}: name an object to write, s3://bucket/name.manifest.")
         return folder, name
-    path = os.path.abspath(os.path.expanduser(dest))
+    path = location.uri
     if os.path.isdir(path):
         raise UsageError(
             f"{dest} is a folder: name the file to write, e.g. {os.path.join(dest, 'out.manifest')}."

@@ -42,6 +42,7 @@ from labelsift.imagelimits import (
     MAX_OBJECT_BYTES,
     ImageLimitError,
     check_pixels,
+    cost_size,
     open_image,
 )
 from labelsift.manifest import ManifestWriter, append_verdict, iter_records, local_manifest, require_existing
@@ -133,8 +134,9 @@ def thumbnail(
         declared = opened.size
         if opened.format == "JPEG":
             opened.draft("RGB", (max_px, max_px))  # no pixels yet: only the size to decode to
-        check_pixels(uri, declared, opened.size)
-        with DECODE_POOL.reserve(opened.size[0] * opened.size[1]):
+        cost = cost_size(opened, declared)
+        check_pixels(uri, declared, cost)
+        with DECODE_POOL.reserve(cost[0] * cost[1]):
             opened.load()
             opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
         image: Image.Image = opened
