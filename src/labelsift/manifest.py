@@ -920,6 +920,12 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
         except BaseException:
             self._release_lock()
             raise
+        try:
+            self._lock_file.hold_file()  # the file itself, now that it exists (hard links to it)
+        except BaseException:
+            os.close(self._fd)
+            self._release_lock()
+            raise
         self._lock = threading.Lock()
         self._fsync_every = fsync_every
         self._written = 0

@@ -1,0 +1,141 @@
+"""Attacks on manifests and scans (issue #14 follow-up): the lock file, one writer per manifest
+through every name of it, manifests someone else wrote, merges, resumes.
+
+Each test goes through the command line (typer's runner in process, or `python -m labelsift.cli`
+as a real subprocess where two processes are involved), with real files and the local Rekognition
+endpoint where the bill matters (its call log is the bill).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner, Result
+
+from labelsift.cli import ExitCode, app
+from labelsift.manifest import iter_records
+from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def said(result: Result | subprocess.CompletedProcess[str]) -> str:
+    text = result.output if isinstance(result, Result) else result.stdout + result.stderr
+    return " ".join(text.split())
+
+
+def check(result: Result | subprocess.CompletedProcess[str], code: int, *names: str) -> str:
+    """The documented exit code, no traceback, and every one of `names` in the message."""
+    text = said(result)
+    got = result.exit_code if isinstance(result, Result) else result.returncode
+    assert got == code, text
+    assert "Traceback" not in text and "unexpected" not in text, text
+    unwrapped = "".join(text.split())  # the console wraps long paths anywhere
+    for name in names:
+        assert "".join(name.split()) in unwrapped, (name, text)
+    return text
+
+
+def images(folder: Path, count: int, scene: str = "bird") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        (folder / f"{i:03d}.jpg").write_bytes(make_image(scene, seed=i))
+    return folder
+
+
+def scan_args(source: Path | str, manifest: Path | str, *extra: str) -> list[str]:
+    return ["scan", str(source), "-o", str(manifest), "-d", "rekognition", "-l", "Bird", *extra]
+
+
+def subprocess_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "labelsift.cli", *args]
+
+
+def wait_for_lines(path: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never reached {count} lines")
+
+
+# ---- the lock file is the manifest's, never a file someone planted there --------------------
+
+
+def test_a_planted_lock_symlink_is_refused_and_its_target_left_alone(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's own file\n")
+    (tmp_path / "m.jsonl.lock").symlink_to(precious)
+    text = check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.CANNOT_PROCEED, "m.jsonl.lock")
+    assert "link" in text
+    assert precious.read_text() == "the user's own file\n"
+    assert (tmp_path / "m.jsonl.lock").is_symlink()  # not deleted either
+    assert fake_rekognition.billed == 0
+
+
+def test_a_planted_lock_hard_link_is_refused_and_the_other_name_left_alone(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    precious = tmp_path / "precious.txt"
+    precious.write_text("the user's own file\n")
+    os.link(precious, tmp_path / "m.jsonl.lock")
+    check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.CANNOT_PROCEED, "m.jsonl.lock")
+    assert precious.read_text() == "the user's own file\n"
+    assert fake_rekognition.billed == 0
+
+
+def test_a_lock_that_is_a_fifo_is_exit_3_naming_it(fake_rekognition: FakeRekognition, tmp_path: Path) -> None:
+    folder = images(tmp_path / "src", 2)
+    os.mkfifo(tmp_path / "m.jsonl.lock")
+    check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.CANNOT_PROCEED, "m.jsonl.lock")
+    assert fake_rekognition.billed == 0
+
+
+def test_a_lock_that_is_a_folder_is_exit_3_naming_it(fake_rekognition: FakeRekognition, tmp_path: Path) -> None:
+    folder = images(tmp_path / "src", 2)
+    (tmp_path / "m.jsonl.lock").mkdir()
+    check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.CANNOT_PROCEED, "m.jsonl.lock")
+    assert (tmp_path / "m.jsonl.lock").is_dir()
+    assert fake_rekognition.billed == 0
+
+
+# ---- one writer per manifest, whatever name it is reached by --------------------------------
+
+
+def test_two_scans_on_one_manifest_through_a_hard_link_pay_once(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 10)
+    manifest = tmp_path / "c.jsonl"
+    manifest.write_bytes(b"")
+    os.link(manifest, tmp_path / "hard.jsonl")  # the same file under a second name
+    fake_rekognition.latency_s = 0.4
+    first = subprocess.Popen(
+        subprocess_cli(*scan_args(folder, manifest, "--workers", "1")),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for_lines(manifest, 1, first)
+        second = subprocess.run(
+            subprocess_cli(*scan_args(folder, tmp_path / "hard.jsonl")),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        check(second, ExitCode.CANNOT_PROCEED, "in use", f"pid {first.pid}")
+    finally:
+        first.wait(timeout=120)
+    assert first.returncode == 0
+    assert fake_rekognition.billed == 10
+    assert len(list(iter_records(str(manifest)))) == 10
