@@ -104,7 +104,9 @@ def test_a_lock_that_is_a_fifo_is_exit_3_naming_it(fake_rekognition: FakeRekogni
     assert fake_rekognition.billed == 0
 
 
-def test_a_lock_that_is_a_folder_is_exit_3_naming_it(fake_rekognition: FakeRekognition, tmp_path: Path) -> None:
+def test_a_lock_that_is_a_folder_is_exit_3_naming_it(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
     folder = images(tmp_path / "src", 2)
     (tmp_path / "m.jsonl.lock").mkdir()
     check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.CANNOT_PROCEED, "m.jsonl.lock")
