@@ -141,3 +141,19 @@ def test_two_scans_on_one_manifest_through_a_hard_link_pay_once(
     assert first.returncode == 0
     assert fake_rekognition.billed == 10
     assert len(list(iter_records(str(manifest)))) == 10
+
+
+def test_a_scan_through_a_symlink_to_the_folder_pays_nothing_again(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "photos", 3)
+    manifest = tmp_path / "m.jsonl"
+    assert cli(*scan_args(folder, manifest)).exit_code == 0
+    (tmp_path / "alias").symlink_to(folder)  # the same folder by another name
+    (tmp_path / "one.jpg").symlink_to(folder / "001.jpg")  # one of its images by another name
+    for again in (tmp_path / "alias", tmp_path / "one.jpg", Path(os.path.relpath(tmp_path / "alias"))):
+        check(cli(*scan_args(again, manifest)), ExitCode.OK)
+    assert fake_rekognition.billed == 3
+    assert sorted(r.source for r in iter_records(str(manifest))) == [
+        str(folder.resolve() / f"{i:03d}.jpg") for i in range(3)
+    ]

@@ -655,7 +655,9 @@ class Storage:
             _raise(error, root, "list")
 
     def _list_local(self, root: str, notes: ListingNotes) -> Iterator[ObjectInfo]:
-        base = _local(root)
+        # The root's own links resolved: a source is recorded by its real path, so the folder (or
+        # image) scanned again through a symlink to it is known to the manifest, never paid twice.
+        base = os.path.realpath(_local(root))
         try:
             if os.path.isfile(base):
                 stat = os.stat(base)
