@@ -8,6 +8,7 @@ endpoint where the bill matters (its call log is the bill).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -157,3 +158,38 @@ def test_a_scan_through_a_symlink_to_the_folder_pays_nothing_again(
     assert sorted(r.source for r in iter_records(str(manifest))) == [
         str(folder.resolve() / f"{i:03d}.jpg") for i in range(3)
     ]
+
+
+# ---- a manifest someone else wrote: every valid line is read for what it is -----------------
+
+
+def _verdict_lines(*sources: str) -> str:
+    """Verdict lines as another tool writes them: json.dumps spacing, `source` before `kind`."""
+    spaced = {"kind": "verdict", "source": sources[0], "verdict": {"label": "Bird", "accepted": False}}
+    reordered = {"source": sources[1], "kind": "verdict", "verdict": {"label": "Bird", "accepted": False}}
+    return json.dumps(spaced) + "\n" + json.dumps(reordered, separators=(",", ":")) + "\n"
+
+
+def test_verdict_lines_in_another_key_order_or_spacing_are_verdicts_for_every_reader(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 3)
+    manifest = tmp_path / "m.jsonl"
+    assert cli(*scan_args(folder, manifest)).exit_code == 0
+    first, second = (str(folder / f"{i:03d}.jpg") for i in range(2))
+    with manifest.open("a") as stream:
+        stream.write(_verdict_lines(first, second))
+    # the verdicts are valid lines (schemas/verdict-entry.schema.json): a resumed scan reads them
+    text = check(cli(*scan_args(folder, manifest)), ExitCode.OK)
+    assert fake_rekognition.billed == 3, text
+    rejected = {r.source for r in iter_records(str(manifest)) if r.review and not r.review[-1].accepted}
+    assert rejected == {first, second}
+    # a merge keeps them as verdicts: nothing superseded, nothing dropped
+    merged = tmp_path / "merged.jsonl"
+    check(cli("merge", str(manifest), "-o", str(merged)), ExitCode.OK, "3 records, 2 verdicts, 0 superseded")
+    assert {r.source for r in iter_records(str(merged)) if r.review} == {first, second}
+    # an export reads them too: the two rejected images are not exported as Bird
+    out = tmp_path / "coco"
+    check(cli("export", "coco", str(manifest), str(out), "--label", "Bird"), ExitCode.OK)
+    exported = json.loads((out / "annotations" / "instances_train.json").read_text())
+    assert len(exported["images"]) == 1, exported["images"]

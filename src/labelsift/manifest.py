@@ -42,7 +42,24 @@ from labelsift.whole_output import write_whole
 
 log = logging.getLogger(__name__)
 
-_VERDICT_PREFIX = '{"kind":"verdict"'
+_VERDICT_PREFIX = '{"kind":"verdict"'  # how labelsift writes a verdict line (the fast check)
+_KIND = '"kind"'
+_KIND_BYTES = b'"kind"'
+
+
+def is_verdict(text: str) -> bool:
+    """Whether a (stripped) manifest line is a verdict: labelsift's own start, or, in a line written
+    by another tool (other key order, json.dumps spacing), a top-level `"kind": "verdict"`. A record
+    has no `kind` field, so only a line naming it is decoded."""
+    if text.startswith(_VERDICT_PREFIX):
+        return True
+    if _KIND not in text:
+        return False
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("kind") == "verdict"
 
 
 class ManifestError(BadManifest):
@@ -258,7 +275,7 @@ def _parses(text: str | bytes) -> bool:
 
 def parse_line(uri: str, line_no: int, text: str) -> ImageRecord | VerdictEntry:
     try:
-        if text.startswith(_VERDICT_PREFIX):
+        if is_verdict(text):
             return VerdictEntry.model_validate_json(text)
         return ImageRecord.model_validate_json(text)
     except ValidationError as exc:
@@ -403,7 +420,7 @@ def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, li
     seen = 0
     batch: list[tuple[str, str | None, str, str, int, int]] = []
     for line_no, text in iter_lines(uri):
-        if text.startswith(_VERDICT_PREFIX):
+        if is_verdict(text):
             if verdicts is not None:
                 entry = parse_line(uri, line_no, text)
                 assert isinstance(entry, VerdictEntry)
@@ -519,12 +536,12 @@ _SOURCE_PREFIX_BYTES = b'{"source":"'
 def _key_of(uri: str, line_no: int, raw: bytes) -> bytes | None:
     """A record line's source as UTF-8 (None for a blank or verdict line), without decoding the
     line when it starts the way the writer writes it (its source string then holds no escape)."""
-    if raw.startswith(_SOURCE_PREFIX_BYTES):
+    if raw.startswith(_SOURCE_PREFIX_BYTES) and _KIND_BYTES not in raw:  # a verdict may start so too
         close = raw.find(b'"', len(_SOURCE_PREFIX_BYTES))
         if close > 0 and raw.find(b"\\", len(_SOURCE_PREFIX_BYTES), close) < 0:
             return raw[len(_SOURCE_PREFIX_BYTES) : close]
     text = _text_of(uri, line_no, raw).strip()
-    if not text or text.startswith(_VERDICT_PREFIX):
+    if not text or is_verdict(text):
         return None
     return _source_of(uri, line_no, text).encode("utf-8")
 
@@ -539,7 +556,7 @@ def _record_keys(uri: str, *, as_bytes: bool) -> Iterator[tuple[int, bytes]]:
     file's byte lines to be its text lines (`_spanning_pass`: no carriage return inside a line)."""
     if not as_bytes:
         for line_no, text in iter_lines(uri):
-            if not text.startswith(_VERDICT_PREFIX):
+            if not is_verdict(text):
                 yield line_no, _source_of(uri, line_no, text).encode("utf-8")
         return
     path = Path(uri).expanduser()
@@ -598,7 +615,7 @@ def first_pass(uri: str, lines_per_span: int | None = None) -> FirstPass:
         found.verdicts.clear()
         finder = _RepeatFinder()
         for line_no, text in iter_lines(uri):
-            if text.startswith(_VERDICT_PREFIX):
+            if is_verdict(text):
                 _add_verdict(uri, line_no, text, found.verdicts)
             else:
                 finder.add(_source_of(uri, line_no, text).encode("utf-8"))
@@ -679,7 +696,7 @@ def _spanning_pass(
                 line_no -= 1
                 break
             end += len(raw)
-            close = raw.find(b'"', skip) if raw.startswith(prefix) else -1
+            close = raw.find(b'"', skip) if raw.startswith(prefix) and _KIND_BYTES not in raw else -1
             if close > 0 and raw.find(b"\\", skip, close) < 0:  # `_key_of`'s fast path, inline
                 finder.add(raw[skip:close])
             elif (key := _key_of(uri, line_no, raw)) is not None:
@@ -722,7 +739,7 @@ def effective_lines(uri: str, first: FirstPass | None = None) -> Iterator[Line]:
     found = first if first is not None else first_pass(uri)
     verdicts, last = found.verdicts, found.last
     for line_no, text in iter_lines(uri):
-        if text.startswith(_VERDICT_PREFIX):
+        if is_verdict(text):
             continue
         if last or verdicts:
             source = _source_of(uri, line_no, text)
@@ -1035,7 +1052,7 @@ def _merge_into(shards: list[str], output: str) -> MergeResult:
             nonlocal records, verdicts
             for shard_no, shard in enumerate(shards):
                 for line_no, text in iter_lines(shard):
-                    if not text.startswith(_VERDICT_PREFIX):
+                    if not is_verdict(text):
                         if not places.wins(shard_no, line_no):
                             continue
                         records += 1
