@@ -193,3 +193,31 @@ def test_verdict_lines_in_another_key_order_or_spacing_are_verdicts_for_every_re
     check(cli("export", "coco", str(manifest), str(out), "--label", "Bird"), ExitCode.OK)
     exported = json.loads((out / "annotations" / "instances_train.json").read_text())
     assert len(exported["images"]) == 1, exported["images"]
+
+
+def _line(source: str, label: str, scanned_at: str) -> str:
+    return json.dumps(
+        {
+            "source": source, "etag": "e1", "size": 100, "width": 640, "height": 480, "format": "JPEG",
+            "status": "labeled", "detector": {"name": "rekognition", "model_version": "3.0"},
+            "labels": [{"name": label, "confidence": 90.0}], "scanned_at": scanned_at,
+        }  # fmt: skip
+    )
+
+
+def test_merge_keeps_the_newest_record_by_time_not_by_how_the_time_is_written(tmp_path: Path) -> None:
+    older, newer = tmp_path / "older.jsonl", tmp_path / "newer.jsonl"
+    # 12:00 at +02:00 is 10:00 UTC, before 11:00 UTC; a whole second is before the half after it
+    older.write_text(
+        _line("s3://raw/a.jpg", "Cat", "2026-01-01T12:00:00+02:00") + "\n"
+        + _line("s3://raw/b.jpg", "Cat", "2026-01-01T10:00:00Z") + "\n"
+    )  # fmt: skip
+    newer.write_text(
+        _line("s3://raw/a.jpg", "Bird", "2026-01-01T11:00:00Z") + "\n"
+        + _line("s3://raw/b.jpg", "Bird", "2026-01-01T10:00:00.500000Z") + "\n"
+    )  # fmt: skip
+    for shards in ([older, newer], [newer, older]):
+        merged = tmp_path / "merged.jsonl"
+        check(cli("merge", *map(str, shards), "-o", str(merged), "--overwrite"), ExitCode.OK, "2 superseded")
+        kept = {r.source: r.labels[0].name for r in iter_records(str(merged))}
+        assert kept == {"s3://raw/a.jpg": "Bird", "s3://raw/b.jpg": "Bird"}, (shards, kept)

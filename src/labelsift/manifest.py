@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple
@@ -415,6 +416,22 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
             yield source
 
 
+def _sortable_time(value: object) -> str:
+    """`scanned_at` as text that sorts as the times do: UTC, microseconds always written. Another
+    tool's `+02:00`, a whole second without a fraction and labelsift's own `…Z` then compare right
+    (as written, `12:00:00+02:00` sorts after `11:00:00Z`, and `10:00:00Z` after `10:00:00.5Z`). A
+    value that is no time is kept as it is: validation names its line."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.isoformat(timespec="microseconds")
+
+
 def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, list[Verdict]] | None) -> int:
     """Add every record line of `uri` to the index (and collect its verdicts); returns records seen."""
     seen = 0
@@ -428,7 +445,7 @@ def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, li
             continue
         head = _head(uri, line_no, text)
         status = str(head.get("status", ScanStatus.ERROR.value))
-        scanned_at = str(head.get("scanned_at", ""))
+        scanned_at = _sortable_time(head.get("scanned_at"))
         batch.append((head["source"], head.get("etag"), status, scanned_at, shard, line_no))
         seen += 1
         if len(batch) >= 5000:
