@@ -196,13 +196,10 @@ def test_verdict_lines_in_another_key_order_or_spacing_are_verdicts_for_every_re
 
 
 def _line(source: str, label: str, scanned_at: str) -> str:
-    return json.dumps(
-        {
-            "source": source, "etag": "e1", "size": 100, "width": 640, "height": 480, "format": "JPEG",
-            "status": "labeled", "detector": {"name": "rekognition", "model_version": "3.0"},
-            "labels": [{"name": label, "confidence": 90.0}], "scanned_at": scanned_at,
-        }  # fmt: skip
-    )
+    record = {"source": source, "etag": "e1", "size": 100, "width": 640, "height": 480}
+    record |= {"format": "JPEG", "status": "labeled", "scanned_at": scanned_at}
+    record |= {"detector": {"name": "rekognition", "model_version": "3.0"}}
+    return json.dumps(record | {"labels": [{"name": label, "confidence": 90.0}]})
 
 
 def test_merge_keeps_the_newest_record_by_time_not_by_how_the_time_is_written(tmp_path: Path) -> None:
