@@ -218,3 +218,79 @@ def test_merge_keeps_the_newest_record_by_time_not_by_how_the_time_is_written(tm
         check(cli("merge", *map(str, shards), "-o", str(merged), "--overwrite"), ExitCode.OK, "2 superseded")
         kept = {r.source: r.labels[0].name for r in iter_records(str(merged))}
         assert kept == {"s3://raw/a.jpg": "Bird", "s3://raw/b.jpg": "Bird"}, (shards, kept)
+
+
+_MEASURED = (
+    "import runpy, sys\n"
+    "try:\n"
+    "    runpy.run_module('labelsift.cli', run_name='__main__', alter_sys=True)\n"
+    "finally:\n"
+    "    peak = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]\n"
+    "    print('peak-kib', peak, file=sys.stderr)\n"
+)
+
+
+def _peak_rss_mib(args: list[str]) -> tuple[int, str, float]:
+    """Run the CLI with `args`; its exit code, its output and its own peak resident memory (MiB).
+    VmHWM is the process image's own high-water mark (rusage's maxrss would include this test
+    process's, inherited across fork and exec)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEASURED, *args], capture_output=True, text=True, timeout=300
+    )
+    text = " ".join((done.stdout + done.stderr).split())
+    peak = int(text.rsplit("peak-kib ", 1)[1].split()[0])
+    return done.returncode, text, peak / 1024
+
+
+HUGE = 300 << 20  # a line no record comes near (a record is kilobytes)
+
+
+def _with_huge_line(path: Path, good: Path, *, last: bool) -> None:
+    with path.open("wb") as stream:
+        stream.write(good.read_bytes())
+        stream.write(b'{"source":"')
+        for _ in range(HUGE >> 20):  # in pieces: this process stays small too
+            stream.write(b"a" * (1 << 20))
+        if not last:
+            stream.write(b'"}\n' + good.read_bytes())
+
+
+def test_a_huge_line_inside_a_manifest_is_exit_4_naming_it_without_being_read_whole(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 3)
+    good = tmp_path / "good.jsonl"
+    assert cli(*scan_args(folder, good)).exit_code == 0
+    manifest = tmp_path / "m.jsonl"
+    _with_huge_line(manifest, good, last=False)
+    size = manifest.stat().st_size
+    for command in (
+        ["merge", str(manifest), "-o", str(tmp_path / "out.jsonl")],
+        ["export", "coco", str(manifest), str(tmp_path / "coco"), "--label", "Bird"],
+        scan_args(folder, manifest),
+    ):
+        code, text, peak = _peak_rss_mib(command)
+        assert code == ExitCode.BAD_MANIFEST, text
+        assert "line 4" in text and "MiB" in text and "Traceback" not in text, text
+        assert peak < 300, (command, peak)  # the line is 300 MiB: it was never held whole
+    assert manifest.stat().st_size == size
+    assert fake_rekognition.billed == 3
+
+
+def test_a_huge_last_line_without_newline_is_not_cut_by_a_resumed_scan(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 3)
+    good = tmp_path / "good.jsonl"
+    assert cli(*scan_args(folder, good)).exit_code == 0
+    manifest = tmp_path / "m.jsonl"
+    _with_huge_line(manifest, good, last=True)
+    size = manifest.stat().st_size
+    # a killed labelsift leaves at most part of one record: 300 MiB without a newline is not that,
+    # so it is not cut as a "torn line" (nothing someone else wrote is deleted)
+    code, text, peak = _peak_rss_mib(scan_args(folder, manifest))
+    assert code == ExitCode.BAD_MANIFEST, text
+    assert "line 4" in text and "MiB" in text, text
+    assert peak < 300, peak
+    assert manifest.stat().st_size == size
+    assert fake_rekognition.billed == 3

@@ -206,6 +206,56 @@ def _quiet_source(text: str) -> str | None:
     return uri_module.shown(source) if isinstance(source, str) else None
 
 
+MAX_LINE = 64 << 20  # a record is kilobytes (a thousand labels with boxes: a few hundred KiB)
+
+
+def _too_long(uri: str, line_no: int) -> ManifestError:
+    return ManifestError(
+        uri, line_no,
+        f"longer than {MAX_LINE >> 20} MiB, which no record comes near (labelsift reads no further "
+        "into it, and cuts nothing of it): the file is not a manifest, or that line was damaged",
+    )  # fmt: skip
+
+
+def bounded_byte_lines(uri: str, stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of `stream`, never holding more than `MAX_LINE` of one line: a longer
+    line (a file that is not a manifest, a damaged one) is a ManifestError naming it."""
+    line_no = 0
+    while raw := stream.readline(MAX_LINE + 1):
+        line_no += 1
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            raise _too_long(uri, line_no)
+        yield line_no, raw
+
+
+def bounded_text_lines(uri: str, stream: IO[str]) -> Iterator[tuple[int, str]]:
+    """`bounded_byte_lines` for a text stream, read in chunks and split here: `TextIOWrapper`'s
+    `readline(limit)` still decodes the whole line before cutting it."""
+    line_no = 0
+    parts: list[str] = []
+    pending = 0
+    while chunk := stream.read(1 << 20):
+        at = 0
+        while (end := chunk.find("\n", at)) >= 0:
+            piece = chunk[at : end + 1]
+            if parts:
+                piece = "".join([*parts, piece])
+                parts.clear()
+                pending = 0
+            line_no += 1
+            if len(piece) > MAX_LINE + 1:
+                raise _too_long(uri, line_no)
+            yield line_no, piece
+            at = end + 1
+        if at < len(chunk):
+            parts.append(chunk[at:])
+            pending += len(chunk) - at
+            if pending > MAX_LINE:
+                raise _too_long(uri, line_no + 1)
+    if parts:
+        yield line_no + 1, "".join(parts)
+
+
 def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
     """Yield (line number, text) of every complete line; a torn last line is skipped with a warning.
 
@@ -218,7 +268,7 @@ def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
     last = (0, "")
     try:
         with _open_text(uri, "r") as stream:
-            for line_no, raw in enumerate(stream, start=1):
+            for line_no, raw in bounded_text_lines(uri, stream):
                 if not raw.endswith("\n") and not _parses(raw):
                     log.warning(
                         "%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no
@@ -580,7 +630,7 @@ def _record_keys(uri: str, *, as_bytes: bool) -> Iterator[tuple[int, bytes]]:
     if not path.exists():
         return
     with open(path, "rb") as stream:
-        for line_no, raw in enumerate(stream, start=1):
+        for line_no, raw in bounded_byte_lines(uri, stream):
             if not raw.endswith(b"\n") and not _parses(raw):
                 return  # torn: `iter_lines` warns about it
             key = _key_of(uri, line_no, raw)
@@ -705,7 +755,7 @@ def _spanning_pass(
     first_line = line_no = 1
     prefix, skip = _SOURCE_PREFIX_BYTES, len(_SOURCE_PREFIX_BYTES)
     with open(path, "rb") as stream:
-        for line_no, raw in enumerate(stream, start=1):
+        for line_no, raw in bounded_byte_lines(uri, stream):
             if b"\r" in raw and b"\r" in raw.strip():
                 return None
             if not raw.endswith(b"\n") and not _parses(raw):
@@ -899,6 +949,8 @@ def _repair_plain(target: Path) -> int:
         position = size
         cut = 0
         while position > 0:
+            if size - position > MAX_LINE:  # no killed run leaves that much of one line: not ours
+                raise _too_long(str(target), _lines_before(stream, position) + 1)
             start = max(0, position - block)
             stream.seek(start)
             chunk = stream.read(position - start)
@@ -907,6 +959,8 @@ def _repair_plain(target: Path) -> int:
                 cut = start + newline + 1
                 break
             position = start
+        if size - cut > MAX_LINE:
+            raise _too_long(str(target), _lines_before(stream, cut) + 1)
         stream.seek(cut)
         torn = stream.read()
         if _parses(torn.decode("utf-8", errors="replace")):
@@ -921,6 +975,16 @@ def _repair_plain(target: Path) -> int:
         len(torn),
     )
     return len(torn)
+
+
+def _lines_before(stream: IO[bytes], end: int) -> int:
+    """How many newlines the first `end` bytes of `stream` hold (read in chunks)."""
+    stream.seek(0)
+    count = 0
+    while end > 0 and (chunk := stream.read(min(end, 1 << 20))):
+        count += chunk.count(b"\n")
+        end -= len(chunk)
+    return count
 
 
 class ManifestWriter(AbstractContextManager["ManifestWriter"]):
