@@ -294,3 +294,18 @@ def test_a_huge_last_line_without_newline_is_not_cut_by_a_resumed_scan(
     assert peak < 300, peak
     assert manifest.stat().st_size == size
     assert fake_rekognition.billed == 3
+
+
+def test_an_image_under_two_names_in_one_folder_is_scanned_once(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 3)
+    (folder / "best").mkdir()
+    (folder / "best" / "favourite.jpg").symlink_to(folder / "000.jpg")  # a curated view
+    os.link(folder / "001.jpg", folder / "copy-of-001.jpg")  # a hard link: the same file
+    outside = images(tmp_path / "elsewhere", 1)
+    (folder / "linked-in.jpg").symlink_to(outside / "000.jpg")  # a link out is still read
+    text = check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.OK, "best/favourite.jpg")
+    assert "copy-of-001.jpg" in text
+    assert fake_rekognition.billed == 4, text
+    assert len(list(iter_records(str(tmp_path / "m.jsonl")))) == 4
