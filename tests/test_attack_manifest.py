@@ -309,3 +309,20 @@ def test_an_image_under_two_names_in_one_folder_is_scanned_once(
     assert "copy-of-001.jpg" in text
     assert fake_rekognition.billed == 4, text
     assert len(list(iter_records(str(tmp_path / "m.jsonl")))) == 4
+
+
+def test_a_manifest_that_is_a_fifo_is_exit_3_at_once_not_a_hang(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    fifo = tmp_path / "m.jsonl"
+    os.mkfifo(fifo)  # or `<(zcat m.jsonl.gz)`: read once, while every reader reads twice
+    for command in (
+        scan_args(folder, fifo),
+        ["export", "coco", str(fifo), str(tmp_path / "coco"), "--label", "Bird"],
+        ["merge", str(fifo), "-o", str(tmp_path / "out.jsonl")],
+        ["review", str(fifo), "--label", "Bird"],
+    ):
+        done = subprocess.run(subprocess_cli(*command), capture_output=True, text=True, timeout=60)
+        check(done, ExitCode.CANNOT_PROCEED, "m.jsonl", "not a regular file")
+    assert fake_rekognition.billed == 0

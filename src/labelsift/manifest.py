@@ -170,7 +170,15 @@ def _local_file(uri: str) -> Path | None:
     path = Path(uri).expanduser()
     if path.is_dir():
         raise ManifestUnreadable(f"{uri} is a folder, not a manifest file. Name the .jsonl file in it.")
-    return path if path.exists() else None
+    if not path.exists():
+        return None
+    if not path.is_file():  # opening a FIFO blocks until someone writes; a pipe can be read once
+        raise ManifestUnreadable(
+            f"{uri} is not a regular file (a pipe, socket or device). labelsift reads a manifest more "
+            "than once and appends to it in place, so it must be a file: save it to one first "
+            "(e.g. `zcat m.jsonl.gz > m.jsonl`), then name that file."
+        )
+    return path
 
 
 def require_existing(path: Path) -> None:
