@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
@@ -325,4 +327,30 @@ def test_a_manifest_that_is_a_fifo_is_exit_3_at_once_not_a_hang(
     ):
         done = subprocess.run(subprocess_cli(*command), capture_output=True, text=True, timeout=60)
         check(done, ExitCode.CANNOT_PROCEED, "m.jsonl", "not a regular file")
+    assert fake_rekognition.billed == 0
+
+
+def _can_bind_read_only() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount --bind /tmp /mnt && mount -o remount,bind,ro /mnt"],
+        capture_output=True,
+        timeout=30,
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_bind_read_only(), reason="needs `unshare -rm` to bind a folder read-only")
+def test_a_manifest_on_a_read_only_file_system_says_so_not_free_space(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    shelf = tmp_path / "shelf"
+    shelf.mkdir()
+    command = " ".join(f"'{word}'" for word in subprocess_cli(*scan_args(folder, shelf / "m.jsonl")))
+    script = f"mount --bind '{shelf}' '{shelf}' && mount -o remount,bind,ro '{shelf}' || exit 99\n{command}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    text = check(done, ExitCode.CANNOT_PROCEED, "m.jsonl", "read-only")
+    assert "Free space" not in text, text
     assert fake_rekognition.billed == 0
