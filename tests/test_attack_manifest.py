@@ -354,3 +354,21 @@ def test_a_manifest_on_a_read_only_file_system_says_so_not_free_space(
     text = check(done, ExitCode.CANNOT_PROCEED, "m.jsonl", "read-only")
     assert "Free space" not in text, text
     assert fake_rekognition.billed == 0
+
+
+# ---- merge ----------------------------------------------------------------------------------
+
+
+def test_merge_with_an_input_that_does_not_exist_is_exit_3_and_writes_nothing(tmp_path: Path) -> None:
+    shard = tmp_path / "shard-1.jsonl"
+    shard.write_text(_line("s3://raw/a.jpg", "Bird", "2026-01-01T10:00:00Z") + "\n")
+    out = tmp_path / "all.jsonl"
+    # a typo in the second shard's name: a merged manifest without it, exit 0, would be trusted
+    # (and the shards deleted)
+    check(
+        cli("merge", str(shard), str(tmp_path / "shard-2.jsnol"), "-o", str(out)),
+        ExitCode.CANNOT_PROCEED, "shard-2.jsnol",
+    )  # fmt: skip
+    assert not out.exists()
+    check(cli("merge", str(tmp_path / "none.jsonl"), "-o", str(out)), ExitCode.CANNOT_PROCEED, "none.jsonl")
+    assert not out.exists()

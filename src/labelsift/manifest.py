@@ -1104,6 +1104,12 @@ def claim_output(shards: list[str], output: str, *, overwrite: bool) -> None:
     refuse_output_among_inputs(shards, output, what="merged manifest")
     for shard in shards:
         _target(shard)
+    for shard in shards:  # a typo must not make a merged manifest without that shard, exit 0
+        if not exists(shard):
+            raise ManifestUnreadable(
+                f"{uri_module.shown(shard)}: no such manifest, so the merge would leave its records "
+                "out. Check the name (nothing was written)."
+            )
     if exists(output) and not overwrite:
         raise CannotProceed(
             f"{uri_module.shown(output)} already exists. Pass --overwrite to replace it with the merged "
