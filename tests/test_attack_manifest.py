@@ -139,6 +139,14 @@ def test_two_scans_on_one_manifest_through_a_hard_link_pay_once(
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
         check(second, ExitCode.CANNOT_PROCEED, "in use", f"pid {first.pid}")
+        # nor may a merge replace it through that name meanwhile
+        other = tmp_path / "other.jsonl"
+        other.write_text(_line("s3://raw/a.jpg", "Bird", "2026-01-01T10:00:00Z") + "\n")
+        merged = subprocess.run(
+            subprocess_cli("merge", str(other), "-o", str(tmp_path / "hard.jsonl"), "--overwrite"),
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        check(merged, ExitCode.CANNOT_PROCEED, "in use", f"pid {first.pid}")
     finally:
         first.wait(timeout=120)
     assert first.returncode == 0
