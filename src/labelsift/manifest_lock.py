@@ -159,6 +159,9 @@ class ManifestLock(AbstractContextManager["ManifestLock"]):
                 f"same images twice, so this {self._purpose} stops before listing or labelling "
                 "anything. Wait for that one to finish (or stop it), then run again."
             ) from None
+        except OSError as exc:  # a file system without flock: named, like the sidecar's
+            os.close(fd)
+            raise storage_error(exc, str(self.manifest), "lock the manifest") from exc
         except BaseException:
             os.close(fd)
             raise
