@@ -8,6 +8,7 @@ endpoint where the bill matters (its call log is the bill).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -380,3 +381,29 @@ def test_merge_with_an_input_that_does_not_exist_is_exit_3_and_writes_nothing(tm
     assert not out.exists()
     check(cli("merge", str(tmp_path / "none.jsonl"), "-o", str(out)), ExitCode.CANNOT_PROCEED, "none.jsonl")
     assert not out.exists()
+
+
+# ---- repair cuts only what a killed labelsift left ------------------------------------------
+
+
+def test_a_resumed_scan_never_cuts_the_tail_of_a_file_labelsift_did_not_write(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    good = tmp_path / "good.jsonl"
+    assert cli(*scan_args(folder, good)).exit_code == 0
+    renamed = tmp_path / "m.jsonl"  # a gzip manifest that lost its .gz (a download, a `mv`)
+    renamed.write_bytes(gzip.compress(good.read_bytes() * 40, mtime=0))
+    assert b"\n" in renamed.read_bytes()  # a "last line" to cut, in compressed bytes
+    notes = tmp_path / "notes.txt"  # -o given the wrong file
+    notes.write_text("shopping list\nmilk\neggs")
+    for victim in (renamed, notes):
+        before = victim.read_bytes()
+        text = check(cli(*scan_args(folder, victim)), ExitCode.BAD_MANIFEST, victim.name)
+        assert "removed a torn" not in text, text
+        assert victim.read_bytes() == before
+    assert fake_rekognition.billed == 2
+    # what a killed scan leaves (a prefix of a record) is still cut, and the scan goes on
+    good.write_bytes(good.read_bytes() + b'{"source":"/x/half-writ')
+    check(cli(*scan_args(folder, good)), ExitCode.OK)
+    assert b"half-writ" not in good.read_bytes() and good.read_bytes().endswith(b"\n")

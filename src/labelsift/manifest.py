@@ -975,6 +975,14 @@ def _repair_plain(target: Path) -> int:
             stream.write(b"\n")
             log.warning("%s: the last line had no newline; added one", target)
             return 0
+        if not _written_by_us(torn):
+            raise ManifestError(
+                str(target), _lines_before(stream, cut) + 1,
+                f"the file ends in {len(torn)} bytes without a newline that are not part of a record "
+                "labelsift writes (a killed run leaves the start of one, `{\"source\":…`), so nothing "
+                "is cut. If this is a manifest, end that line with a newline or delete it; if it is "
+                "not (a gzip manifest named .jsonl: rename it .jsonl.gz), give -o another file",
+            )  # fmt: skip
         stream.truncate(cut)
     log.warning(
         "%s: removed a torn last line (%d bytes) left by a run that was killed while writing it; "
@@ -983,6 +991,19 @@ def _repair_plain(target: Path) -> int:
         len(torn),
     )
     return len(torn)
+
+
+_LINE_STARTS = (b'{"source":', b'{"kind":')  # how the writer starts each line (spaces aside)
+
+
+def _written_by_us(torn: bytes) -> bool:
+    """Whether `torn` (a last line without newline) can be what a killed writer left: the start of
+    a record or verdict line (JSON spacing aside). Anything else (compressed bytes, someone's text)
+    is not labelsift's to cut."""
+    head = torn[:64].translate(None, b" \t\r")
+    if not head:  # only blanks: nothing is lost by cutting them
+        return True
+    return any(head.startswith(start) or start.startswith(head) for start in _LINE_STARTS)
 
 
 def _lines_before(stream: IO[bytes], end: int) -> int:
