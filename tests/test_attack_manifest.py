@@ -407,3 +407,27 @@ def test_a_resumed_scan_never_cuts_the_tail_of_a_file_labelsift_did_not_write(
     good.write_bytes(good.read_bytes() + b'{"source":"/x/half-writ')
     check(cli(*scan_args(folder, good)), ExitCode.OK)
     assert b"half-writ" not in good.read_bytes() and good.read_bytes().endswith(b"\n")
+
+
+def _can_mount_tmpfs() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True, timeout=30
+    )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
+def test_a_full_temporary_folder_is_exit_3_naming_it_not_a_bug(tmp_path: Path) -> None:
+    records = [_line(f"s3://raw/{'x' * 60}-{i:06d}.jpg", "Bird", "2026-01-01T10:00:00Z") for i in range(20000)]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("\n".join(records) + "\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    merged = tmp_path / "all.jsonl"
+    command = " ".join(f"'{word}'" for word in subprocess_cli("merge", str(manifest), "-o", str(merged)))
+    script = f"mount -t tmpfs -o size=64k tmpfs '{scratch}' || exit 99\nTMPDIR='{scratch}' {command}"
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    check(done, ExitCode.CANNOT_PROCEED, str(scratch), "TMPDIR")
+    assert not merged.exists()

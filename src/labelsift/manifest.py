@@ -373,6 +373,36 @@ class Known(NamedTuple):
     hit: bool | None
 
 
+class IndexSpace(CannotProceed):
+    """The temporary folder that holds a manifest's per-source index is full or failing."""
+
+    def __init__(self, folder: str, why: str) -> None:
+        super().__init__(
+            f"cannot keep the per-source index of the manifest in {folder}: {why}. labelsift keeps it "
+            "on disk there while it reads a manifest (a few hundred bytes per image). Free space "
+            "there, or point TMPDIR at a folder with room, then run again; nothing was lost."
+        )
+
+
+class _IndexLock:
+    """The index's thread lock; a SQLite failure met under it (the temporary folder full, an I/O
+    error) becomes `IndexSpace`, naming the folder, instead of an unexpected error."""
+
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):  # SQLITE_FULL, SQLITE_IOERR
+            raise IndexSpace(os.path.dirname(self._folder), str(exc)) from exc
+
+
 class SourceIndex(AbstractContextManager["SourceIndex"]):
     """source -> (etag, status, where) for every source in one or more manifests, kept on disk.
 
@@ -381,15 +411,26 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
     """
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="labelsift-index-")
-        self._db = sqlite3.connect(os.path.join(self._dir.name, "index.sqlite"), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(
-            "CREATE TABLE records (source TEXT PRIMARY KEY, etag TEXT, status TEXT, "
-            "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER, hit INTEGER)"
-        )
-        self._lock = threading.Lock()
+        try:
+            self._dir = tempfile.TemporaryDirectory(prefix="labelsift-index-")
+        except OSError as exc:
+            raise IndexSpace(tempfile.gettempdir(), str(exc.strerror or exc)) from exc
+        self._lock = _IndexLock(self._dir.name)
+        try:
+            self._connect()
+        except BaseException:
+            self._dir.cleanup()
+            raise
+
+    def _connect(self) -> None:
+        with self._lock:
+            self._db = sqlite3.connect(os.path.join(self._dir.name, "index.sqlite"), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE records (source TEXT PRIMARY KEY, etag TEXT, status TEXT, "
+                "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER, hit INTEGER)"
+            )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -449,7 +490,11 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
         with self._lock:
             self._db.execute("CREATE INDEX IF NOT EXISTS by_place ON records (shard, line)")
             cursor = self._db.execute("SELECT shard, line FROM records ORDER BY shard, line")
-        while rows := cursor.fetchmany(10_000):
+        while True:
+            with self._lock:  # the sort may spill to the temporary folder: its failure is named too
+                rows = cursor.fetchmany(10_000)
+            if not rows:
+                break
             for shard, line in rows:
                 yield int(shard), int(line)
 
