@@ -413,14 +413,17 @@ def _can_mount_tmpfs() -> bool:
     if shutil.which("unshare") is None:
         return False
     probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"], capture_output=True, timeout=30
+        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
+        capture_output=True,
+        timeout=30,
     )
     return probe.returncode == 0
 
 
 @pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
 def test_a_full_temporary_folder_is_exit_3_naming_it_not_a_bug(tmp_path: Path) -> None:
-    records = [_line(f"s3://raw/{'x' * 60}-{i:06d}.jpg", "Bird", "2026-01-01T10:00:00Z") for i in range(20000)]
+    when = "2026-01-01T10:00:00Z"
+    records = [_line(f"s3://raw/{'x' * 60}-{i:06d}.jpg", "Bird", when) for i in range(20000)]
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("\n".join(records) + "\n")
     scratch = tmp_path / "scratch"
