@@ -434,3 +434,18 @@ def test_a_full_temporary_folder_is_exit_3_naming_it_not_a_bug(tmp_path: Path) -
     done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True, timeout=120)
     check(done, ExitCode.CANNOT_PROCEED, str(scratch), "TMPDIR")
     assert not merged.exists()
+
+
+def test_a_merged_gz_manifest_names_itself_in_its_gzip_header_not_its_temporary_name(
+    tmp_path: Path,
+) -> None:
+    shard = tmp_path / "shard.jsonl"
+    shard.write_text(_line("s3://raw/a.jpg", "Bird", "2026-01-01T10:00:00Z") + "\n")
+    out = tmp_path / "all.jsonl.gz"
+    check(cli("merge", str(shard), "-o", str(out)), ExitCode.OK)
+    # `gunzip -N all.jsonl.gz` restores the name the header records: it must be all.jsonl, not a
+    # hidden `.all.jsonl.gz.<random>.partial`
+    done = subprocess.run(["gunzip", "-N", str(out)], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.jsonl", "shard.jsonl"]
+    assert [r.source for r in iter_records(str(tmp_path / "all.jsonl"))] == ["s3://raw/a.jpg"]
