@@ -449,3 +449,24 @@ def test_a_merged_gz_manifest_names_itself_in_its_gzip_header_not_its_temporary_
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["all.jsonl", "shard.jsonl"]
     assert [r.source for r in iter_records(str(tmp_path / "all.jsonl"))] == ["s3://raw/a.jpg"]
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_is_read_whole_by_every_reader(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 3)
+    manifest = tmp_path / "m.jsonl"
+    assert cli(*scan_args(folder, manifest)).exit_code == 0
+    first = manifest.read_bytes().split(b"\n", 1)[0]
+    # an editor's "UTF-8 with BOM", and the first image's record again at the end (superseding)
+    manifest.write_bytes(b"\xef\xbb\xbf" + manifest.read_bytes() + first + b"\n")
+    check(cli(*scan_args(folder, manifest)), ExitCode.OK)
+    assert fake_rekognition.billed == 3  # the first line was read: nothing paid again
+    merged = tmp_path / "merged.jsonl"
+    check(cli("merge", str(manifest), "-o", str(merged)), ExitCode.OK, "3 records", "1 superseded")
+    out = tmp_path / "coco"
+    check(cli("export", "coco", str(manifest), str(out), "--label", "Bird", "--workers", "2"), ExitCode.OK)
+    exported = json.loads((out / "annotations" / "instances_train.json").read_text())
+    val = out / "annotations" / "instances_val.json"
+    count = len(exported["images"]) + (len(json.loads(val.read_text())["images"]) if val.exists() else 0)
+    assert count == 3

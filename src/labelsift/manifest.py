@@ -253,7 +253,7 @@ def bounded_text_lines(uri: str, stream: IO[str]) -> Iterator[tuple[int, str]]:
             line_no += 1
             if len(piece) > MAX_LINE + 1:
                 raise _too_long(uri, line_no)
-            yield line_no, piece
+            yield line_no, piece[1:] if line_no == 1 and piece.startswith(_BOM) else piece
             at = end + 1
         if at < len(chunk):
             parts.append(chunk[at:])
@@ -261,7 +261,20 @@ def bounded_text_lines(uri: str, stream: IO[str]) -> Iterator[tuple[int, str]]:
             if pending > MAX_LINE:
                 raise _too_long(uri, line_no + 1)
     if parts:
-        yield line_no + 1, "".join(parts)
+        last = "".join(parts)
+        yield line_no + 1, last[1:] if line_no == 0 and last.startswith(_BOM) else last
+
+
+_BOM = "\ufeff"  # an editor's "UTF-8 with BOM": not part of the first line
+_BOM_BYTES = _BOM.encode("utf-8")
+
+
+def _past_bom(stream: IO[bytes]) -> int:
+    """Position `stream` (at its start) after a byte-order mark, if it has one; returns where."""
+    if stream.read(len(_BOM_BYTES)) == _BOM_BYTES:
+        return len(_BOM_BYTES)
+    stream.seek(0)
+    return 0
 
 
 def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
@@ -683,6 +696,7 @@ def _record_keys(uri: str, *, as_bytes: bool) -> Iterator[tuple[int, bytes]]:
     if not path.exists():
         return
     with open(path, "rb") as stream:
+        _past_bom(stream)
         for line_no, raw in bounded_byte_lines(uri, stream):
             if not raw.endswith(b"\n") and not _parses(raw):
                 return  # torn: `iter_lines` warns about it
@@ -762,6 +776,7 @@ def _line_starts(path: Path, source: str, *, limit: int) -> int:
     needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8", "surrogateescape") + b'"'
     found = 0
     with open(path, "rb") as stream:
+        _past_bom(stream)
         carry = b"\n"  # the file's start is a line's start
         while chunk := stream.read(1 << 20):
             data = carry + chunk
@@ -808,6 +823,7 @@ def _spanning_pass(
     first_line = line_no = 1
     prefix, skip = _SOURCE_PREFIX_BYTES, len(_SOURCE_PREFIX_BYTES)
     with open(path, "rb") as stream:
+        start = end = _past_bom(stream)  # the first span starts after it
         for line_no, raw in bounded_byte_lines(uri, stream):
             if b"\r" in raw and b"\r" in raw.strip():
                 return None
