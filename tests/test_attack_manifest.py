@@ -470,3 +470,28 @@ def test_a_manifest_saved_with_a_byte_order_mark_is_read_whole_by_every_reader(
     val = out / "annotations" / "instances_val.json"
     count = len(exported["images"]) + (len(json.loads(val.read_text())["images"]) if val.exists() else 0)
     assert count == 3
+
+
+def test_a_line_nested_a_hundred_thousand_deep_is_exit_4_naming_it_not_a_bug(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    manifest = tmp_path / "m.jsonl"
+    assert cli(*scan_args(folder, manifest)).exit_code == 0
+    deep = "[" * 100_000 + "]" * 100_000
+    export = ["export", "coco", "", str(tmp_path / "coco"), "--label", "Bird", "--overwrite"]
+    # (an export does not parse a record that names no exported label: the second line is not read)
+    for bad, readers in (
+        (deep, ("scan", "merge", "export")),
+        ('{"source":"/x.jpg","labels":' + deep + "}", ("scan", "merge")),
+    ):
+        broken = tmp_path / "broken.jsonl"
+        broken.write_text(manifest.read_text() + bad + "\n")
+        commands = {
+            "scan": scan_args(folder, broken),
+            "merge": ["merge", str(broken), "-o", str(tmp_path / "out.jsonl"), "--overwrite"],
+            "export": [*export[:2], str(broken), *export[3:]],
+        }
+        for reader in readers:
+            check(cli(*commands[reader]), ExitCode.BAD_MANIFEST, "broken.jsonl", "line 3")
+    assert fake_rekognition.billed == 2

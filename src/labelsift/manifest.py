@@ -58,7 +58,7 @@ def is_verdict(text: str) -> bool:
         return False
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested past Python's stack: no verdict, `_head` names it
         return False
     return isinstance(value, dict) and value.get("kind") == "verdict"
 
@@ -208,7 +208,7 @@ def cut_short(uri: str, lines: int, last: str | None, *, damaged: bool = False) 
 def _quiet_source(text: str) -> str | None:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     source = value.get("source") if isinstance(value, dict) else None
     return uri_module.shown(source) if isinstance(source, str) else None
@@ -340,7 +340,7 @@ def _gzip_refusal(uri: str, path: Path) -> TruncatedManifest:
 def _parses(text: str | bytes) -> bool:
     try:
         json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
     return True
 
@@ -366,6 +366,8 @@ def _head(uri: str, line_no: int, text: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(uri, line_no, f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # `[[[[…` a hundred thousand deep: no record nests like that
+        raise ManifestError(uri, line_no, "not a record (JSON nested too deeply to read)") from None
     if not isinstance(value, dict) or not isinstance(value.get("source"), str):
         raise ManifestError(uri, line_no, "no 'source' field")
     return value
