@@ -495,3 +495,14 @@ def test_a_line_nested_a_hundred_thousand_deep_is_exit_4_naming_it_not_a_bug(
         for reader in readers:
             check(cli(*commands[reader]), ExitCode.BAD_MANIFEST, "broken.jsonl", "line 3")
     assert fake_rekognition.billed == 2
+
+
+def test_import_review_of_a_line_nested_too_deeply_names_it_like_any_bad_line(
+    fake_rekognition: FakeRekognition, tmp_path: Path
+) -> None:
+    folder = images(tmp_path / "src", 2)
+    manifest = tmp_path / "m.jsonl"
+    assert cli(*scan_args(folder, manifest)).exit_code == 0
+    answers = tmp_path / "output.manifest"
+    answers.write_text("[" * 100_000 + "]" * 100_000 + "\n")
+    check(cli("import-review", str(manifest), str(answers)), ExitCode.OK, "line 1", "nested too deeply")
