@@ -257,6 +257,8 @@ def parse_line(
         line = json.loads(text)
     except json.JSONDecodeError as exc:
         raise GroundTruthError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise GroundTruthError("not an output line (JSON nested too deeply to read)") from None
     if not isinstance(line, dict):
         raise GroundTruthError("not a JSON object")
     source = line.get("source-ref")

@@ -26,6 +26,7 @@ BROKEN_LINK = "broken link"
 PERMISSION = "permission denied"
 LINKED_FOLDER = "symlinked folder, not followed"
 NOT_A_FILE = "not a regular file"
+SAME_FILE = "another name for a file listed under its own name (a link), not scanned twice"
 FOLDER_MARKER = "folder marker"
 NOT_UTF8 = "name not UTF-8, rename it to scan it"
 EXAMPLES = 3
@@ -96,10 +97,38 @@ def walk_local(base: str, notes: ListingNotes) -> Iterator[tuple[str, str, os.st
     """Regular files under the folder `base` as (key, path, stat), in the byte order S3 lists keys
     in (a folder `a` sorts as `a/`). An unreadable `base` raises OSError; anything below it that
     cannot be listed goes into `notes`, named by its key."""
-    yield from _walk(base, "", notes)
+    real = os.path.realpath(base)
+    yield from _walk(base, "", notes, _Names(real))
 
 
-def _walk(folder: str, prefix: str, notes: ListingNotes) -> Iterator[tuple[str, str, os.stat_result]]:
+class _Names:
+    """Which files a walk reaches by another name too: a symbolic link to a file inside the root
+    (the walk lists the file itself), or a second hard link to a file already yielded. One image
+    is one source: paying for it once per name would pay twice for the same pixels. Only names
+    with the same extension count as one (`a.dat` and `a.jpg` are not listed alike)."""
+
+    def __init__(self, real_base: str) -> None:
+        self._base = real_base
+        self._inodes: set[tuple[int, int, str]] = set()  # only files with more than one hard link
+
+    def elsewhere(self, entry: os.DirEntry[str], info: os.stat_result) -> bool:
+        suffix = os.path.splitext(entry.name)[1].lower()
+        if entry.is_symlink():
+            target = os.path.realpath(entry.path)
+            inside = os.path.commonpath([self._base, target]) == self._base
+            if inside and os.path.splitext(target)[1].lower() == suffix:
+                return True
+        if info.st_nlink > 1:
+            inode = (info.st_dev, info.st_ino, suffix)
+            if inode in self._inodes:
+                return True
+            self._inodes.add(inode)
+        return False
+
+
+def _walk(
+    folder: str, prefix: str, notes: ListingNotes, names: _Names
+) -> Iterator[tuple[str, str, os.stat_result]]:
     try:
         with os.scandir(folder) as scan:
             entries = sorted(scan, key=lambda e: e.name + "/" if _is_folder(e) else e.name)
@@ -114,7 +143,7 @@ def _walk(folder: str, prefix: str, notes: ListingNotes) -> Iterator[tuple[str, 
             notes.add(printable(key) + ("/" if _is_folder(entry) else ""), NOT_UTF8)
             continue
         if _is_folder(entry):
-            yield from _walk(entry.path, key + "/", notes)
+            yield from _walk(entry.path, key + "/", notes, names)
             continue
         try:
             info = os.stat(entry.path) if entry.is_symlink() else entry.stat(follow_symlinks=False)
@@ -122,6 +151,9 @@ def _walk(folder: str, prefix: str, notes: ListingNotes) -> Iterator[tuple[str, 
             notes.add(key, _reason(error))
             continue
         if stat.S_ISREG(info.st_mode):
+            if names.elsewhere(entry, info):
+                notes.add(key, SAME_FILE)
+                continue
             yield key, entry.path, info
         else:
             notes.add(key, LINKED_FOLDER if stat.S_ISDIR(info.st_mode) else NOT_A_FILE)

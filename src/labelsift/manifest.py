@@ -21,6 +21,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple
@@ -43,7 +44,24 @@ from labelsift.whole_output import write_whole
 
 log = logging.getLogger(__name__)
 
-_VERDICT_PREFIX = '{"kind":"verdict"'
+_VERDICT_PREFIX = '{"kind":"verdict"'  # how labelsift writes a verdict line (the fast check)
+_KIND = '"kind"'
+_KIND_BYTES = b'"kind"'
+
+
+def is_verdict(text: str) -> bool:
+    """Whether a (stripped) manifest line is a verdict: labelsift's own start, or, in a line written
+    by another tool (other key order, json.dumps spacing), a top-level `"kind": "verdict"`. A record
+    has no `kind` field, so only a line naming it is decoded."""
+    if text.startswith(_VERDICT_PREFIX):
+        return True
+    if _KIND not in text:
+        return False
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):  # nested past Python's stack: no verdict, `_head` names it
+        return False
+    return isinstance(value, dict) and value.get("kind") == "verdict"
 
 
 class ManifestError(BadManifest):
@@ -213,10 +231,73 @@ def cut_short(uri: str, lines: int, last: str | None, *, damaged: bool = False) 
 def _quiet_source(text: str) -> str | None:
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     source = value.get("source") if isinstance(value, dict) else None
     return uri_module.shown(source) if isinstance(source, str) else None
+
+
+MAX_LINE = 64 << 20  # a record is kilobytes (a thousand labels with boxes: a few hundred KiB)
+
+
+def _too_long(uri: str, line_no: int) -> ManifestError:
+    return ManifestError(
+        uri, line_no,
+        f"longer than {MAX_LINE >> 20} MiB, which no record comes near (labelsift reads no further "
+        "into it, and cuts nothing of it): the file is not a manifest, or that line was damaged",
+    )  # fmt: skip
+
+
+def bounded_byte_lines(uri: str, stream: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """(line number, line) of `stream`, never holding more than `MAX_LINE` of one line: a longer
+    line (a file that is not a manifest, a damaged one) is a ManifestError naming it."""
+    line_no = 0
+    while raw := stream.readline(MAX_LINE + 1):
+        line_no += 1
+        if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
+            raise _too_long(uri, line_no)
+        yield line_no, raw
+
+
+def bounded_text_lines(uri: str, stream: IO[str]) -> Iterator[tuple[int, str]]:
+    """`bounded_byte_lines` for a text stream, read in chunks and split here: `TextIOWrapper`'s
+    `readline(limit)` still decodes the whole line before cutting it."""
+    line_no = 0
+    parts: list[str] = []
+    pending = 0
+    while chunk := stream.read(1 << 20):
+        at = 0
+        while (end := chunk.find("\n", at)) >= 0:
+            piece = chunk[at : end + 1]
+            if parts:
+                piece = "".join([*parts, piece])
+                parts.clear()
+                pending = 0
+            line_no += 1
+            if len(piece) > MAX_LINE + 1:
+                raise _too_long(uri, line_no)
+            yield line_no, piece[1:] if line_no == 1 and piece.startswith(_BOM) else piece
+            at = end + 1
+        if at < len(chunk):
+            parts.append(chunk[at:])
+            pending += len(chunk) - at
+            if pending > MAX_LINE:
+                raise _too_long(uri, line_no + 1)
+    if parts:
+        last = "".join(parts)
+        yield line_no + 1, last[1:] if line_no == 0 and last.startswith(_BOM) else last
+
+
+_BOM = "\ufeff"  # an editor's "UTF-8 with BOM": not part of the first line
+_BOM_BYTES = _BOM.encode("utf-8")
+
+
+def _past_bom(stream: IO[bytes]) -> int:
+    """Position `stream` (at its start) after a byte-order mark, if it has one; returns where."""
+    if stream.read(len(_BOM_BYTES)) == _BOM_BYTES:
+        return len(_BOM_BYTES)
+    stream.seek(0)
+    return 0
 
 
 def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
@@ -231,7 +312,7 @@ def iter_lines(uri: str) -> Iterator[tuple[int, str]]:
     last = (0, "")
     try:
         with _open_text(uri, "r") as stream:
-            for line_no, raw in enumerate(stream, start=1):
+            for line_no, raw in bounded_text_lines(uri, stream):
                 if not raw.endswith("\n") and not _parses(raw):
                     log.warning(
                         "%s: line %d is torn (a killed run was writing it); ignoring it", uri, line_no
@@ -282,14 +363,14 @@ def _gzip_refusal(uri: str, path: Path) -> TruncatedManifest:
 def _parses(text: str | bytes) -> bool:
     try:
         json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
     return True
 
 
 def parse_line(uri: str, line_no: int, text: str) -> ImageRecord | VerdictEntry:
     try:
-        if text.startswith(_VERDICT_PREFIX):
+        if is_verdict(text):
             return VerdictEntry.model_validate_json(text)
         return ImageRecord.model_validate_json(text)
     except ValidationError as exc:
@@ -308,6 +389,8 @@ def _head(uri: str, line_no: int, text: str) -> dict[str, Any]:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ManifestError(uri, line_no, f"not JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:  # `[[[[…` a hundred thousand deep: no record nests like that
+        raise ManifestError(uri, line_no, "not a record (JSON nested too deeply to read)") from None
     if not isinstance(value, dict) or not isinstance(value.get("source"), str):
         raise ManifestError(uri, line_no, "no 'source' field")
     return value
@@ -328,6 +411,36 @@ class Known(NamedTuple):
     hit: bool | None
 
 
+class IndexSpace(CannotProceed):
+    """The temporary folder that holds a manifest's per-source index is full or failing."""
+
+    def __init__(self, folder: str, why: str) -> None:
+        super().__init__(
+            f"cannot keep the per-source index of the manifest in {folder}: {why}. labelsift keeps it "
+            "on disk there while it reads a manifest (a few hundred bytes per image). Free space "
+            "there, or point TMPDIR at a folder with room, then run again; nothing was lost."
+        )
+
+
+class _IndexLock:
+    """The index's thread lock; a SQLite failure met under it (the temporary folder full, an I/O
+    error) becomes `IndexSpace`, naming the folder, instead of an unexpected error."""
+
+    def __init__(self, folder: str) -> None:
+        self._folder = folder
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._lock.release()
+        if isinstance(exc, sqlite3.OperationalError):  # SQLITE_FULL, SQLITE_IOERR
+            raise IndexSpace(os.path.dirname(self._folder), str(exc)) from exc
+
+
 class SourceIndex(AbstractContextManager["SourceIndex"]):
     """source -> (etag, status, where) for every source in one or more manifests, kept on disk.
 
@@ -336,15 +449,26 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
     """
 
     def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="labelsift-index-")
-        self._db = sqlite3.connect(os.path.join(self._dir.name, "index.sqlite"), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=OFF")
-        self._db.execute("PRAGMA synchronous=OFF")
-        self._db.execute(
-            "CREATE TABLE records (source TEXT PRIMARY KEY, etag TEXT, status TEXT, "
-            "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER, hit INTEGER)"
-        )
-        self._lock = threading.Lock()
+        try:
+            self._dir = tempfile.TemporaryDirectory(prefix="labelsift-index-")
+        except OSError as exc:
+            raise IndexSpace(tempfile.gettempdir(), str(exc.strerror or exc)) from exc
+        self._lock = _IndexLock(self._dir.name)
+        try:
+            self._connect()
+        except BaseException:
+            self._dir.cleanup()
+            raise
+
+    def _connect(self) -> None:
+        with self._lock:
+            self._db = sqlite3.connect(os.path.join(self._dir.name, "index.sqlite"), check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=OFF")
+            self._db.execute("PRAGMA synchronous=OFF")
+            self._db.execute(
+                "CREATE TABLE records (source TEXT PRIMARY KEY, etag TEXT, status TEXT, "
+                "scanned_at TEXT, shard INTEGER, line INTEGER, copies INTEGER, hit INTEGER)"
+            )
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -404,7 +528,11 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
         with self._lock:
             self._db.execute("CREATE INDEX IF NOT EXISTS by_place ON records (shard, line)")
             cursor = self._db.execute("SELECT shard, line FROM records ORDER BY shard, line")
-        while rows := cursor.fetchmany(10_000):
+        while True:
+            with self._lock:  # the sort may spill to the temporary folder: its failure is named too
+                rows = cursor.fetchmany(10_000)
+            if not rows:
+                break
             for shard, line in rows:
                 yield int(shard), int(line)
 
@@ -429,12 +557,28 @@ class SourceIndex(AbstractContextManager["SourceIndex"]):
             yield source
 
 
+def _sortable_time(value: object) -> str:
+    """`scanned_at` as text that sorts as the times do: UTC, microseconds always written. Another
+    tool's `+02:00`, a whole second without a fraction and labelsift's own `…Z` then compare right
+    (as written, `12:00:00+02:00` sorts after `11:00:00Z`, and `10:00:00Z` after `10:00:00.5Z`). A
+    value that is no time is kept as it is: validation names its line."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC).replace(tzinfo=None)
+    return when.isoformat(timespec="microseconds")
+
+
 def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, list[Verdict]] | None) -> int:
     """Add every record line of `uri` to the index (and collect its verdicts); returns records seen."""
     seen = 0
     batch: list[tuple[str, str | None, str, str, int, int]] = []
     for line_no, text in iter_lines(uri):
-        if text.startswith(_VERDICT_PREFIX):
+        if is_verdict(text):
             if verdicts is not None:
                 entry = parse_line(uri, line_no, text)
                 assert isinstance(entry, VerdictEntry)
@@ -442,7 +586,7 @@ def _index_into(index: SourceIndex, uri: str, shard: int, verdicts: dict[str, li
             continue
         head = _head(uri, line_no, text)
         status = str(head.get("status", ScanStatus.ERROR.value))
-        scanned_at = str(head.get("scanned_at", ""))
+        scanned_at = _sortable_time(head.get("scanned_at"))
         batch.append((head["source"], head.get("etag"), status, scanned_at, shard, line_no))
         seen += 1
         if len(batch) >= 5000:
@@ -550,12 +694,12 @@ _SOURCE_PREFIX_BYTES = b'{"source":"'
 def _key_of(uri: str, line_no: int, raw: bytes) -> bytes | None:
     """A record line's source as UTF-8 (None for a blank or verdict line), without decoding the
     line when it starts the way the writer writes it (its source string then holds no escape)."""
-    if raw.startswith(_SOURCE_PREFIX_BYTES):
+    if raw.startswith(_SOURCE_PREFIX_BYTES) and _KIND_BYTES not in raw:  # a verdict may start so too
         close = raw.find(b'"', len(_SOURCE_PREFIX_BYTES))
         if close > 0 and raw.find(b"\\", len(_SOURCE_PREFIX_BYTES), close) < 0:
             return raw[len(_SOURCE_PREFIX_BYTES) : close]
     text = _text_of(uri, line_no, raw).strip()
-    if not text or text.startswith(_VERDICT_PREFIX):
+    if not text or is_verdict(text):
         return None
     return _source_of(uri, line_no, text).encode("utf-8")
 
@@ -570,14 +714,15 @@ def _record_keys(uri: str, *, as_bytes: bool) -> Iterator[tuple[int, bytes]]:
     file's byte lines to be its text lines (`_spanning_pass`: no carriage return inside a line)."""
     if not as_bytes:
         for line_no, text in iter_lines(uri):
-            if not text.startswith(_VERDICT_PREFIX):
+            if not is_verdict(text):
                 yield line_no, _source_of(uri, line_no, text).encode("utf-8")
         return
     path = Path(uri).expanduser()
     if not path.exists():
         return
     with open(path, "rb") as stream:
-        for line_no, raw in enumerate(stream, start=1):
+        _past_bom(stream)
+        for line_no, raw in bounded_byte_lines(uri, stream):
             if not raw.endswith(b"\n") and not _parses(raw):
                 return  # torn: `iter_lines` warns about it
             key = _key_of(uri, line_no, raw)
@@ -629,7 +774,7 @@ def first_pass(uri: str, lines_per_span: int | None = None) -> FirstPass:
         found.verdicts.clear()
         finder = _RepeatFinder()
         for line_no, text in iter_lines(uri):
-            if text.startswith(_VERDICT_PREFIX):
+            if is_verdict(text):
                 _add_verdict(uri, line_no, text, found.verdicts)
             else:
                 finder.add(_source_of(uri, line_no, text).encode("utf-8"))
@@ -656,6 +801,7 @@ def _line_starts(path: Path, source: str, *, limit: int) -> int:
     needle = b"\n" + _SOURCE_PREFIX_BYTES + source.encode("utf-8", "surrogateescape") + b'"'
     found = 0
     with open(path, "rb") as stream:
+        _past_bom(stream)
         carry = b"\n"  # the file's start is a line's start
         while chunk := stream.read(1 << 20):
             data = carry + chunk
@@ -702,7 +848,8 @@ def _spanning_pass(
     first_line = line_no = 1
     prefix, skip = _SOURCE_PREFIX_BYTES, len(_SOURCE_PREFIX_BYTES)
     with open(path, "rb") as stream:
-        for line_no, raw in enumerate(stream, start=1):
+        start = end = _past_bom(stream)  # the first span starts after it
+        for line_no, raw in bounded_byte_lines(uri, stream):
             if b"\r" in raw and b"\r" in raw.strip():
                 return None
             if not raw.endswith(b"\n") and not _parses(raw):
@@ -710,7 +857,7 @@ def _spanning_pass(
                 line_no -= 1
                 break
             end += len(raw)
-            close = raw.find(b'"', skip) if raw.startswith(prefix) else -1
+            close = raw.find(b'"', skip) if raw.startswith(prefix) and _KIND_BYTES not in raw else -1
             if close > 0 and raw.find(b"\\", skip, close) < 0:  # `_key_of`'s fast path, inline
                 finder.add(raw[skip:close])
             elif (key := _key_of(uri, line_no, raw)) is not None:
@@ -753,7 +900,7 @@ def effective_lines(uri: str, first: FirstPass | None = None) -> Iterator[Line]:
     found = first if first is not None else first_pass(uri)
     verdicts, last = found.verdicts, found.last
     for line_no, text in iter_lines(uri):
-        if text.startswith(_VERDICT_PREFIX):
+        if is_verdict(text):
             continue
         if last or verdicts:
             source = _source_of(uri, line_no, text)
@@ -897,6 +1044,8 @@ def _repair_plain(target: Path) -> int:
         position = size
         cut = 0
         while position > 0:
+            if size - position > MAX_LINE:  # no killed run leaves that much of one line: not ours
+                raise _too_long(str(target), _lines_before(stream, position) + 1)
             start = max(0, position - block)
             stream.seek(start)
             chunk = stream.read(position - start)
@@ -905,12 +1054,22 @@ def _repair_plain(target: Path) -> int:
                 cut = start + newline + 1
                 break
             position = start
+        if size - cut > MAX_LINE:
+            raise _too_long(str(target), _lines_before(stream, cut) + 1)
         stream.seek(cut)
         torn = stream.read()
         if _parses(torn.decode("utf-8", errors="replace")):
             stream.write(b"\n")
             log.warning("%s: the last line had no newline; added one", target)
             return 0
+        if not _written_by_us(torn):
+            raise ManifestError(
+                str(target), _lines_before(stream, cut) + 1,
+                f"the file ends in {len(torn)} bytes without a newline that are not part of a record "
+                "labelsift writes (a killed run leaves the start of one, `{\"source\":…`), so nothing "
+                "is cut. If this is a manifest, end that line with a newline or delete it; if it is "
+                "not (a gzip manifest named .jsonl: rename it .jsonl.gz), give -o another file",
+            )  # fmt: skip
         stream.truncate(cut)
     log.warning(
         "%s: removed a torn last line (%d bytes) left by a run that was killed while writing it; "
@@ -919,6 +1078,29 @@ def _repair_plain(target: Path) -> int:
         len(torn),
     )
     return len(torn)
+
+
+_LINE_STARTS = (b'{"source":', b'{"kind":')  # how the writer starts each line (spaces aside)
+
+
+def _written_by_us(torn: bytes) -> bool:
+    """Whether `torn` (a last line without newline) can be what a killed writer left: the start of
+    a record or verdict line (JSON spacing aside). Anything else (compressed bytes, someone's text)
+    is not labelsift's to cut."""
+    head = torn[:64].translate(None, b" \t\r")
+    if not head:  # only blanks: nothing is lost by cutting them
+        return True
+    return any(head.startswith(start) or start.startswith(head) for start in _LINE_STARTS)
+
+
+def _lines_before(stream: IO[bytes], end: int) -> int:
+    """How many newlines the first `end` bytes of `stream` hold (read in chunks)."""
+    stream.seek(0)
+    count = 0
+    while end > 0 and (chunk := stream.read(min(end, 1 << 20))):
+        count += chunk.count(b"\n")
+        end -= len(chunk)
+    return count
 
 
 class ManifestWriter(AbstractContextManager["ManifestWriter"]):
@@ -950,6 +1132,12 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
             self._release_lock()
             raise storage_error(exc, str(self.path), "open the manifest for appending") from exc
         except BaseException:
+            self._release_lock()
+            raise
+        try:
+            self._lock_file.hold_file()  # the file itself, now that it exists (hard links to it)
+        except BaseException:
+            os.close(self._fd)
             self._release_lock()
             raise
         self._lock = threading.Lock()
@@ -1024,6 +1212,12 @@ def claim_output(shards: list[str], output: str, *, overwrite: bool) -> None:
     refuse_output_among_inputs(shards, output, what="merged manifest")
     for shard in shards:
         _target(shard)
+    for shard in shards:  # a typo must not make a merged manifest without that shard, exit 0
+        if not exists(shard):
+            raise ManifestUnreadable(
+                f"{uri_module.shown(shard)}: no such manifest, so the merge would leave its records "
+                "out. Check the name (nothing was written)."
+            )
     location = uri_module.parse(output, what="merged manifest")
     if isinstance(location, uri_module.LocalLocation):
         refuse_special_file(str(output), location.path)  # never renamed over, even with --overwrite
@@ -1064,7 +1258,7 @@ def _merge_into(shards: list[str], output: str) -> MergeResult:
             nonlocal records, verdicts
             for shard_no, shard in enumerate(shards):
                 for line_no, text in iter_lines(shard):
-                    if not text.startswith(_VERDICT_PREFIX):
+                    if not is_verdict(text):
                         if not places.wins(shard_no, line_no):
                             continue
                         records += 1

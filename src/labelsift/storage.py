@@ -389,7 +389,14 @@ def _os_error(error: OSError, uri: str, action: str) -> StorageError:
             f"Could not {action} {uri}: a path component is longer than the file system allows "
             "(usually 255 bytes). Choose a layout with shorter names.",
         )
-    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    if error.errno == errno.EROFS:  # no space to free: the file system takes no writes at all
+        return StorageError(
+            "ReadOnly",
+            uri,
+            f"Could not {action} {uri}: the file system there is mounted read-only. Choose a folder "
+            "you can write to (or remount it read-write).",
+        )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
         return StorageError(
             "NoSpace",
             uri,
@@ -655,7 +662,9 @@ class Storage:
             _raise(error, root, "list")
 
     def _list_local(self, root: str, notes: ListingNotes) -> Iterator[ObjectInfo]:
-        base = _local(root)
+        # The root's own links resolved: a source is recorded by its real path, so the folder (or
+        # image) scanned again through a symlink to it is known to the manifest, never paid twice.
+        base = os.path.realpath(_local(root))
         try:
             if os.path.isfile(base):
                 stat = os.stat(base)

@@ -10,6 +10,8 @@ partial object. Compression follows the destination's extension (`.gz`, `.bz2`, 
 
 from __future__ import annotations
 
+import gzip
+import io
 import os
 import secrets
 import tempfile
@@ -49,7 +51,19 @@ def _compression(name: str) -> str:
     return suffix if suffix in (".gz", ".bz2", ".xz", ".zst", ".lz4") else "disable"
 
 
-def _fill_local(path: Path, compression: str, fill: Callable[[IO[str]], T]) -> T:
+def _fill_local(path: Path, compression: str, fill: Callable[[IO[str]], T], name: str) -> T:
+    """Fill `path`; `name` is the file's final name, which a gzip header records (`gunzip -N`
+    restores it: never the temporary name)."""
+    if compression == ".gz":
+        with open(path, "wb") as raw:
+            with (
+                gzip.GzipFile(filename=name, mode="wb", fileobj=raw) as packed,
+                io.TextIOWrapper(packed, encoding="utf-8") as stream,
+            ):
+                result = fill(stream)
+            raw.flush()
+            os.fsync(raw.fileno())
+        return result
     try:
         opened = smart_open.open(str(path), "w", encoding="utf-8", compression=compression)
     except ImportError as exc:  # .zst without backports.zstd, .lz4 without lz4
@@ -73,7 +87,7 @@ def write_whole(output: str, fill: Callable[[IO[str]], T]) -> T:
         final.parent.mkdir(parents=True, exist_ok=True)
         partial = final.with_name(f".{final.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}")
         try:
-            result = _fill_local(partial, compression, fill)
+            result = _fill_local(partial, compression, fill, final.name)
             os.replace(partial, final)
         except BaseException as exc:
             with suppress(OSError):
@@ -91,7 +105,7 @@ def write_whole(output: str, fill: Callable[[IO[str]], T]) -> T:
     with tempfile.TemporaryDirectory(prefix="labelsift-upload-") as scratch:
         staged = Path(scratch) / "whole"
         try:
-            result = _fill_local(staged, compression, fill)
+            result = _fill_local(staged, compression, fill, location.key.rsplit("/", 1)[-1])
         except OSError as exc:
             raise storage_error(exc, str(staged), f"stage {location} (before its upload) in") from exc
         _upload(staged, location)
