@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
+from sandbox import tiny_disk
 from test_export_common import box, label, make_jpeg, record, write_manifest
 from typer.testing import CliRunner, Result
 
@@ -152,13 +153,7 @@ def test_overwrite_never_deletes_the_images_the_new_export_names(tmp_path: Path,
 def test_a_full_disk_during_a_custom_labels_copy_names_the_destination(tmp_path: Path) -> None:
     """A full disk while copying images (Custom Labels) stopped with the staging folder's path in
     the message (a folder already removed) instead of "cannot write DEST: no space left"."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a small file system here")
-    try:
+    with tiny_disk(tmp_path / "tiny") as mount:
         photos = [make_jpeg(tmp_path / "photos" / f"{i}.jpg", 200, 100) for i in range(30)]
         manifest = write_manifest(tmp_path / "m.jsonl", [bird(p) for p in photos])
         for command in ("custom-labels", "yolo", "voc"):
@@ -168,8 +163,6 @@ def test_a_full_disk_during_a_custom_labels_copy_names_the_destination(tmp_path:
             assert f"cannot write {dest}: no space left on the device" in said(result), result.output
             assert ".labelsift-staging" not in result.output
             assert os.listdir(dest) == []
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_overwrite_on_s3_never_deletes_the_images_the_new_export_names(

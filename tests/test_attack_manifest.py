@@ -11,13 +11,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from sandbox import can_bind_read_only, can_mount_tmpfs
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
@@ -339,18 +339,7 @@ def test_a_manifest_that_is_a_fifo_is_exit_3_at_once_not_a_hang(
     assert fake_rekognition.billed == 0
 
 
-def _can_bind_read_only() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount --bind /tmp /mnt && mount -o remount,bind,ro /mnt"],
-        capture_output=True,
-        timeout=30,
-    )
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _can_bind_read_only(), reason="needs `unshare -rm` to bind a folder read-only")
+@pytest.mark.skipif(not can_bind_read_only(), reason="needs `unshare -rm` to bind a folder read-only")
 def test_a_manifest_on_a_read_only_file_system_says_so_not_free_space(
     fake_rekognition: FakeRekognition, tmp_path: Path
 ) -> None:
@@ -409,18 +398,7 @@ def test_a_resumed_scan_never_cuts_the_tail_of_a_file_labelsift_did_not_write(
     assert b"half-writ" not in good.read_bytes() and good.read_bytes().endswith(b"\n")
 
 
-def _can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /mnt"],
-        capture_output=True,
-        timeout=30,
-    )
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
 def test_a_full_temporary_folder_is_exit_3_naming_it_not_a_bug(tmp_path: Path) -> None:
     when = "2026-01-01T10:00:00Z"
     records = [_line(f"s3://raw/{'x' * 60}-{i:06d}.jpg", "Bird", when) for i in range(20000)]

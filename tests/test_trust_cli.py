@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from sandbox import can_mount_tmpfs
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app
@@ -381,18 +381,7 @@ def test_the_summary_after_ctrl_c_counts_every_record_written_and_every_call_bil
 # ---- finding 12: disk full while a scan writes its manifest --------------------------------------
 
 
-def _can_mount_tmpfs() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "-rm", "sh", "-c", "mount -t tmpfs -o size=4k tmpfs /mnt"],
-        capture_output=True,
-        timeout=30,
-    )
-    return probe.returncode == 0
-
-
-@pytest.mark.skipif(not _can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
+@pytest.mark.skipif(not can_mount_tmpfs(), reason="needs `unshare -rm` to mount a small tmpfs")
 def test_disk_full_stops_the_scan_with_its_summary_and_the_rerun_pays_only_what_was_in_flight(
     fake_rekognition: FakeRekognition, tmp_path: Path
 ) -> None:

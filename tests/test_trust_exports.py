@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import sandbox
 from PIL import Image
 from pycocotools.coco import COCO
 from test_export_common import box, label, make_jpeg, record, write_manifest
@@ -375,16 +376,8 @@ def test_a_read_only_destination_stops_at_once(tmp_path: Path, manifest: str, co
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    if subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True
-    ).returncode:
-        pytest.skip("cannot mount a small file system here")
-    try:
+    with sandbox.tiny_disk(tmp_path / "tiny") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_during_a_coco_export_leaves_nothing_new(tmp_path: Path, tiny_disk: Path) -> None:
