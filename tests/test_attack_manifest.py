@@ -335,7 +335,7 @@ def test_a_manifest_that_is_a_fifo_is_exit_3_at_once_not_a_hang(
         ["review", str(fifo), "--label", "Bird"],
     ):
         done = subprocess.run(subprocess_cli(*command), capture_output=True, text=True, timeout=60)
-        check(done, ExitCode.CANNOT_PROCEED, "m.jsonl", "not a regular file")
+        check(done, ExitCode.CANNOT_PROCEED, "m.jsonl", "is a FIFO", "not a manifest file")
     assert fake_rekognition.billed == 0
 
 
