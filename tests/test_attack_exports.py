@@ -17,9 +17,10 @@ from PIL import Image
 from pycocotools.coco import COCO
 from sandbox import tiny_disk
 from test_export_common import box, label, make_jpeg, record, write_manifest
-from typer.testing import CliRunner, Result
+from test_trust_exports import RECEIPT, cli, said
+from test_trust_exports import wide_console as wide_console  # autouse: long paths on one line
 
-from labelsift.cli import ExitCode, app
+from labelsift.cli import ExitCode
 from labelsift.models import ImageRecord
 from labelsift.storage import Storage
 
@@ -27,25 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mypy_boto3_s3 import S3Client
-
-runner = CliRunner()
-RECEIPT = ".labelsift-receipt.jsonl"
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    import labelsift.cli
-
-    for console in (labelsift.cli.out, labelsift.cli.err):
-        monkeypatch.setattr(console, "_width", 10_000)
-
-
-def cli(*args: str) -> Result:
-    return runner.invoke(app, list(args))
-
-
-def said(result: Result) -> str:
-    return " ".join(result.output.split())
 
 
 def bird(path: Path) -> ImageRecord:

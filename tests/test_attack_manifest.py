@@ -13,27 +13,16 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from sandbox import can_bind_read_only, can_mount_tmpfs
-from typer.testing import CliRunner, Result
+from test_trust_manifest import cli, said, scan_args, subprocess_cli, wait_for_lines
+from typer.testing import Result
 
-from labelsift.cli import ExitCode, app
+from labelsift.cli import ExitCode
 from labelsift.manifest import iter_records
 from labelsift.testing.fake_rekognition import FakeRekognition, make_image
-
-runner = CliRunner()
-
-
-def cli(*args: str) -> Result:
-    return runner.invoke(app, list(args))
-
-
-def said(result: Result | subprocess.CompletedProcess[str]) -> str:
-    text = result.output if isinstance(result, Result) else result.stdout + result.stderr
-    return " ".join(text.split())
 
 
 def check(result: Result | subprocess.CompletedProcess[str], code: int, *names: str) -> str:
@@ -53,23 +42,6 @@ def images(folder: Path, count: int, scene: str = "bird") -> Path:
     for i in range(count):
         (folder / f"{i:03d}.jpg").write_bytes(make_image(scene, seed=i))
     return folder
-
-
-def scan_args(source: Path | str, manifest: Path | str, *extra: str) -> list[str]:
-    return ["scan", str(source), "-o", str(manifest), "-d", "rekognition", "-l", "Bird", *extra]
-
-
-def subprocess_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "labelsift.cli", *args]
-
-
-def wait_for_lines(path: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if path.exists() and path.read_bytes().count(b"\n") >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{path} never reached {count} lines")
 
 
 # ---- the lock file is the manifest's, never a file someone planted there --------------------
