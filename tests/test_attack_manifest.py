@@ -173,7 +173,7 @@ def test_verdict_lines_in_another_key_order_or_spacing_are_verdicts_for_every_re
     assert {r.source for r in iter_records(str(merged)) if r.review} == {first, second}
     # an export reads them too: the two rejected images are not exported as Bird
     out = tmp_path / "coco"
-    check(cli("export", "coco", str(manifest), str(out), "--label", "Bird"), ExitCode.OK)
+    check(cli("export", "coco", str(manifest), str(out), "--label", "Bird", "--val", "0"), ExitCode.OK)
     exported = json.loads((out / "annotations" / "instances_train.json").read_text())
     assert len(exported["images"]) == 1, exported["images"]
 
@@ -354,8 +354,15 @@ def test_a_resumed_scan_never_cuts_the_tail_of_a_file_labelsift_did_not_write(
     good = tmp_path / "good.jsonl"
     assert cli(*scan_args(folder, good)).exit_code == 0
     renamed = tmp_path / "m.jsonl"  # a gzip manifest that lost its .gz (a download, a `mv`)
-    renamed.write_bytes(gzip.compress(good.read_bytes() * 40, mtime=0))
-    assert b"\n" in renamed.read_bytes()  # a "last line" to cut, in compressed bytes
+    # compressed bytes with a 0x0A in them: a "last line" the old repair would cut (whether a given
+    # payload compresses to one depends on its paths, so take the first copy count that does)
+    payload, compressed = good.read_bytes(), b""
+    for copies in range(40, 400):
+        compressed = gzip.compress(payload * copies, mtime=0)
+        if b"\n" in compressed:
+            break
+    assert b"\n" in compressed
+    renamed.write_bytes(compressed)
     notes = tmp_path / "notes.txt"  # -o given the wrong file
     notes.write_text("shopping list\nmilk\neggs")
     for victim in (renamed, notes):
