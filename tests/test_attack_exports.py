@@ -17,32 +17,18 @@ from PIL import Image
 from pycocotools.coco import COCO
 from sandbox import tiny_disk
 from test_export_common import box, label, make_jpeg, record, write_manifest
-from test_trust_exports import RECEIPT, cli, said
+from test_trust_exports import RECEIPT, bird, cli, said
+from test_trust_exports import manifest as manifest  # fixture: a manifest of the three photos
+from test_trust_exports import photos as photos  # fixture: three small JPEGs
 from test_trust_exports import wide_console as wide_console  # autouse: long paths on one line
 
 from labelsift.cli import ExitCode
-from labelsift.models import ImageRecord
 from labelsift.storage import Storage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mypy_boto3_s3 import S3Client
-
-
-def bird(path: Path) -> ImageRecord:
-    made = record(str(path), label("Bird", 90, box(0.1, 0.1, 0.5, 0.5)))
-    return made.model_copy(update={"etag": Storage().stat(str(path)).etag, "size": path.stat().st_size})
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> list[Path]:
-    return [make_jpeg(tmp_path / "photos" / f"{i}.jpg", 200, 100) for i in range(3)]
-
-
-@pytest.fixture
-def manifest(tmp_path: Path, photos: list[Path]) -> str:
-    return write_manifest(tmp_path / "m.jsonl", [bird(p) for p in photos])
 
 
 def test_a_hard_link_planted_at_the_lock_is_never_truncated(tmp_path: Path, manifest: str) -> None:

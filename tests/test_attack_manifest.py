@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from sandbox import can_bind_read_only, can_mount_tmpfs
-from test_trust_manifest import cli, said, scan_args, subprocess_cli, wait_for_lines
+from test_trust_manifest import cli, said, scan_args, scan_holding, subprocess_cli
 from typer.testing import Result
 
 from labelsift.cli import ExitCode
@@ -101,12 +101,8 @@ def test_two_scans_on_one_manifest_through_a_hard_link_pay_once(
     manifest.write_bytes(b"")
     os.link(manifest, tmp_path / "hard.jsonl")  # the same file under a second name
     fake_rekognition.latency_s = 0.4
-    first = subprocess.Popen(
-        subprocess_cli(*scan_args(folder, manifest, "--workers", "1")),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    first = scan_holding(folder, manifest)
     try:
-        wait_for_lines(manifest, 1, first)
         second = subprocess.run(
             subprocess_cli(*scan_args(folder, tmp_path / "hard.jsonl")),
             capture_output=True, text=True, timeout=120,

@@ -325,18 +325,30 @@ def wait_for_lines(path: Path, count: int, process: subprocess.Popen[str], timeo
     raise AssertionError(f"{path} never reached {count} lines")
 
 
+def scan_holding(
+    folder: Path, manifest: Path, lines: int = 1, *, quiet: bool = False
+) -> subprocess.Popen[str]:
+    """A one-worker scan of `folder` in a subprocess, returned once it has written `lines` records
+    (so it holds the manifest's lock): the first of two commands at once on one manifest."""
+    output = subprocess.DEVNULL if quiet else subprocess.PIPE
+    process = subprocess.Popen(
+        subprocess_cli(*scan_args(folder, manifest, "--workers", "1")),
+        stdout=output,
+        stderr=output,
+        text=True,
+    )
+    wait_for_lines(manifest, lines, process)
+    return process
+
+
 def test_a_second_scan_on_a_manifest_in_use_stops_at_once_naming_the_holder(
     fake_rekognition: FakeRekognition, tmp_path: Path
 ) -> None:
     folder = images(tmp_path / "src", 12)
     manifest = tmp_path / "c.jsonl"
     fake_rekognition.latency_s = 0.6
-    first = subprocess.Popen(
-        subprocess_cli(*scan_args(folder, manifest, "--workers", "1")),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    first = scan_holding(folder, manifest)
     try:
-        wait_for_lines(manifest, 1, first)
         started = time.monotonic()
         second = subprocess.run(
             subprocess_cli(*scan_args(folder, manifest)), capture_output=True, text=True, timeout=60
@@ -393,11 +405,7 @@ def test_a_sigkilled_scan_leaves_no_lock_behind(fake_rekognition: FakeRekognitio
     folder = images(tmp_path / "src", 10)
     manifest = tmp_path / "c.jsonl"
     fake_rekognition.latency_s = 0.2
-    first = subprocess.Popen(
-        subprocess_cli(*scan_args(folder, manifest, "--workers", "1")),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    wait_for_lines(manifest, 2, first)
+    first = scan_holding(folder, manifest, 2, quiet=True)
     first.send_signal(signal.SIGKILL)
     first.wait()
     fake_rekognition.latency_s = 0.0
