@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -99,6 +100,7 @@ _REDO_EXPORT = (
 _MERGE_STOPPED = (
     "interrupted by Ctrl-C: nothing was written (an earlier output is untouched); rerun the same command."
 )
+_REPORT_STOPPED = "interrupted by Ctrl-C: no report was written (an earlier one is untouched)."
 _RESUME_COPY = (
     "interrupted by Ctrl-C: every image copied so far is whole; rerun the same command (on S3 it "
     "copies only the rest; a local destination keeps its earlier state until an export finishes)."
@@ -257,6 +259,19 @@ def _finish(summary: RunSummary) -> None:
     if summary.stopped is StopReason.INTERRUPTED:
         err.print("interrupted: the manifest is complete up to here; rerun the same command to resume.")
         raise typer.Exit(int(ExitCode.INTERRUPTED))
+    _report_hint(summary.manifest, summary.labels, summary.threshold)
+
+
+def _report_hint(manifest: str, labels: list[str], threshold: float | None) -> None:
+    """Where a report of the manifest can be made (what each threshold keeps, as pictures)."""
+    words = ["labelsift", "report", manifest, "-o", "report.html"]
+    for name in labels:
+        words += ["--label", name]
+    if threshold is not None and labels:
+        words += ["--threshold", f"{threshold:g}"]
+    out.print(
+        f"to see what the detector saw: {shlex.join(words)}", highlight=False, markup=False, soft_wrap=True
+    )
 
 
 @app.command("scan")
@@ -408,6 +423,35 @@ def merge_command(
     )
 
 
+@app.command("report")
+def report_command(
+    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write (opens offline).")],
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", "-l", help="Label to show; repeatable (default: the 3 seen most)."),
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="The threshold to mark on each curve (0-100).", min=0, max=100)
+    ] = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    samples: Annotated[int, typer.Option(help="Thumbnails per label and band.", min=0, max=100)] = 8,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier report at OUTPUT.")] = False,
+) -> None:
+    """One self-contained HTML page: what the detector saw, what each threshold keeps, what failed."""
+    from labelsift.report import make_report  # Pillow drawing and the page: only for this command
+
+    with friendly_errors(_REPORT_STOPPED):
+        uri.parse(manifest, what="manifest")
+        made = make_report(
+            manifest, output, label or [], threshold=threshold, parents=parents, samples_per_band=samples,
+            overwrite=overwrite, storage=Storage(),
+        )  # fmt: skip
+    tally = made.tally
+    shown = ", ".join(item.name for item in tally.labels) or "none"
+    out.print(f"{tally.records:,} records, labels shown: {shown} → {output}", highlight=False, markup=False)
+
+
 export_app = typer.Typer(help="Build a training-set layout from a manifest; never calls a detector.")
 app.add_typer(export_app, name="export")
 
@@ -461,7 +505,9 @@ def _export_selection(labels: list[str], threshold: float, parents: bool, band: 
     return Selection(labels=tuple(labels), threshold=threshold, include_parents=parents, band=_band(band))
 
 
-def _print_export(summary: ExportSummary, labels: list[str], parents: bool) -> None:
+def _print_export(
+    summary: ExportSummary, labels: list[str], parents: bool, manifest: str, threshold: float | None = None
+) -> None:
     out.print(export_table(summary))
     if summary.sources:
         roots = ", ".join(f"{root} ({n})" for root, n in summary.sources.items())
@@ -469,6 +515,7 @@ def _print_export(summary: ExportSummary, labels: list[str], parents: bool) -> N
     for line in export_details(summary):
         out.print(line, highlight=False)
     _warn_unmatched(summary, labels, parents)
+    _report_hint(manifest, labels, threshold)
 
 
 def _warn_unmatched(summary: ExportSummary, labels: list[str], parents: bool) -> None:
@@ -509,7 +556,7 @@ def export_custom_labels_command(
             manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
             names=_names(name), overwrite=overwrite, dry_run=dry_run,
         )  # fmt: skip
-    _print_export(summary, label, parents)
+    _print_export(summary, label, parents, manifest, threshold)
 
 
 @export_app.command("groundtruth")
@@ -535,7 +582,7 @@ def export_groundtruth_command(
             attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
             storage=Storage(),
         )  # fmt: skip
-    _print_export(summary, label, parents)
+    _print_export(summary, label, parents, manifest, threshold)
 
 
 def _annotation_command(fmt: str) -> Callable[..., None]:
@@ -567,7 +614,7 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
                 names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
                 parallel=Parallel(workers),
             )  # fmt: skip
-        _print_export(summary, label, parents)
+        _print_export(summary, label, parents, manifest, threshold)
 
     command.__doc__ = {
         "coco": "COCO detection JSON (category ids from 1, unique annotation ids).",
@@ -597,7 +644,7 @@ def export_review_command(
             manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local,
             overwrite=overwrite, storage=Storage(),
         )  # fmt: skip
-    _print_export(summary, label, parents)
+    _print_export(summary, label, parents, manifest)
 
 
 @app.command("review")

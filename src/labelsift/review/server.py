@@ -17,7 +17,6 @@ API (all JSON, pages are 1-based):
 from __future__ import annotations
 
 import errno
-import io
 import json
 import logging
 import posixpath
@@ -34,21 +33,13 @@ from types import TracebackType
 from typing import IO, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from PIL import Image, ImageOps
-
 from labelsift.errors import CannotProceed, UsageError
-from labelsift.imagelimits import (
-    DECODE_POOL,
-    MAX_OBJECT_BYTES,
-    ImageLimitError,
-    check_pixels,
-    cost_size,
-    open_image,
-)
+from labelsift.imagelimits import MAX_OBJECT_BYTES, ImageLimitError
 from labelsift.manifest import ManifestWriter, append_verdict, iter_records, local_manifest, require_existing
 from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
 from labelsift.select import Selection, unmatched_in_manifest
 from labelsift.storage import StorageError
+from labelsift.thumbnails import thumbnail
 from labelsift.views import InstanceView, label_views
 
 log = logging.getLogger(__name__)
@@ -120,37 +111,6 @@ def collect_band(
         found.append((item, _latest_verdict(record, label)))
     found.sort(key=lambda pair: (-pair[0].confidence, pair[0].source))
     return [item for item, _ in found], [verdict for _, verdict in found], outside
-
-
-def thumbnail(
-    source: bytes | IO[bytes], max_px: int = THUMB_PX, uri: str = "the image"
-) -> tuple[bytes, int, int]:
-    """The image as shown (EXIF orientation applied), scaled to fit `max_px`, as JPEG bytes.
-
-    The pixel budget is checked from the header first (`ImageLimitError`, nothing decoded); a
-    JPEG is decoded at a reduced DCT scale, anything else reduced right after decoding.
-    """
-    with open_image(source, uri) as opened:
-        declared = opened.size
-        if opened.format == "JPEG":
-            opened.draft("RGB", (max_px, max_px))  # no pixels yet: only the size to decode to
-        cost = cost_size(opened, declared)
-        check_pixels(uri, declared, cost)
-        with DECODE_POOL.reserve(cost[0] * cost[1]):
-            opened.load()
-            opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
-        image: Image.Image = opened
-        ImageOps.exif_transpose(image, in_place=True)
-        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-            rgba = image.convert("RGBA")
-            flat = Image.new("RGB", rgba.size, (255, 255, 255))
-            flat.paste(rgba, mask=rgba.getchannel("A"))
-            image = flat
-        elif image.mode != "RGB":
-            image = image.convert("RGB")
-        out = io.BytesIO()
-        image.save(out, "JPEG", quality=85)
-        return out.getvalue(), image.width, image.height
 
 
 class ReviewState:

@@ -1,0 +1,136 @@
+"""A report people look at: one self-contained HTML page of what the detector saw in a manifest.
+
+`build_report` streams the manifest once (twice when no label is given: the first pass finds the
+labels seen most) and returns the data the page shows; `write_report` renders it (`page.render`)
+and writes the file in one step. Memory stays flat: counters, 101-bucket histograms and a bounded
+reservoir of samples per label and confidence band.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from labelsift.cost import PriceTable, load_prices
+from labelsift.errors import CannotProceed, UsageError
+from labelsift.manifest import iter_records, require_existing
+from labelsift.select import Selection
+from labelsift.storage import Storage
+from labelsift.whole_output import refuse_output_among_inputs, write_whole
+
+from .collect import Collector, LabelReport, Sample, Tally
+from .data import Report
+from .page import MARKER, render
+from .thumbs import Reader, fill_thumbnails
+
+__all__ = ["LabelReport", "Report", "Sample", "Tally", "build_report", "make_report", "write_report"]
+AUTO_LABELS = 3
+
+
+def _tally(manifest: str, labels: Sequence[str], threshold: float, parents: bool, samples: int) -> Tally:
+    selection = Selection(tuple(labels), threshold=0.0, include_parents=parents) if labels else None
+    tally = Tally(manifest, labels=[LabelReport(name, threshold) for name in labels])
+    collector = Collector(tally, selection, samples_per_band=samples)
+    for record in iter_records(manifest):
+        collector.add(record)
+    return tally
+
+
+def _most_boxed(tally: Tally) -> list[str]:
+    """The labels to show when none is asked: those with the most boxes (objects, not scenes), then
+    the most images; labels are counted once per image, so a parent-only label never wins on boxes."""
+    ranked = sorted(
+        tally.label_images, key=lambda name: (-tally.label_boxes[name], -tally.label_images[name], name)
+    )
+    return ranked[:AUTO_LABELS]
+
+
+def build_report(
+    manifest: str,
+    labels: Sequence[str] = (),
+    *,
+    threshold: float = 50.0,
+    parents: bool = True,
+    storage: Reader | None = None,
+    samples_per_band: int = 8,
+    top: int = 30,
+    prices: PriceTable | None = None,
+) -> Report:
+    """The data of a report on `manifest`: for `labels` (default: the AUTO_LABELS seen most)."""
+    if not 0.0 <= threshold <= 100.0:
+        raise UsageError(f"--threshold {threshold:g}: give a confidence between 0 and 100.")
+    if samples_per_band < 0:
+        raise UsageError(f"--samples {samples_per_band}: give 0 or more thumbnails per band.")
+    if labels:
+        Selection(tuple(labels))  # the same checks as every command: empty names, repeats
+    tally = _tally(manifest, labels, threshold, parents, samples_per_band)
+    if not labels and tally.label_images:
+        chosen = _most_boxed(tally)
+        tally = _tally(manifest, chosen, threshold, parents, samples_per_band)
+    fill_thumbnails(
+        (sample for label in tally.labels for band in label.bands for sample in band.samples),
+        storage if storage is not None else Storage(),
+    )
+    table = prices if prices is not None else load_prices(None)
+    top_labels = [
+        (name, images, tally.label_boxes[name], sorted(tally.parents.get(name, ())))
+        for name, images in tally.label_images.most_common(top)
+    ]
+    return Report(tally, table.cost(tally.billed), top_labels)
+
+
+def _check_output(manifest: str, output: str, overwrite: bool) -> Path:
+    if output.startswith("s3://"):
+        raise UsageError(
+            f"-o {output}: write the report to a local file (it is one page that opens from disk), "
+            "then upload it if you want it in S3."
+        )
+    refuse_output_among_inputs([manifest], output, what="report")
+    path = Path(output)
+    if path.is_dir():
+        raise UsageError(f"-o {output} is a folder: give a file name such as {path / 'report.html'}.")
+    if path.exists() or path.is_symlink():
+        if not overwrite:
+            raise CannotProceed(f"{output} exists: add --overwrite to replace it, or give another -o.")
+        with path.open("rb") as handle:
+            head = handle.read(256).decode("utf-8", "replace")
+        if path.is_symlink() or MARKER not in head:
+            raise CannotProceed(
+                f"{output} is not a report labelsift wrote (or is a link): it is left as it is. "
+                "Give another -o, or move that file away first."
+            )
+    return path
+
+
+def write_report(report: Report, output: str, *, overwrite: bool = False) -> None:
+    """Render `report` into `output` in one step (never a half-written page)."""
+    _check_output(report.tally.manifest, output, overwrite)
+    page = render(report)
+    write_whole(output, lambda stream: stream.write(page))
+
+
+def make_report(
+    manifest: str,
+    output: str,
+    labels: Sequence[str] = (),
+    *,
+    threshold: float = 50.0,
+    parents: bool = True,
+    samples_per_band: int = 8,
+    overwrite: bool = False,
+    storage: Reader | None = None,
+) -> Report:
+    """Check the destination first, then build the report and write it: what `labelsift report` runs."""
+    if not manifest.startswith("s3://"):
+        require_existing(Path(manifest))
+    _check_output(manifest, output, overwrite)
+    report = build_report(
+        manifest,
+        labels,
+        threshold=threshold,
+        parents=parents,
+        storage=storage,
+        samples_per_band=samples_per_band,
+    )
+    write_report(report, output, overwrite=overwrite)
+    return report

@@ -1,0 +1,47 @@
+"""Small previews of images as shown (EXIF orientation applied), read within the scan's memory limits."""
+
+from __future__ import annotations
+
+import io
+from typing import IO
+
+from PIL import Image, ImageOps
+
+from labelsift.imagelimits import DECODE_POOL, check_pixels, cost_size, open_image
+
+
+def preview(source: bytes | IO[bytes], max_px: int = 512, uri: str = "the image") -> Image.Image:
+    """The image as shown (EXIF orientation applied), RGB, scaled to fit `max_px` on each side.
+
+    The pixel budget is checked from the header first (`ImageLimitError`, nothing decoded); a
+    JPEG is decoded at a reduced DCT scale, anything else reduced right after decoding.
+    """
+    with open_image(source, uri) as opened:
+        declared = opened.size
+        if opened.format == "JPEG":
+            opened.draft("RGB", (max_px, max_px))  # no pixels yet: only the size to decode to
+        cost = cost_size(opened, declared)
+        check_pixels(uri, declared, cost)
+        with DECODE_POOL.reserve(cost[0] * cost[1]):
+            opened.load()
+            opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
+        image: Image.Image = opened
+        ImageOps.exif_transpose(image, in_place=True)
+        if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            flat = Image.new("RGB", rgba.size, (255, 255, 255))
+            flat.paste(rgba, mask=rgba.getchannel("A"))
+            return flat
+        return image.convert("RGB") if image.mode != "RGB" else image.copy()
+
+
+def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def thumbnail(source: bytes | IO[bytes], max_px: int = 512, uri: str = "the image") -> tuple[bytes, int, int]:
+    """`preview` as JPEG bytes, with its width and height."""
+    image = preview(source, max_px, uri)
+    return jpeg_bytes(image), image.width, image.height
