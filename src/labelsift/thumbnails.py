@@ -35,9 +35,11 @@ def preview(source: bytes | IO[bytes], max_px: int = 512, uri: str = "the image"
         return image.convert("RGB") if image.mode != "RGB" else image.copy()
 
 
-def jpeg_bytes(image: Image.Image, quality: int = 85) -> bytes:
+def jpeg_bytes(image: Image.Image, quality: int = 85, *, sharp_colour: bool = False) -> bytes:
+    """JPEG bytes; `sharp_colour` keeps full-resolution colour (4:4:4), so thin coloured lines drawn
+    on the image keep their colour instead of bleeding into their neighbours."""
     out = io.BytesIO()
-    image.save(out, "JPEG", quality=quality)
+    image.save(out, "JPEG", quality=quality, subsampling=0 if sharp_colour else -1)
     return out.getvalue()
 
 

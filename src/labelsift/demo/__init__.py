@@ -13,12 +13,14 @@ from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.summary import ExportSummary
 from labelsift.models import RunSummary
+from labelsift.report import make_report
 from labelsift.scan import ScanOptions, scan
 from labelsift.select import Selection
 from labelsift.storage import Storage
 
 FOLDER_LABELS = ("Dog", "Cat", "Bird", "Person")
 COCO_LABELS = ("Person", "Dog", "Cat", "Horse", "Giraffe", "Zebra", "Bicycle", "Kite")
+REPORT_LABELS = ("Person", "Dog", "Cat")
 THRESHOLD = 65.0
 
 
@@ -32,6 +34,7 @@ class DemoResult:
     scan: RunSummary
     custom_labels: ExportSummary
     coco: ExportSummary
+    page: Path  # the HTML report of the manifest
 
     def report(self) -> list[str]:
         folders = ", ".join(
@@ -43,6 +46,7 @@ class DemoResult:
             f"manifest: {self.manifest}",
             f"Custom Labels folders in {self.custom_labels.destination} ({folders})",
             f"COCO in {self.coco.destination}: {sum(self.coco.images.values())} images, {boxes} boxes",
+            f"report: {self.page} (open it in a browser)",
         ]
 
 
@@ -74,4 +78,9 @@ def run_demo(output: Path, *, on_progress: Callable[[str], None] | None = None) 
         copy_images=True,
         overwrite=True,  # the demo's own folder: a rerun replaces its COCO export
     )
-    return DemoResult(manifest=manifest, scan=summary, custom_labels=folders, coco=coco)
+    say("writing the report (what the detector saw, what each threshold keeps)...")
+    page = output / "report.html"
+    make_report(
+        str(manifest), str(page), REPORT_LABELS, threshold=THRESHOLD, overwrite=page.exists(), storage=storage
+    )
+    return DemoResult(manifest=manifest, scan=summary, custom_labels=folders, coco=coco, page=page)

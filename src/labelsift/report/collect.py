@@ -26,6 +26,12 @@ BANDS: tuple[tuple[str, float, float], ...] = (
     ("below 60", 0.0, 60.0),
 )
 BILLED_DETECTORS = frozenset({"rekognition"})
+# bounds for a manifest someone else wrote: distinct label names tracked, parents kept per label,
+# characters kept of a message
+MAX_DISTINCT_LABELS = 50_000
+MAX_PARENTS = 20
+MAX_MESSAGE = 300
+MAX_KINDS = 1_000  # distinct reasons, distinct detectors
 
 
 @dataclass
@@ -119,6 +125,7 @@ class Tally:
     labels: list[LabelReport] = field(default_factory=list)
     failures: list[FailureRow] = field(default_factory=list)
     failures_total: int = 0
+    untracked_labels: int = 0  # label names met after MAX_DISTINCT_LABELS others (not counted)
 
 
 def _latest_verdict(record: ImageRecord, label: str) -> bool | None:
@@ -158,16 +165,25 @@ class Collector:
         tally = self.tally
         detector = record.detector
         if detector is not None:
-            tally.detectors[(detector.name, detector.model_version or "")] += 1
+            key = (detector.name, detector.model_version or "")
+            if key not in tally.detectors and len(tally.detectors) >= MAX_KINDS:
+                key = ("other", "")
+            tally.detectors[key] += 1
             tally.billed += detector.name in BILLED_DETECTORS
         seen: set[str] = set()
         for label in record.labels:
-            if label.name not in seen:
-                seen.add(label.name)
-                tally.label_images[label.name] += 1
-            tally.label_boxes[label.name] += len(label.instances)
+            name = label.name
+            if name not in tally.label_images and len(tally.label_images) >= MAX_DISTINCT_LABELS:
+                tally.untracked_labels += 1
+                continue
+            if name not in seen:
+                seen.add(name)
+                tally.label_images[name] += 1
+            tally.label_boxes[name] += len(label.instances)
             if label.parents:
-                tally.parents.setdefault(label.name, set()).update(label.parents)
+                parents = tally.parents.setdefault(name, set())
+                if len(parents) < MAX_PARENTS:
+                    parents.update(label.parents[: MAX_PARENTS - len(parents)])
         if self.selection is not None:
             self._selected(record)
 
@@ -200,8 +216,13 @@ class Collector:
     def _failed(self, record: ImageRecord) -> None:
         tally = self.tally
         error = record.error
-        code, message = (error.code, error.message) if error is not None else ("unknown", "")
-        row = tally.reasons.setdefault((record.status.value, code), ReasonRow(code, record.status.value))
+        code, message = (
+            (error.code[:80], error.message[:MAX_MESSAGE]) if error is not None else ("unknown", "")
+        )
+        key = (record.status.value, code)
+        if key not in tally.reasons and len(tally.reasons) >= MAX_KINDS:
+            key = (record.status.value, code := "other")
+        row = tally.reasons.setdefault(key, ReasonRow(code, record.status.value))
         row.count += 1
         if len(row.examples) < self.examples_per_reason:
             row.examples.append(record.source)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import IO, Protocol
 
-from PIL import ImageDraw
+from PIL import ImageDraw, UnidentifiedImageError
 
 from labelsift.imagelimits import MAX_OBJECT_BYTES, ImageLimitError
 from labelsift.storage import StorageError
@@ -26,7 +26,7 @@ def draw_sample(sample: Sample, data: IO[bytes], max_px: int = THUMB_PX) -> byte
     image = preview(data, max_px, uri=sample.source)
     draw = ImageDraw.Draw(image)
     width, height = image.size
-    line = max(2, round(max(width, height) / 120))
+    line = max(3, round(max(width, height) / 80))
     for box in sample.boxes:
         left = max(0.0, min(1.0, box["left"])) * width
         top = max(0.0, min(1.0, box["top"])) * height
@@ -34,7 +34,7 @@ def draw_sample(sample: Sample, data: IO[bytes], max_px: int = THUMB_PX) -> byte
         bottom = max(0.0, min(1.0, box["top"] + box["height"])) * height
         if right - left >= 1 and bottom - top >= 1:
             draw.rectangle((left, top, right - 1, bottom - 1), outline=BOX_COLOUR, width=line)
-    return jpeg_bytes(image, quality=90)
+    return jpeg_bytes(image, quality=90, sharp_colour=True)
 
 
 def fill_thumbnails(samples: Iterable[Sample], storage: Reader, max_px: int = THUMB_PX) -> None:
@@ -47,5 +47,7 @@ def fill_thumbnails(samples: Iterable[Sample], storage: Reader, max_px: int = TH
             sample.problem = exc.message
         except StorageError as exc:
             sample.problem = str(exc)
-        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for undecodable data
-            sample.problem = f"{sample.source}: cannot be decoded ({exc})"
+        except UnidentifiedImageError:
+            sample.problem = f"{sample.source}: not an image Pillow can read"
+        except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for damaged data
+            sample.problem = f"{sample.source}: cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
