@@ -131,3 +131,10 @@ def test_scan_and_export_say_where_a_report_can_be_made(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert f"labelsift report {corpus.manifest} -o report.html --label Dog --threshold 50" in result.output
+
+
+def test_a_label_no_record_has_is_named_with_the_closest_seen(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path, count=3)
+    result = runner.invoke(app, ["report", str(corpus.manifest), "-o", str(tmp_path / "r.html"), "-l", "Dgo"])
+    assert result.exit_code == 0
+    assert "no record has the label 'Dgo'. Did you mean 'Dog'?" in result.output

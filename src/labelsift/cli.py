@@ -450,6 +450,9 @@ def report_command(
     tally = made.tally
     shown = ", ".join(item.name for item in tally.labels) or "none"
     out.print(f"{tally.records:,} records, labels shown: {shown} → {output}", highlight=False, markup=False)
+    for name, closest in made.unmatched.items():
+        hint = f" Did you mean {closest!r}?" if closest else ""
+        err.print(f"warning: no record has the label {name!r}.{hint}", highlight=False, markup=False)
 
 
 export_app = typer.Typer(help="Build a training-set layout from a manifest; never calls a detector.")

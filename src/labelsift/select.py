@@ -83,6 +83,21 @@ class Decision(NamedTuple):
         return any(d.outcome is SELECTED for d in self.labels)
 
 
+def latest_verdict(review: Sequence[Verdict], label: str) -> Verdict | None:
+    """A person's newest verdict on `label` (names compared case-insensitively, spaces stripped)."""
+    key = label.strip().lower()
+    for verdict in reversed(review):
+        if verdict.label.strip().lower() == key:
+            return verdict
+    return None
+
+
+def accepted(review: Sequence[Verdict], label: str) -> bool | None:
+    """Whether people accepted `label` (their newest verdict); None when nobody decided."""
+    verdict = latest_verdict(review, label)
+    return None if verdict is None else verdict.accepted
+
+
 def _utf8(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -210,13 +225,6 @@ class Selection:
                 out.append(Hit(self.labels[i], best, best["confidence"]))
         return out
 
-    def _verdict(self, record: RecordView, query: str) -> Verdict | None:
-        key = query.lower()
-        for verdict in reversed(record["review"]):
-            if verdict.label.lower() == key:
-                return verdict
-        return None
-
     def decide(self, record: RecordView) -> Decision:
         """Per query label, what to do with the record (a model's: `views.view_of(record)`)."""
         if record["status"] is not _LABELED:
@@ -232,7 +240,7 @@ class Selection:
             best = matched[0] if len(matched) == 1 else self._best(query, matched)
             confidence = best["confidence"] if best is not None else 0.0
             limit = self._limits[i]
-            verdict = self._verdict(record, query) if review else None
+            verdict = latest_verdict(record["review"], query) if review else None
             if verdict is not None:
                 if not verdict.accepted:
                     out.append(LabelDecision(query, NOT_SELECTED, confidence, human=True))

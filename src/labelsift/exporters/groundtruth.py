@@ -26,7 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 from labelsift.errors import UsageError
 from labelsift.geometry import gt_box
-from labelsift.select import Decision, LabelDecision, Selection
+from labelsift.select import Decision, LabelDecision, Selection, latest_verdict
 from labelsift.storage import Storage, is_s3
 from labelsift.views import RecordView
 
@@ -71,11 +71,8 @@ def gt_date(when: datetime) -> str:
 
 
 def _decided_at(record: RecordView, decision: LabelDecision) -> datetime:
-    if decision.human:
-        for verdict in reversed(record["review"]):
-            if verdict.label.lower() == decision.query.lower():
-                return verdict.at
-    return record["scanned_at"]
+    verdict = latest_verdict(record["review"], decision.query) if decision.human else None
+    return verdict.at if verdict is not None else record["scanned_at"]
 
 
 def _confidence(decision: LabelDecision) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 from labelsift.cost import PriceTable, load_prices
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import iter_records, require_existing
-from labelsift.select import Selection
+from labelsift.select import Selection, closest_label
 from labelsift.storage import Storage
 from labelsift.whole_output import refuse_output_among_inputs, write_whole
 
@@ -76,7 +76,12 @@ def build_report(
         (name, images, tally.label_boxes[name], sorted(tally.parents.get(name, ())))
         for name, images in tally.label_images.most_common(top)
     ]
-    return Report(tally, table.cost(tally.billed), top_labels)
+    unmatched = {
+        label.name: closest_label([label.name], tally.label_images)
+        for label in tally.labels
+        if not label.images
+    }
+    return Report(tally, table.cost(tally.billed), top_labels, unmatched=unmatched)
 
 
 def _check_output(manifest: str, output: str, overwrite: bool) -> Path:

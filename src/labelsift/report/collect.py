@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from labelsift.models import ImageRecord, ScanStatus
-from labelsift.select import Selection
+from labelsift.select import Selection, accepted
 from labelsift.views import InstanceView, label_views
 
 from .advice import advice_for
@@ -128,14 +128,6 @@ class Tally:
     untracked_labels: int = 0  # label names met after MAX_DISTINCT_LABELS others (not counted)
 
 
-def _latest_verdict(record: ImageRecord, label: str) -> bool | None:
-    key = label.strip().lower()
-    for verdict in reversed(record.review):
-        if verdict.label.strip().lower() == key:
-            return verdict.accepted
-    return None
-
-
 @dataclass
 class Collector:
     """Feed it records (`add`) in manifest order; read `tally` at the end."""
@@ -198,7 +190,7 @@ class Collector:
             report.image_buckets[min(100, int(hit.confidence))] += 1
             for box in boxes:
                 report.box_buckets[min(100, int(box["confidence"]))] += 1
-            verdict = _latest_verdict(record, report.name)
+            verdict = accepted(record.review, report.name)
             report.accepted += verdict is True
             report.rejected += verdict is False
             self._sample(report, Sample(record.source, hit.confidence, boxes, verdict))

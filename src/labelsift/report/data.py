@@ -16,3 +16,4 @@ class Report:
     cost_usd: float
     top_labels: list[tuple[str, int, int, list[str]]]  # (label, images, boxes, parents)
     made_at: datetime = field(default_factory=utc_now)
+    unmatched: dict[str, str | None] = field(default_factory=dict)  # asked label -> closest seen label

@@ -36,8 +36,8 @@ from urllib.parse import parse_qs, urlsplit
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.imagelimits import MAX_OBJECT_BYTES, ImageLimitError
 from labelsift.manifest import ManifestWriter, append_verdict, iter_records, local_manifest, require_existing
-from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
-from labelsift.select import Selection, unmatched_in_manifest
+from labelsift.models import ScanStatus, Verdict, VerdictEntry
+from labelsift.select import Selection, accepted, unmatched_in_manifest
 from labelsift.storage import StorageError
 from labelsift.thumbnails import thumbnail
 from labelsift.views import InstanceView, label_views
@@ -74,14 +74,6 @@ class BandItem:
     height: int | None
 
 
-def _latest_verdict(record: ImageRecord, label: str) -> bool | None:
-    key = label.strip().lower()
-    for verdict in reversed(record.review):
-        if verdict.label.strip().lower() == key:
-            return verdict.accepted
-    return None
-
-
 def collect_band(
     manifest_path: str, label: str, band: tuple[float, float]
 ) -> tuple[list[BandItem], list[bool | None], int]:
@@ -108,7 +100,7 @@ def collect_band(
             record.width,
             record.height,
         )
-        found.append((item, _latest_verdict(record, label)))
+        found.append((item, accepted(record.review, label)))
     found.sort(key=lambda pair: (-pair[0].confidence, pair[0].source))
     return [item for item, _ in found], [verdict for _, verdict in found], outside
 
