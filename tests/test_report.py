@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 import re
 from pathlib import Path
 
@@ -138,3 +139,19 @@ def test_a_label_no_record_has_is_named_with_the_closest_seen(tmp_path: Path) ->
     result = runner.invoke(app, ["report", str(corpus.manifest), "-o", str(tmp_path / "r.html"), "-l", "Dgo"])
     assert result.exit_code == 0
     assert "no record has the label 'Dgo'. Did you mean 'Dog'?" in result.output
+
+
+def test_a_fifo_or_device_as_a_sampled_source_is_named_not_read(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path, count=1)
+    fifo, device = tmp_path / "images" / "fifo.jpg", tmp_path / "images" / "zero.jpg"
+    os.mkfifo(fifo)
+    device.symlink_to("/dev/zero")
+    text = corpus.manifest.read_text()
+    lines = [line for line in text.splitlines() if "photo-00" in line]
+    extra = [lines[0].replace(str(tmp_path / "images" / "photo-00.jpg"), str(p)) for p in (fifo, device)]
+    corpus.manifest.write_text(text + "\n".join(extra) + "\n")
+    report = build_report(str(corpus.manifest), ["Dog"], samples_per_band=50, storage=Storage())
+    problems = {s.source: s.problem for label in report.tally.labels for b in label.bands for s in b.samples}
+    assert "not a regular file" in str(problems[str(fifo)]) and "not a regular file" in str(
+        problems[str(device)]
+    )
