@@ -155,3 +155,33 @@ def test_a_fifo_or_device_as_a_sampled_source_is_named_not_read(tmp_path: Path) 
     assert "not a regular file" in str(problems[str(fifo)]) and "not a regular file" in str(
         problems[str(device)]
     )
+
+
+def test_hostile_outputs_are_refused_before_any_work(tmp_path: Path) -> None:
+    """From the hostile pass: a FIFO at -o hung; S3:// (capital) was uploaded; .gz, a trailing
+    slash, a parent that is a file and a non-HTML name wrote pages no browser opens or exit 1."""
+    corpus = make_corpus(tmp_path, count=1)
+    manifest = str(corpus.manifest)
+    fifo = tmp_path / "fifo.html"
+    os.mkfifo(fifo)
+    cases = {
+        (str(fifo), "--overwrite"): 3,
+        ("S3://bucket/r.html",): 2,
+        (str(tmp_path / "r.html.gz"),): 2,
+        (str(tmp_path / "newdir") + "/",): 2,
+        (str(corpus.manifest) + "/x.html",): 3,
+    }
+    for args, code in cases.items():
+        result = runner.invoke(app, ["report", manifest, "-o", *args])
+        assert result.exit_code == code, (args, result.output)
+    assert not (tmp_path / "newdir").exists() and not (tmp_path / "r.html.gz").exists()
+
+
+def test_a_fractional_threshold_counts_exactly(tmp_path: Path) -> None:
+    corpus = make_corpus(tmp_path)
+    for threshold in (50.5, 80.25, 99.3):
+        want = expected_counts(corpus.manifest, "Dog", threshold)
+        (dog,) = build_report(
+            str(corpus.manifest), ["Dog"], threshold=threshold, samples_per_band=0
+        ).tally.labels
+        assert dog.kept(threshold) == (want["kept_images"], want["kept_boxes"]), threshold

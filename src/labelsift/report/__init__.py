@@ -8,9 +8,12 @@ reservoir of samples per label and confidence band.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from pathlib import Path
 
+from labelsift import uri
 from labelsift.cost import PriceTable, load_prices
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import iter_records, require_existing
@@ -85,26 +88,53 @@ def build_report(
 
 
 def _check_output(manifest: str, output: str, overwrite: bool) -> Path:
-    if output.startswith("s3://"):
+    """The local page file to write; every refusal comes before any work (nothing read, nothing drawn)."""
+    location = uri.parse(output, what="report")
+    if not isinstance(location, uri.LocalLocation):
         raise UsageError(
             f"-o {output}: write the report to a local file (it is one page that opens from disk), "
             "then upload it if you want it in S3."
         )
-    refuse_output_among_inputs([manifest], output, what="report")
-    path = Path(output)
-    if path.is_dir():
+    path = location.path
+    if output.endswith(("/", os.sep)) or path.is_dir():
         raise UsageError(f"-o {output} is a folder: give a file name such as {path / 'report.html'}.")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"-o {output}: the report is one HTML page; give a name ending in .html.")
+    refuse_output_among_inputs([manifest], output, what="report")
+    _check_parent(path)
     if path.exists() or path.is_symlink():
         if not overwrite:
             raise CannotProceed(f"{output} exists: add --overwrite to replace it, or give another -o.")
-        with path.open("rb") as handle:
-            head = handle.read(256).decode("utf-8", "replace")
-        if path.is_symlink() or MARKER not in head:
+        if not _our_page(path):
             raise CannotProceed(
-                f"{output} is not a report labelsift wrote (or is a link): it is left as it is. "
-                "Give another -o, or move that file away first."
+                f"{output} is not a report labelsift wrote (or is a link or special file): it is left as "
+                "it is. Give another -o, or move that file away first."
             )
     return path
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent
+    for folder in (parent, *parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise CannotProceed(f"{folder} is a file, so {path} cannot be made: give another -o.")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise CannotProceed(f"{folder} cannot be written to: give -o a folder you can write.")
+            return
+
+
+def _our_page(path: Path) -> bool:
+    """True for a regular file (not a link, FIFO or device) whose first line is our marker."""
+    try:
+        mode = os.lstat(path).st_mode
+        if not stat.S_ISREG(mode):
+            return False
+        with path.open("rb") as handle:
+            head = handle.read(256).decode("utf-8", "replace")
+    except OSError:
+        return False
+    return MARKER in head
 
 
 def write_report(report: Report, output: str, *, overwrite: bool = False) -> None:
@@ -126,8 +156,9 @@ def make_report(
     storage: Reader | None = None,
 ) -> Report:
     """Check the destination first, then build the report and write it: what `labelsift report` runs."""
-    if not manifest.startswith("s3://"):
-        require_existing(Path(manifest))
+    where = uri.parse(manifest, what="manifest")
+    if isinstance(where, uri.LocalLocation):
+        require_existing(where.path)
     _check_output(manifest, output, overwrite)
     report = build_report(
         manifest,

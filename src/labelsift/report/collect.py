@@ -31,6 +31,7 @@ BILLED_DETECTORS = frozenset({"rekognition"})
 MAX_DISTINCT_LABELS = 50_000
 MAX_PARENTS = 20
 MAX_MESSAGE = 300
+MAX_NAME = 500  # characters kept of a source or label name shown on the page
 MAX_KINDS = 1_000  # distinct reasons, distinct detectors
 
 
@@ -61,6 +62,8 @@ class LabelReport:
     threshold: float
     image_buckets: list[int] = field(default_factory=lambda: [0] * 101)  # floor(confidence) -> images
     box_buckets: list[int] = field(default_factory=lambda: [0] * 101)
+    kept_images: int = 0  # exactly at or above `threshold` (the buckets round to whole points)
+    kept_boxes: int = 0
     accepted: int = 0  # people's verdicts
     rejected: int = 0
     bands: list[Band] = field(default_factory=lambda: [Band(*band) for band in BANDS])
@@ -80,7 +83,9 @@ class LabelReport:
         return points[::-1]
 
     def kept(self, threshold: float) -> tuple[int, int]:
-        """Images and boxes at or above `threshold` (exact for whole thresholds)."""
+        """Images and boxes at or above `threshold`: exact for the chosen one and whole numbers."""
+        if threshold == self.threshold:
+            return self.kept_images, self.kept_boxes
         start = min(101, max(0, int(-(-threshold // 1))))
         return sum(self.image_buckets[start:]), sum(self.box_buckets[start:])
 
@@ -164,7 +169,7 @@ class Collector:
             tally.billed += detector.name in BILLED_DETECTORS
         seen: set[str] = set()
         for label in record.labels:
-            name = label.name
+            name = label.name[:MAX_NAME]
             if name not in tally.label_images and len(tally.label_images) >= MAX_DISTINCT_LABELS:
                 tally.untracked_labels += 1
                 continue
@@ -175,7 +180,7 @@ class Collector:
             if label.parents:
                 parents = tally.parents.setdefault(name, set())
                 if len(parents) < MAX_PARENTS:
-                    parents.update(label.parents[: MAX_PARENTS - len(parents)])
+                    parents.update(p[:MAX_NAME] for p in label.parents[: MAX_PARENTS - len(parents)])
         if self.selection is not None:
             self._selected(record)
 
@@ -188,8 +193,10 @@ class Collector:
                 continue
             boxes = tuple(hit.label["instances"])
             report.image_buckets[min(100, int(hit.confidence))] += 1
+            report.kept_images += hit.confidence >= report.threshold
             for box in boxes:
                 report.box_buckets[min(100, int(box["confidence"]))] += 1
+                report.kept_boxes += box["confidence"] >= report.threshold
             verdict = accepted(record.review, report.name)
             report.accepted += verdict is True
             report.rejected += verdict is False
@@ -217,8 +224,9 @@ class Collector:
         row = tally.reasons.setdefault(key, ReasonRow(code, record.status.value))
         row.count += 1
         if len(row.examples) < self.examples_per_reason:
-            row.examples.append(record.source)
+            row.examples.append(record.source[:MAX_NAME])
             row.message = row.message or message
         tally.failures_total += 1
         if len(tally.failures) < self.failure_rows:
-            tally.failures.append(FailureRow(record.source, record.status.value, code, message, row.advice))
+            source = record.source[:MAX_NAME]
+            tally.failures.append(FailureRow(source, record.status.value, code, message, row.advice))

@@ -6,7 +6,7 @@ import base64
 from html import escape
 
 from .charts import histogram, threshold_curve
-from .collect import Band, LabelReport, Sample
+from .collect import MAX_DISTINCT_LABELS, MAX_NAME, Band, LabelReport, Sample
 from .data import Report
 
 MARKER = "<!-- labelsift report -->"
@@ -72,9 +72,14 @@ def _labels(report: Report) -> str:
     )
     return (
         f'<section id="labels"><h2>What is in the pile</h2><p>The {len(report.top_labels)} labels seen '
-        f"on the most images, of {len(report.tally.label_images):,} distinct labels.</p>"
+        f"on the most images, of {len(report.tally.label_images):,}{_capped(report)} distinct labels.</p>"
         f"<table><tr><th>label</th><th>images</th><th>boxes</th><th>parents</th></tr>{rows}</table></section>"
     )
+
+
+def _capped(report: Report) -> str:
+    untracked = report.tally.untracked_labels
+    return f"+ (labels met after the first {MAX_DISTINCT_LABELS:,} were not counted)" if untracked else ""
 
 
 def _figure(sample: Sample) -> str:
@@ -83,13 +88,13 @@ def _figure(sample: Sample) -> str:
         verdict = ACCEPTED if sample.verdict else REJECTED
     caption = (
         f"<figcaption>{verdict}{sample.confidence:.1f}% · {len(sample.boxes)} box"
-        f"{'es' if len(sample.boxes) != 1 else ''}<br>{escape(sample.source)}</figcaption>"
+        f"{'es' if len(sample.boxes) != 1 else ''}<br>{escape(sample.source[:MAX_NAME])}</figcaption>"
     )
     if sample.thumbnail is None:
         problem = escape(sample.problem or "no thumbnail")
         return f'<figure class="missing"><div class="problem">{problem}</div>{caption}</figure>'
     data = base64.b64encode(sample.thumbnail).decode("ascii")
-    alt = escape(sample.source, quote=True)
+    alt = escape(sample.source[:MAX_NAME], quote=True)
     return f'<figure><img src="data:image/jpeg;base64,{data}" alt="{alt}" title="{alt}">{caption}</figure>'
 
 
@@ -129,7 +134,11 @@ def _failures(report: Report) -> str:
         for row in tally.failures
     )
     more = tally.failures_total - len(tally.failures)
-    note = f"<p>…and {more:,} more (`labelsift filter` lists them all).</p>" if more > 0 else ""
+    note = (
+        f'<p>…and {more:,} more: <code>grep -v \'"status": *"labeled"\' MANIFEST</code> lists every one.</p>'
+        if more > 0
+        else ""
+    )
     return (
         f'<section id="failures"><h2>Images skipped or failed ({tally.failures_total:,})</h2>'
         f"<table><tr><th>source</th><th>status</th><th>reason</th><th>message</th><th>what to do</th></tr>"
