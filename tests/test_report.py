@@ -7,6 +7,7 @@ import itertools
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -185,3 +186,17 @@ def test_a_fractional_threshold_counts_exactly(tmp_path: Path) -> None:
             str(corpus.manifest), ["Dog"], threshold=threshold, samples_per_band=0
         ).tally.labels
         assert dog.kept(threshold) == (want["kept_images"], want["kept_boxes"]), threshold
+
+
+def test_a_thumbnail_from_a_missing_bucket_says_so(
+    tmp_path: Path, storage: Storage, make_bucket: Any
+) -> None:
+    corpus = make_corpus(tmp_path, count=1)
+    gone = make_bucket() + "-gone"
+    text = corpus.manifest.read_text().replace(
+        str(tmp_path / "images" / "photo-00.jpg"), f"s3://{gone}/p.jpg"
+    )
+    corpus.manifest.write_text(text)
+    report = build_report(str(corpus.manifest), ["Dog"], samples_per_band=50, storage=storage)
+    problems = {s.source: s.problem for label in report.tally.labels for b in label.bands for s in b.samples}
+    assert gone in str(problems[f"s3://{gone}/p.jpg"])

@@ -544,3 +544,15 @@ def test_endpoint_comes_from_standard_aws_config(
     assert aws_env["AWS_ENDPOINT_URL_S3"] == s3_server.endpoint_url
     assert storage.s3_client().meta.endpoint_url == s3_server.endpoint_url
     assert os.access(find_weed(), os.X_OK)
+
+
+def test_reading_a_fifo_or_device_is_refused_not_blocked(tmp_path: Path) -> None:
+    """Opening a FIFO blocked for ever (the review page and the report hung on one); a link to
+    /dev/zero never ended. Every local read now refuses what is not a regular file."""
+    fifo, zero = tmp_path / "fifo.jpg", tmp_path / "zero.jpg"
+    os.mkfifo(fifo)
+    zero.symlink_to("/dev/zero")
+    for path in (fifo, zero):
+        with pytest.raises(StorageError) as caught:
+            Storage().open_read(str(path), limit=1024)
+        assert caught.value.code == "NotAFile" and str(path) in str(caught.value)

@@ -442,7 +442,6 @@ def report_command(
     from labelsift.report import make_report  # Pillow drawing and the page: only for this command
 
     with friendly_errors(_REPORT_STOPPED):
-        uri.parse(manifest, what="manifest")
         made = make_report(
             manifest, output, label or [], threshold=threshold, parents=parents, samples_per_band=samples,
             overwrite=overwrite, storage=Storage(),

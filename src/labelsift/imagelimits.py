@@ -318,3 +318,19 @@ return_freed_pixels_to_the_os()
 # Pillow keeps a PNG's text chunks in memory while it opens it (64 MiB by default).
 PngImagePlugin.MAX_TEXT_MEMORY = min(PngImagePlugin.MAX_TEXT_MEMORY, MAX_HEADER_BYTES)
 DECODE_POOL = DecodePool(DECODE_POOL_BYTES)
+
+
+@contextmanager
+def decoded(source: bytes | IO[bytes], uri: str, draft_to: tuple[int, int]) -> Iterator[Image.Image]:
+    """The image's pixels loaded within the pixel budget, the decode pool held while the caller
+    works on them: the budget is checked from the header first (`ImageLimitError`, nothing
+    decoded) and a JPEG is decoded at the smallest DCT scale that still covers `draft_to`."""
+    with open_image(source, uri) as image:
+        declared = image.size
+        if image.format == "JPEG":
+            image.draft("RGB", draft_to)  # no pixels yet: only the size to decode to
+        cost = cost_size(image, declared)
+        check_pixels(uri, declared, cost)
+        with DECODE_POOL.reserve(cost[0] * cost[1]):
+            image.load()
+            yield image

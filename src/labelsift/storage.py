@@ -472,12 +472,30 @@ def _stream_into(body: Any, out: IO[bytes], uri: str, limit: int | None) -> None
         body.close()
 
 
-def _open_local(uri: str, limit: int | None, if_match: str | None) -> IO[bytes]:
-    """The local file opened for reading, after its etag and size checks."""
+def _open_regular(uri: str) -> IO[bytes]:
+    """The local file opened for reading, refused unless it is a regular file: opening a FIFO
+    blocks for ever, a device such as /dev/zero never ends (opened non-blocking, checked with
+    fstat, then switched back to blocking reads)."""
     try:
-        handle = open(_local(uri), "rb")  # noqa: SIM115 - the caller closes it
+        fd = os.open(_local(uri), os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         _raise(error, uri, "read")
+    mode = os.fstat(fd).st_mode
+    if stat_module.S_ISDIR(mode):  # what open() says of a folder, mapped as it always was
+        os.close(fd)
+        _raise(IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), _local(uri)), uri, "read")
+    if not stat_module.S_ISREG(mode):
+        os.close(fd)
+        raise StorageError(
+            "NotAFile", uri, f"Not reading {uri}: it is not a regular file (a FIFO, socket or device)."
+        )
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def _open_local(uri: str, limit: int | None, if_match: str | None) -> IO[bytes]:
+    """The local file opened for reading, after its etag and size checks."""
+    handle = _open_regular(uri)
     try:
         _check_local_etag(handle, uri, if_match)
         size = os.fstat(handle.fileno()).st_size

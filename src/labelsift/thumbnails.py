@@ -7,7 +7,7 @@ from typing import IO
 
 from PIL import Image, ImageOps
 
-from labelsift.imagelimits import DECODE_POOL, check_pixels, cost_size, open_image
+from labelsift.imagelimits import decoded
 
 
 def preview(source: bytes | IO[bytes], max_px: int = 512, uri: str = "the image") -> Image.Image:
@@ -16,15 +16,8 @@ def preview(source: bytes | IO[bytes], max_px: int = 512, uri: str = "the image"
     The pixel budget is checked from the header first (`ImageLimitError`, nothing decoded); a
     JPEG is decoded at a reduced DCT scale, anything else reduced right after decoding.
     """
-    with open_image(source, uri) as opened:
-        declared = opened.size
-        if opened.format == "JPEG":
-            opened.draft("RGB", (max_px, max_px))  # no pixels yet: only the size to decode to
-        cost = cost_size(opened, declared)
-        check_pixels(uri, declared, cost)
-        with DECODE_POOL.reserve(cost[0] * cost[1]):
-            opened.load()
-            opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
+    with decoded(source, uri, (max_px, max_px)) as opened:
+        opened.thumbnail((max_px, max_px), Image.Resampling.LANCZOS)  # a square box: either frame
         image: Image.Image = opened
         ImageOps.exif_transpose(image, in_place=True)
         if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):

@@ -41,7 +41,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
 from labelsift.detectors.taxonomy import Taxonomy, coco_label, imagenet_family, imagenet_label
-from labelsift.imagelimits import DECODE_POOL, ImageLimitError, check_pixels, cost_size, open_image
+from labelsift.imagelimits import ImageLimitError, decoded
 from labelsift.models import DetectorInfo, Instance, Label
 
 NANODET_SIZE = 416
@@ -116,14 +116,7 @@ def decode(source: bytes | IO[bytes], min_side: int = NANODET_SIZE, uri: str = "
     after decoding, never below `min_side`.
     """
     try:
-        image = open_image(source, uri)
-        declared = image.size
-        if image.format == "JPEG":
-            image.draft("RGB", (min_side, min_side))  # no pixels yet: only the size to decode to
-        cost = cost_size(image, declared)
-        check_pixels(uri, declared, cost)
-        with DECODE_POOL.reserve(cost[0] * cost[1]):
-            image.load()
+        with decoded(source, uri, (min_side, min_side)) as image:
             ImageOps.exif_transpose(image, in_place=True)
             return _to_rgb(_shrink(image, min_side))
     except ImageLimitError as exc:

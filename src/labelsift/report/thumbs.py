@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable
 from typing import IO, Protocol
 
@@ -42,9 +40,6 @@ def draw_sample(sample: Sample, data: IO[bytes], max_px: int = THUMB_PX) -> byte
 def fill_thumbnails(samples: Iterable[Sample], storage: Reader, max_px: int = THUMB_PX) -> None:
     """Give every sample its thumbnail, or the reason it has none (a bad image never stops a report)."""
     for sample in samples:
-        if not sample.source.startswith("s3://") and not _regular_file(sample.source):
-            sample.problem = f"{sample.source}: not a regular file (a FIFO, device or folder): not read"
-            continue
         try:
             with storage.open_read(sample.source, limit=MAX_OBJECT_BYTES) as handle:
                 sample.thumbnail = draw_sample(sample, handle, max_px)
@@ -56,11 +51,3 @@ def fill_thumbnails(samples: Iterable[Sample], storage: Reader, max_px: int = TH
             sample.problem = f"{sample.source}: not an image Pillow can read"
         except (OSError, ValueError, SyntaxError) as exc:  # Pillow's errors for damaged data
             sample.problem = f"{sample.source}: cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})"
-
-
-def _regular_file(path: str) -> bool:
-    """True for a regular file (through links); a FIFO would block the report, a device never end."""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return True  # let the read say what is wrong (missing, unreadable)
