@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import IntEnum
 from types import FrameType
-from typing import Annotated, Literal, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from rich.console import Console
@@ -20,7 +20,7 @@ from rich.logging import RichHandler
 from labelsift import cost as cost_module
 from labelsift import uri
 from labelsift.demo import run_demo
-from labelsift.detectors.factory import DetectorSettings, build_detector
+from labelsift.detectors.factory import DetectorSettings, billing_of, build_detector
 from labelsift.display import (
     export_details,
     export_table,
@@ -175,9 +175,40 @@ LabelOption = Annotated[
 ]
 ThresholdOption = Annotated[float, typer.Option(help="Minimum confidence (0-100) for a hit.", min=0, max=100)]
 DetectorOption = Annotated[
-    Literal["local", "rekognition"],
+    str,
     typer.Option(
-        "--detector", "-d", help="local: offline model (default, free). rekognition: Amazon Rekognition."
+        "--detector",
+        "-d",
+        help="local: offline model (default, free). rekognition: Amazon Rekognition. onnx:PATH: your "
+        "ONNX detector (YOLOv5/v8/11, RT-DETR). custom-labels:ARN: a running Custom Labels model. "
+        "NAME[:ARG]: a plugin registered under the entry-point group labelsift.detectors.",
+    ),
+]
+ClassesOption = Annotated[
+    str | None, typer.Option("--classes", help="onnx: class names, one a line, when the model has none.")
+]
+TaxonomyOption = Annotated[
+    str | None,
+    typer.Option("--taxonomy", help='onnx: JSON {"name": ["Parent", ...]} giving labels their parents.'),
+]
+ProvidersOption = Annotated[
+    str | None,
+    typer.Option(
+        "--providers", help="onnx/local: onnxruntime providers in order, e.g. cuda,cpu (default cpu)."
+    ),
+]
+MinScoreOption = Annotated[
+    float | None,
+    typer.Option(
+        "--min-score", help="onnx: keep boxes scoring at least this (0-1; default 0.25).", min=0, max=1
+    ),
+]
+ImagePropertiesOption = Annotated[
+    bool,
+    typer.Option(
+        "--image-properties",
+        help="rekognition: also ask for IMAGE_PROPERTIES (brightness, sharpness, contrast, colours); "
+        "priced per image on top of labels.",
     ),
 ]
 
@@ -187,36 +218,46 @@ def _selection(labels: list[str] | None, threshold: float, parents: bool) -> Sel
 
 
 def _settings(
-    min_confidence: float, retry_mode: Literal["standard", "adaptive"], max_attempts: int, rate: float | None
+    min_confidence: float,
+    retry_mode: Literal["standard", "adaptive"],
+    max_attempts: int,
+    rate: float | None,
+    **detector_options: Any,
 ) -> DetectorSettings:
+    providers = detector_options.pop("providers", None)
     return DetectorSettings(
-        min_confidence=min_confidence, retry_mode=retry_mode, max_attempts=max_attempts, rate_limit=rate
+        min_confidence=min_confidence,
+        retry_mode=retry_mode,
+        max_attempts=max_attempts,
+        rate_limit=rate,
+        providers=tuple(name for name in (providers or "").split(",") if name.strip()),
+        **detector_options,
     )
 
 
 def _run_scan(
     source: str,
     manifest: str,
-    detector_name: Literal["local", "rekognition"],
+    detector_spec: str,
     options: ScanOptions,
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None = None,
 ) -> RunSummary:
     with ManifestLock(local_manifest(manifest, purpose="scan"), purpose="scan") as held:
-        return _scan_locked(source, manifest, detector_name, options, settings, on_hit, held)
+        return _scan_locked(source, manifest, detector_spec, options, settings, on_hit, held)
 
 
 def _scan_locked(
     source: str,
     manifest: str,
-    detector_name: Literal["local", "rekognition"],
+    detector_spec: str,
     options: ScanOptions,
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None,
     held: ManifestLock,
 ) -> RunSummary:
     storage = Storage()
-    detector = build_detector(detector_name, storage, settings)
+    detector = build_detector(detector_spec, storage, settings)
     last: list[ScanProgress] = []
     notes = ListingNotes()
 
@@ -305,6 +346,11 @@ def scan_command(
     prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
     max_errors_in_row: MaxErrorsOption = 50,
+    classes: ClassesOption = None,
+    taxonomy: TaxonomyOption = None,
+    providers: ProvidersOption = None,
+    min_score: MinScoreOption = None,
+    image_properties: ImagePropertiesOption = False,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors(_RESUME):
@@ -317,12 +363,16 @@ def scan_command(
             workers=workers,
             retry_errors=retry_errors,
             allow_mixed_detectors=allow_mixed_detectors,
-            prices=cost_module.load_prices(prices, free_images_left=free_images),
+            prices=cost_module.load_prices(
+                prices, free_images_left=free_images, image_properties=image_properties
+            ),
             max_errors_in_row=max_errors_in_row or None,
         )
-        summary = _run_scan(
-            source, output, detector, options, _settings(min_confidence, retry_mode, max_attempts, rate)
-        )
+        settings = _settings(
+            min_confidence, retry_mode, max_attempts, rate, classes_file=classes, taxonomy_file=taxonomy,
+            providers=providers, score_threshold=min_score, image_properties=image_properties,
+        )  # fmt: skip
+        summary = _run_scan(source, output, detector, options, settings)
     _finish(summary)
 
 
@@ -388,19 +438,27 @@ def estimate_command(
     detector: DetectorOption = "rekognition",
     prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
+    image_properties: ImagePropertiesOption = False,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
     storage, notes = Storage(), ListingNotes()
     with friendly_errors():
         cost_module.check_rate(rate)
-        table = cost_module.load_prices(prices, free_images_left=free_images)
+        table = cost_module.load_prices(
+            prices, free_images_left=free_images, image_properties=image_properties
+        )
+        billing = billing_of(detector)
         result = cost_module.estimate_source(
-            storage, source, table, rate_per_second=rate, billable=detector == "rekognition", notes=notes
+            storage, source, table, rate_per_second=rate, billable=billing == "per_image", notes=notes
         )
         out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
         _print_listing(storage, source, notes, listed=result.images)
     hours, rest = divmod(result.seconds, 3600)
-    out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
+    if billing == "per_hour":
+        out.print(f"{detector}: billed per inference hour while the model runs, not per image; at {rate:g}")
+        out.print("images/s the scan keeps it busy for the time below (see the Custom Labels price list)")
+    else:
+        out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
     out.print(f"time at {rate:g} images/s: {int(hours)} h {rest / 60:.0f} min")
     out.print(f"crowd labelling instead: ${result.crowd_usd_low:,.2f}–${result.crowd_usd_high:,.2f}")
 
@@ -467,6 +525,14 @@ ValFraction = Annotated[
     float, typer.Option(help="Share of images in the val split (by a hash of the source).")
 ]
 BandOption = Annotated[str | None, typer.Option(help="LOW:HIGH confidences held out for people.")]
+MinSharpness = Annotated[
+    float | None,
+    typer.Option(help="Leave out images whose Rekognition sharpness (0-100) is below this.", min=0, max=100),
+]
+MinBrightness = Annotated[
+    float | None,
+    typer.Option(help="Leave out images whose Rekognition brightness (0-100) is below this.", min=0, max=100),
+]
 
 
 def _band(text: str | None) -> tuple[float, float] | None:
@@ -503,8 +569,23 @@ def _names(pairs: list[str] | None) -> dict[str, str] | None:
     return names
 
 
-def _export_selection(labels: list[str], threshold: float, parents: bool, band: str | None) -> Selection:
-    return Selection(labels=tuple(labels), threshold=threshold, include_parents=parents, band=_band(band))
+def _export_selection(
+    labels: list[str],
+    threshold: float,
+    parents: bool,
+    band: str | None,
+    quality: tuple[float | None, float | None] = (None, None),
+) -> Selection:
+    sharpness, brightness = quality
+    if sharpness is not None or brightness is not None:
+        err.print(
+            "[bold yellow]note:[/] --min-sharpness/--min-brightness leave out every record without image "
+            "properties (scan with --detector rekognition --image-properties to have them)."
+        )
+    return Selection(
+        labels=tuple(labels), threshold=threshold, include_parents=parents, band=_band(band),
+        min_sharpness=sharpness, min_brightness=brightness,
+    )  # fmt: skip
 
 
 def _print_export(
@@ -546,6 +627,8 @@ def export_custom_labels_command(
     threshold: ThresholdOption = 50.0,
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     band: BandOption = None,
+    min_sharpness: MinSharpness = None,
+    min_brightness: MinBrightness = None,
     name: NamesOption = None,
     overwrite: Annotated[
         bool, typer.Option(help="Also delete the earlier exports' copies this one no longer makes.")
@@ -553,9 +636,10 @@ def export_custom_labels_command(
     dry_run: Annotated[bool, typer.Option(help="Print the plan and counts; copy nothing.")] = False,
 ) -> None:
     """Rekognition Custom Labels folders: one folder per label, images copied server-side."""
+    selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
     with friendly_errors(_RESUME_COPY):
         summary = export_custom_labels(
-            manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
+            manifest, dest, selection, storage=Storage(),
             names=_names(name), overwrite=overwrite, dry_run=dry_run,
         )  # fmt: skip
     _print_export(summary, label, parents, manifest, threshold)
@@ -571,6 +655,8 @@ def export_groundtruth_command(
     threshold: ThresholdOption = 50.0,
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     band: BandOption = None,
+    min_sharpness: MinSharpness = None,
+    min_brightness: MinBrightness = None,
     name: NamesOption = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
     workers: WorkersOption = None,
@@ -578,9 +664,10 @@ def export_groundtruth_command(
     """SageMaker Ground Truth output manifest, checked against the Custom Labels rules."""
     if task not in ("classification", "multilabel", "per-label", "boxes"):
         fail(f"--task {task!r}: choose classification, multilabel, per-label or boxes.", ExitCode.USAGE)
+    selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
     with friendly_errors(_REDO_EXPORT):
         summary = export_groundtruth(
-            manifest, output, _export_selection(label, threshold, parents, band), task=task,  # type: ignore[arg-type]
+            manifest, output, selection, task=task,  # type: ignore[arg-type]
             attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
             storage=Storage(),
         )  # fmt: skip
@@ -597,6 +684,8 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         threshold: ThresholdOption = 50.0,
         parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
         band: BandOption = None,
+        min_sharpness: MinSharpness = None,
+        min_brightness: MinBrightness = None,
         name: NamesOption = None,
         val: ValFraction = 0.2,
         copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = fmt
@@ -610,9 +699,10 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         ] = False,
         workers: WorkersOption = None,
     ) -> None:
+        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
         with friendly_errors(_REDO_EXPORT):
             summary = exporter(
-                manifest, dest, _export_selection(label, threshold, parents, band), storage=Storage(),
+                manifest, dest, selection, storage=Storage(),
                 names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
                 parallel=Parallel(workers),
             )  # fmt: skip
@@ -636,14 +726,17 @@ def export_review_command(
     output: Annotated[str, typer.Argument(help="Labelling-job input manifest to write.")],
     label: ExportLabels,
     band: Annotated[str, typer.Option(help="LOW:HIGH confidences to send to people.")] = "50:80",
+    min_sharpness: MinSharpness = None,
+    min_brightness: MinBrightness = None,
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     allow_local: Annotated[bool, typer.Option(help="Allow local sources (a GT job needs s3://).")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """A Ground Truth labelling-job input manifest of the uncertain images (source-ref lines)."""
+    selection = _export_selection(label, 0.0, parents, band, (min_sharpness, min_brightness))
     with friendly_errors(_REDO_EXPORT):
         summary = export_review_queue(
-            manifest, output, _export_selection(label, 0.0, parents, band), allow_local=allow_local,
+            manifest, output, selection, allow_local=allow_local,
             overwrite=overwrite, storage=Storage(),
         )  # fmt: skip
     _print_export(summary, label, parents, manifest)

@@ -232,7 +232,13 @@ def _label_version(storage: Storage, detector: Detector, info: ObjectInfo) -> tu
     info_used = detector.info
     if detection.model_version and info_used.model_version != detection.model_version:
         info_used = info_used.model_copy(update={"model_version": detection.model_version})
-    record = ImageRecord(**base, status=ScanStatus.LABELED, detector=info_used, labels=detection.labels)
+    record = ImageRecord(
+        **base,
+        status=ScanStatus.LABELED,
+        detector=info_used,
+        labels=detection.labels,
+        image_properties=detection.image_properties,
+    )
     return record, detector.billable
 
 

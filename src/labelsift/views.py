@@ -50,6 +50,16 @@ class LabelView(TypedDict):
     instances: Annotated[list[InstanceView], Field(default_factory=list)]
 
 
+class QualityView(TypedDict):
+    brightness: Annotated[float | None, Field(default=None)]
+    sharpness: Annotated[float | None, Field(default=None)]
+    contrast: Annotated[float | None, Field(default=None)]
+
+
+class PropertiesView(TypedDict):
+    quality: Annotated[QualityView, Field(default_factory=dict)]
+
+
 class RecordView(TypedDict):
     source: NonEmpty
     etag: Annotated[str | None, Field(default=None)]  # which version of the source the labels are of
@@ -61,6 +71,7 @@ class RecordView(TypedDict):
     scanned_at: Annotated[datetime, Field(default_factory=utc_now)]
     labels: Annotated[list[LabelView], Field(default_factory=list)]
     review: Annotated[list[Verdict], Field(default_factory=list)]
+    image_properties: Annotated[PropertiesView | None, Field(default=None)]
 
 
 RECORD_VIEW: TypeAdapter[RecordView] = TypeAdapter(RecordView)
@@ -70,7 +81,13 @@ _LABEL_FIELDS = frozenset(LabelView.__annotations__)
 
 def view_of(record: ImageRecord) -> RecordView:
     """The view of a record held as a model (its verdicts stay `Verdict` models)."""
-    view = cast(RecordView, record.model_dump(include=set(_FIELDS - {"labels", "review"})))
+    view = cast(
+        RecordView, record.model_dump(include=set(_FIELDS - {"labels", "review", "image_properties"}))
+    )
+    properties = record.image_properties
+    view["image_properties"] = (
+        cast(PropertiesView, {"quality": properties.quality.model_dump()}) if properties is not None else None
+    )
     view["labels"] = label_views(record.labels)
     view["review"] = list(record.review)
     return view

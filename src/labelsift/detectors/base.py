@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from labelsift.errors import CannotProceed
-from labelsift.models import DetectorInfo, Label
+from labelsift.models import DetectorInfo, ImageProperties, Label
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def open_input(image: ImageInput) -> IO[bytes]:
 class Detection:
     labels: list[Label]
     model_version: str | None = None
+    image_properties: ImageProperties | None = None
 
 
 class DetectorError(CannotProceed):
