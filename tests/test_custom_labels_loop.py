@@ -96,6 +96,16 @@ def test_image_properties_are_asked_for_kept_priced_and_selectable(
         lines = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
         assert len(lines) == expected_count
         assert {line["source-ref"] for line in lines} <= want
+    # The report shows how many images each minimum keeps.
+    page = tmp_path / "report.html"
+    assert runner.invoke(app, ["report", str(manifest), "-o", str(page)]).exit_code == 0
+    html = page.read_text()
+    quality = html[html.index('<section id="quality">') :].split("</section>")[0]
+    assert "6 of 6 records" in quality
+    row = re.search(r"<tr><td>sharpness</td>(.*?)</tr>", quality)
+    assert row is not None
+    kept = [int(cell.replace(",", "")) for cell in re.findall(r"<td[^>]*>([\d,]+)</td>", row.group(1))]
+    assert kept == [sum(1 for s in sharpness if s >= step) for step in range(0, 100, 10)]
     refused = scan(f"s3://{bucket}/pile/", tmp_path / "x.jsonl", "--image-properties")
     assert refused.exit_code == 2 and "only --detector rekognition" in words(refused.output)
 

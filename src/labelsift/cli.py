@@ -650,8 +650,8 @@ def export_custom_labels_command(
     dry_run: Annotated[bool, typer.Option(help="Print the plan and counts; copy nothing.")] = False,
 ) -> None:
     """Rekognition Custom Labels folders: one folder per label, images copied server-side."""
-    selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
     with friendly_errors(_RESUME_COPY):
+        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
         summary = export_custom_labels(
             manifest, dest, selection, storage=Storage(),
             names=_names(name), overwrite=overwrite, dry_run=dry_run,
@@ -678,8 +678,8 @@ def export_groundtruth_command(
     """SageMaker Ground Truth output manifest, checked against the Custom Labels rules."""
     if task not in ("classification", "multilabel", "per-label", "boxes"):
         fail(f"--task {task!r}: choose classification, multilabel, per-label or boxes.", ExitCode.USAGE)
-    selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
     with friendly_errors(_REDO_EXPORT):
+        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
         summary = export_groundtruth(
             manifest, output, selection, task=task,  # type: ignore[arg-type]
             attribute=attribute, names=_names(name), overwrite=overwrite, parallel=Parallel(workers),
@@ -713,8 +713,8 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         ] = False,
         workers: WorkersOption = None,
     ) -> None:
-        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
         with friendly_errors(_REDO_EXPORT):
+            selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
             summary = exporter(
                 manifest, dest, selection, storage=Storage(),
                 names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
@@ -747,8 +747,8 @@ def export_review_command(
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """A Ground Truth labelling-job input manifest of the uncertain images (source-ref lines)."""
-    selection = _export_selection(label, 0.0, parents, band, (min_sharpness, min_brightness))
     with friendly_errors(_REDO_EXPORT):
+        selection = _export_selection(label, 0.0, parents, band, (min_sharpness, min_brightness))
         summary = export_review_queue(
             manifest, output, selection, allow_local=allow_local,
             overwrite=overwrite, storage=Storage(),
@@ -820,8 +820,8 @@ def custom_labels_create_command(
         fail(
             f"--output {output}: Custom Labels reads datasets from S3; give s3://bucket/key.", ExitCode.USAGE
         )
-    selection = _export_selection(label, threshold, parents, None)
     with friendly_errors(_REDO_EXPORT):
+        selection = _export_selection(label, threshold, parents, None)
         summary = export_groundtruth(
             manifest,
             output,
