@@ -23,12 +23,14 @@ def constant_model(
     size: tuple[int, int] = (640, 640),
     description: str = "",
     dynamic: bool = False,
+    input_type: int = TensorProto.FLOAT,
 ) -> Path:
     height, width = size
     value = numpy_helper.from_array(output.astype(np.float32), name="answer")
     zero = numpy_helper.from_array(np.array(0.0, dtype=np.float32), name="zero")
     nodes = [
-        helper.make_node("ReduceMean", ["images"], ["mean"], keepdims=0),
+        helper.make_node("Cast", ["images"], ["pixels"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceMean", ["pixels"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
         helper.make_node("Add", ["answer", "nothing"], ["output0"]),
     ]
@@ -36,7 +38,7 @@ def constant_model(
     graph = helper.make_graph(
         nodes,
         "labelsift-test",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("images", input_type, input_shape)],
         [helper.make_tensor_value_info("output0", TensorProto.FLOAT, list(output.shape))],
         initializer=[value, zero],
     )

@@ -63,6 +63,17 @@ def test_a_plugin_package_scans_like_a_built_in_detector(plugin_path: Path, tmp_
         assert record["detector"] == {"name": "brightness", "model_version": "level=100"}
         names = {label["name"] for label in record["labels"]}
         assert names in ({"Bright", "Lighting"}, {"Dark", "Lighting"})
+    broken = labelsift(plugin_path, "scan", str(photos()), "-o", str(tmp_path / "b.jsonl"), "-d", "broken")
+    assert broken.returncode == 2, broken.stderr
+    assert "RuntimeError: weights missing" in " ".join((broken.stdout + broken.stderr).split())
+    assert "Traceback" not in broken.stderr
+    wrong = labelsift(
+        plugin_path, "scan", str(photos()), "-o", str(tmp_path / "w.jsonl"), "-d", "not-a-plugin"
+    )
+    assert wrong.returncode == 2
+    assert "not a labelsift.detectors.factory.DetectorPlugin" in " ".join(
+        (wrong.stdout + wrong.stderr).split()
+    )
     listed = labelsift(plugin_path, "scan", str(photos()), "-o", str(tmp_path / "x.jsonl"), "-d", "nosuch")
     assert listed.returncode == 2
     assert "brightness" in listed.stdout + listed.stderr

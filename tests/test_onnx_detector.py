@@ -162,6 +162,22 @@ def test_unusable_models_and_providers_are_refused_clearly(tmp_path: Path) -> No
     assert session_providers(None) == ["CPUExecutionProvider"]
 
 
+def test_hostile_models_never_crash_a_scan(tmp_path: Path) -> None:
+    broken = yolov8_output()
+    broken[0, :, 1] = np.nan  # a row of NaN (an export bug) must not become a record that cannot be written
+    broken[0, 4:, 2] = np.inf
+    detector = OnnxDetector(constant_model(tmp_path / "nan.onnx", broken, names=NAMES))
+    labels = detector.detect(photo(tmp_path / "p.jpg")).labels
+    assert sorted(boxes_of(labels)) == ["Dog"]
+    from onnx import TensorProto
+
+    quantised = constant_model(
+        tmp_path / "u8.onnx", yolov8_output(), names=NAMES, input_type=TensorProto.UINT8
+    )
+    with pytest.raises(UsageError, match="expected one float image input"):
+        OnnxDetector(quantised)
+
+
 def test_scan_with_an_onnx_detector_from_the_command_line(tmp_path: Path) -> None:
     model = constant_model(tmp_path / "yolo11n.onnx", yolov8_output(), names=NAMES)
     folder = tmp_path / "photos"

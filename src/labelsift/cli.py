@@ -816,10 +816,12 @@ def custom_labels_create_command(
     """Write the hits as a Ground Truth manifest in S3 and make the project's datasets from it."""
     if task not in ("boxes", "classification", "multilabel"):
         fail(f"--task {task!r}: choose boxes, classification or multilabel.", ExitCode.USAGE)
-    if not output.startswith("s3://"):
-        fail(
-            f"--output {output}: Custom Labels reads datasets from S3; give s3://bucket/key.", ExitCode.USAGE
-        )
+    for option, value in (("--output", output), ("--test-manifest", test_manifest)):
+        if value is not None and not value.startswith("s3://"):
+            fail(
+                f"{option} {value}: Custom Labels reads datasets from S3; give s3://bucket/key.",
+                ExitCode.USAGE,
+            )
     with friendly_errors(_REDO_EXPORT):
         selection = _export_selection(label, threshold, parents, None)
         summary = export_groundtruth(

@@ -21,7 +21,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Literal
 
 from labelsift.detectors.base import Detector
-from labelsift.errors import UsageError
+from labelsift.errors import LabelsiftError, UsageError
 from labelsift.storage import Storage
 
 ENTRY_POINT_GROUP = "labelsift.detectors"
@@ -117,7 +117,14 @@ def build_detector(spec: str, storage: Storage, settings: DetectorSettings | Non
     """The detector `spec` (`NAME` or `NAME:ARGUMENT`) names, built by its plugin."""
     plugin = find_plugin(spec)
     name, argument = split_spec(spec)
-    return plugin.create(DetectorRequest(name, argument, storage, settings or DetectorSettings()))
+    try:
+        return plugin.create(DetectorRequest(name, argument, storage, settings or DetectorSettings()))
+    except LabelsiftError:
+        raise
+    except Exception as exc:  # a plugin's own failure must name the plugin, not end in a traceback
+        raise UsageError(
+            f"--detector {spec}: the plugin could not make its detector: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def billing_of(spec: str) -> Billing:

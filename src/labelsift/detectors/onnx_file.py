@@ -209,7 +209,7 @@ def output_boxes(
     )
     if spec.layout == "rtdetr":
         corners = corners * np.array([spec.width, spec.height, spec.width, spec.height], dtype=np.float32)
-    valid = (classes >= 0) & (classes < len(spec.names))
+    valid = (classes >= 0) & (classes < len(spec.names)) & np.isfinite(corners).all(1) & np.isfinite(scores)
     corners, scores, classes = corners[valid], scores[valid], classes[valid]
     offset = np.array([placement.left, placement.top] * 2, dtype=np.float32)
     scale = np.array(
@@ -238,6 +238,8 @@ def load_taxonomy(path: Path | None) -> Taxonomy:
     if path is None:
         return Taxonomy()
     try:
+        if path.stat().st_size > MAX_CLASSES_BYTES * 16:
+            raise UsageError(f"--taxonomy {path}: over 16 MiB.")
         parents = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise UsageError(f"--taxonomy {path}: cannot read it as JSON ({exc}).") from exc
@@ -290,7 +292,12 @@ class OnnxDetector:
         prepare = squashed if spec.layout == "rtdetr" else letterbox
         tensor, placement = prepare(pixels, spec.height, spec.width)
         with self._runs:
-            output = self.session.run(None, {spec.input_name: tensor})[0]
+            try:
+                output = self.session.run(None, {spec.input_name: tensor})[0]
+            except Exception as exc:  # onnxruntime's own error types: the model, not this image
+                raise DetectorError(
+                    "ModelFailed", f"{self.path} failed on {image.uri}: {exc}", fatal=True
+                ) from exc
         boxes = output_boxes(np.asarray(output), spec, placement, self.score_threshold)
         return Detection(labels=self.labels(boxes), model_version=self.info.model_version)
 
@@ -319,9 +326,10 @@ def _open_session(path: Path, intra_op_threads: int, providers: list[str]) -> An
 
 def _read_spec(session: Any, names: tuple[str, ...] | None) -> ModelSpec:
     inputs = session.get_inputs()
-    if len(inputs) != 1 or len(inputs[0].shape) != 4:
+    if len(inputs) != 1 or len(inputs[0].shape) != 4 or inputs[0].type != "tensor(float)":
         raise UsageError(
-            f"the model takes {[(i.name, i.shape) for i in inputs]}; expected one image input [1, 3, H, W]."
+            f"the model takes {[(i.name, i.type, i.shape) for i in inputs]}; expected one float image "
+            "input [1, 3, H, W] (export with Ultralytics' defaults, not half or int8 inputs)."
         )
     meta = session.get_modelmeta()
     metadata = dict(meta.custom_metadata_map or {})

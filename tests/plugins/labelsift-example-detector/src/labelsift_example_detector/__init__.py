@@ -43,3 +43,10 @@ def create(request: DetectorRequest) -> BrightnessDetector:
 
 
 PLUGIN = DetectorPlugin(create=create, billing="free", summary="Bright or Dark by mean brightness")
+
+
+def fail_to_create(request: DetectorRequest) -> BrightnessDetector:
+    raise RuntimeError("weights missing")
+
+
+BROKEN = DetectorPlugin(create=fail_to_create, summary="a plugin whose model cannot load (for the tests)")
