@@ -412,12 +412,17 @@ def filter_command(
     ] = False,
     rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
     max_errors_in_row: MaxErrorsOption = 50,
+    classes: ClassesOption = None,
+    taxonomy: TaxonomyOption = None,
+    providers: ProvidersOption = None,
+    min_score: MinScoreOption = None,
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
     # one file in the working folder whatever the folder's name (`--name a/b`, `--name ../x`)
     manifest_path = manifest or f"labelsift-{re.sub(r'[^A-Za-z0-9._-]+', '_', folder).strip('.')}.jsonl"
     with friendly_errors(_RESUME):
+        _check_detector_options(detector, budget, False)
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
             max_images=max_images,
@@ -427,11 +432,13 @@ def filter_command(
             workers=workers,
             max_errors_in_row=max_errors_in_row or None,
         )
+        settings = _settings(
+            50.0, "standard", 5, rate, classes_file=classes, taxonomy_file=taxonomy, providers=providers,
+            score_threshold=min_score,
+        )  # fmt: skip
         refuse_inside(source, dest, folder)
         with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
-            summary = _run_scan(
-                source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copier
-            )
+            summary = _run_scan(source, manifest_path, detector, options, settings, copier)
             try:
                 copies = copier.close()
             except StorageError as exc:
