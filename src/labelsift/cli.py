@@ -709,8 +709,21 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         min_brightness: MinBrightness = None,
         name: NamesOption = None,
         val: ValFraction = 0.2,
-        copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = fmt
-        != "coco",
+        copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = True,
+        upright: Annotated[
+            bool,
+            typer.Option(
+                help="Write EXIF-rotated copies in their displayed frame (tag dropped), so loaders that "
+                "ignore EXIF see boxes and pixels in one frame; --no-upright copies bytes unchanged."
+            ),
+        ] = True,
+        keep_partial: Annotated[
+            bool,
+            typer.Option(
+                help="Export images where a selected label has no box passing the threshold (without "
+                "that label); by default they are held out for people."
+            ),
+        ] = False,
         overwrite: Annotated[
             bool,
             typer.Option(
@@ -724,8 +737,8 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
             selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
             summary = exporter(
                 manifest, dest, selection, storage=Storage(),
-                names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
-                parallel=Parallel(workers),
+                names=_names(name), val_fraction=val, copy_images=copy_images, upright=upright,
+                keep_partial=keep_partial, overwrite=overwrite, parallel=Parallel(workers),
             )  # fmt: skip
         _print_export(summary, label, parents, manifest, threshold)
 
