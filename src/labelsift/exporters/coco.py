@@ -5,8 +5,8 @@ loader must apply the EXIF tag to the image it reads (PIL `ImageOps.exif_transpo
 `imread` does by default). With `copy_images=True` (the default) the images are copied to
 `images/<split>/<unique name>` (upright: EXIF applied when the source is rotated) and `file_name`
 is that name, the layout Datumaro and pycocotools users expect; with False `file_name` is the
-source URI. Each annotation carries its box as a four-corner `segmentation` polygon too, which
-Datumaro and CVAT expect of every annotation.
+source URI. Each annotation has an empty `segmentation` (a detection has none): Datumaro warns
+once per annotation without the field, and reads a box polygon as a second annotation.
 
 Memory holds a few batches of records at most (`pipeline`): image and annotation entries are
 appended to temporary files while the manifest streams, then stitched into each JSON file. Image
@@ -190,8 +190,7 @@ def coco_images(
             # hand-formatted JSON (the hot path): pixels to 3 decimals, scores to 4
             annotations.append(
                 f'"category_id":{obj.class_id + 1},"bbox":[{x:.3f},{y:.3f},{w:.3f},{h:.3f}],'
-                f'"segmentation":[[{x:.3f},{y:.3f},{x + w:.3f},{y:.3f},{x + w:.3f},{y + h:.3f},'
-                f"{x:.3f},{y + h:.3f}]],"
+                '"segmentation":[],'
                 f'"area":{w * h:.3f},"iscrowd":0,"score":{obj.confidence / 100.0:.4f}}}'
             )
         yield CocoImage(

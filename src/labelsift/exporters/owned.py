@@ -111,6 +111,19 @@ class _Hashing:
         return len(text)
 
 
+class _BinaryHashing:
+    """Bytes written through a `_Hashing` text sink's raw stream, counted and hashed the same way."""
+
+    def __init__(self, sink: _Hashing) -> None:
+        self.sink = sink
+
+    def write(self, data: bytes, /) -> int:
+        self.sink.raw.write(data)
+        self.sink.digest.update(data)
+        self.sink.size += len(data)
+        return len(data)
+
+
 class OwnedOutput:
     """A destination folder (local or `s3://`) an export writes into, or one output file (`single`).
 
@@ -438,6 +451,13 @@ class OwnedOutput:
             ) from error
         self.note_source(source)
         self.write_bytes(rel, data)
+
+    @contextmanager
+    def open_binary(self, rel: str) -> Iterator[_BinaryHashing]:
+        """A binary stream to `rel`, whole or not at all, hashed for the receipt as it is written."""
+        with self.open_text(rel) as sink:
+            assert isinstance(sink, _Hashing)
+            yield _BinaryHashing(sink)
 
     def copy_in(self, source: str, etag: str | None, rel: str, size: int | None) -> bool:
         """Copy an image to `rel`; False when the earlier export's copy of the same version is there."""
