@@ -17,6 +17,22 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# The consumers' own code loads the exports (tests/test_consumers.py), each in its own environment
+# because their dependencies clash: Ultralytics (with PyTorch), Datumaro, Hugging Face datasets.
+consumer() {
+  local name=$1; shift
+  if [ ! -x ".venv-consumers/$name/bin/python" ]; then
+    "$PYTHON" -m venv ".venv-consumers/$name"
+    ".venv-consumers/$name/bin/python" -m pip install --quiet --upgrade pip
+  fi
+  ".venv-consumers/$name/bin/python" -m pip install --quiet "$@"
+}
+if [ "$(uname -m)" = x86_64 ]; then TORCH=(torch==2.14.1 torchvision==0.29.1); else TORCH=(torch==2.9.1 torchvision==0.24.1); fi
+consumer ultralytics "${TORCH[@]}" ultralytics==8.4.190
+consumer datumaro datumaro==1.13.12
+consumer hf datasets==5.2.0 pillow
+export LABELSIFT_REQUIRE_CONSUMERS=1
+
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

@@ -34,6 +34,7 @@ from labelsift.errors import LabelsiftError, UsageError
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.groundtruth import export_groundtruth
+from labelsift.exporters.huggingface import export_hf
 from labelsift.exporters.pipeline import Parallel
 from labelsift.exporters.review_queue import export_review_queue
 from labelsift.exporters.summary import ExportSummary
@@ -709,8 +710,21 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
         min_brightness: MinBrightness = None,
         name: NamesOption = None,
         val: ValFraction = 0.2,
-        copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = fmt
-        != "coco",
+        copy_images: Annotated[bool, typer.Option(help="Copy the images beside the annotations.")] = True,
+        upright: Annotated[
+            bool,
+            typer.Option(
+                help="Write EXIF-rotated copies in their displayed frame (tag dropped), so loaders that "
+                "ignore EXIF see boxes and pixels in one frame; --no-upright copies bytes unchanged."
+            ),
+        ] = True,
+        keep_partial: Annotated[
+            bool,
+            typer.Option(
+                help="Export images where a selected label has no box passing the threshold (without "
+                "that label); by default they are held out for people."
+            ),
+        ] = False,
         overwrite: Annotated[
             bool,
             typer.Option(
@@ -724,8 +738,8 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
             selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
             summary = exporter(
                 manifest, dest, selection, storage=Storage(),
-                names=_names(name), val_fraction=val, copy_images=copy_images, overwrite=overwrite,
-                parallel=Parallel(workers),
+                names=_names(name), val_fraction=val, copy_images=copy_images, upright=upright,
+                keep_partial=keep_partial, overwrite=overwrite, parallel=Parallel(workers),
             )  # fmt: skip
         _print_export(summary, label, parents, manifest, threshold)
 
@@ -739,6 +753,37 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
 
 for _fmt in ("coco", "yolo", "voc"):
     export_app.command(_fmt)(_annotation_command(_fmt))
+
+
+@export_app.command("hf")
+def export_hf_command(
+    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    dest: Annotated[str, typer.Argument(help="Output folder (local or s3://).")],
+    label: ExportLabels,
+    task: Annotated[str, typer.Option(help="classification | multilabel | detection")] = "classification",
+    threshold: ThresholdOption = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    band: BandOption = None,
+    min_sharpness: MinSharpness = None,
+    min_brightness: MinBrightness = None,
+    name: NamesOption = None,
+    val: ValFraction = 0.2,
+    upright: Annotated[bool, typer.Option(help="Write EXIF-rotated copies in their displayed frame.")] = True,
+    keep_partial: Annotated[
+        bool, typer.Option(help="detection: export images where a selected label has no passing box.")
+    ] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier export in DEST.")] = False,
+    workers: WorkersOption = None,
+) -> None:
+    """Hugging Face imagefolder (train/, validation/ with metadata.parquet) for datasets.load_dataset."""
+    with friendly_errors(_REDO_EXPORT):
+        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
+        summary = export_hf(
+            manifest, dest, selection, task=task, storage=Storage(), names=_names(name),  # type: ignore[arg-type]
+            val_fraction=val, upright=upright, keep_partial=keep_partial, overwrite=overwrite,
+            parallel=Parallel(workers),
+        )  # fmt: skip
+    _print_export(summary, label, parents, manifest, threshold)
 
 
 @export_app.command("review")

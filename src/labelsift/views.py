@@ -68,6 +68,7 @@ class RecordView(TypedDict):
     height: Annotated[Pixels | None, Field(default=None)]
     size: Annotated[ByteCount | None, Field(default=None)]
     format: Annotated[str | None, Field(default=None)]
+    orientation: Annotated[int | None, Field(default=None, ge=1, le=8)]
     scanned_at: Annotated[datetime, Field(default_factory=utc_now)]
     labels: Annotated[list[LabelView], Field(default_factory=list)]
     review: Annotated[list[Verdict], Field(default_factory=list)]
