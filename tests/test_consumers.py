@@ -99,7 +99,7 @@ def test_ultralytics_loads_the_yolo_export_from_another_directory(
     out = tmp_path / "yolo"
     export_yolo(manifest, str(out), Selection(tuple(CLASSES)), storage=Storage(), val_fraction=VAL)
     seen = load("ultralytics", "ultralytics_load.py", str(out / "data.yaml"))
-    assert seen["names"] == dict(enumerate(CLASSES)) and seen["nc"] == 2
+    assert seen["names"] == {str(i): n for i, n in enumerate(CLASSES)} and seen["nc"] == 2  # JSON keys
     images = {split: {name_of(f): v for f, v in files.items()} for split, files in seen["splits"].items()}
     expected = set(CORPUS) - PARTIAL
     assert set(images["train"]) | set(images["val"]) == expected
