@@ -60,6 +60,11 @@ class PropertiesView(TypedDict):
     quality: Annotated[QualityView, Field(default_factory=dict)]
 
 
+class DetectorView(TypedDict):
+    name: Annotated[str, Field(min_length=1)]
+    model_version: Annotated[str | None, Field(default=None)]
+
+
 class RecordView(TypedDict):
     source: NonEmpty
     etag: Annotated[str | None, Field(default=None)]  # which version of the source the labels are of
@@ -72,6 +77,7 @@ class RecordView(TypedDict):
     labels: Annotated[list[LabelView], Field(default_factory=list)]
     review: Annotated[list[Verdict], Field(default_factory=list)]
     image_properties: Annotated[PropertiesView | None, Field(default=None)]
+    detector: Annotated[DetectorView | None, Field(default=None)]  # Label Studio's model_version
 
 
 RECORD_VIEW: TypeAdapter[RecordView] = TypeAdapter(RecordView)
