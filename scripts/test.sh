@@ -17,6 +17,16 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
+# Label Studio, for tests/test_label_studio_server.py, in a venv of its own (its Django stack is not
+# ours): pinned, installed again only when the pin changes.
+LABEL_STUDIO_VERSION=1.23.2
+if [ "$(.venv-labelstudio/bin/python -c 'import importlib.metadata as m; print(m.version("label-studio"))' 2>/dev/null)" != "$LABEL_STUDIO_VERSION" ]; then
+  echo "installing label-studio==$LABEL_STUDIO_VERSION into .venv-labelstudio..."
+  "$PYTHON" -m venv .venv-labelstudio
+  .venv-labelstudio/bin/python -m pip install --quiet --upgrade pip
+  .venv-labelstudio/bin/python -m pip install --quiet "label-studio==$LABEL_STUDIO_VERSION"
+fi
+
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy
