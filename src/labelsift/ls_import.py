@@ -258,7 +258,10 @@ def newest_annotation(task: dict[str, Any]) -> dict[str, Any] | None:
 def task_source(task: dict[str, Any]) -> str:
     data = task.get("data")
     if not isinstance(data, dict):
-        raise TaskError("no 'data' object")
+        raise TaskError(
+            "no 'data' object, so not a task of a JSON export: export the project as JSON "
+            "(JSON_MIN and CSV flatten the tasks and leave out what this import needs)"
+        )
     source = data.get("labelsift_source")
     if isinstance(source, str) and source:
         return source
@@ -316,8 +319,8 @@ def box_of(result: dict[str, Any], where: str) -> tuple[Instance, bool]:
     h = _number(f"{where}.value.height", value.get("height"))
     rotation = _number(f"{where}.value.rotation", value.get("rotation", 0) or 0)
     rotated = rotation % 360 != 0
-    if rotated:  # Label Studio turns a box about its top-left corner
-        x, y, w, h = _upright(x, y, w, h, rotation)
+    if rotated:  # Label Studio turns a box about its top-left corner, in pixels
+        x, y, w, h = _upright((x, y, w, h), rotation, _size(result, where))
     left, top = max(x, 0.0), max(y, 0.0)
     right, bottom = min(x + w, 100.0), min(y + h, 100.0)
     if right <= left or bottom <= top:
@@ -335,13 +338,26 @@ def box_of(result: dict[str, Any], where: str) -> tuple[Instance, bool]:
     return box, rotated
 
 
-def _upright(x: float, y: float, w: float, h: float, degrees: float) -> tuple[float, float, float, float]:
-    """The upright box around a box of (w, h) turned by `degrees` clockwise about (x, y)."""
+def _size(result: dict[str, Any], where: str) -> tuple[float, float]:
+    width, height = result.get("original_width"), result.get("original_height")
+    if not (isinstance(width, int | float) and isinstance(height, int | float) and width > 0 and height > 0):
+        raise TaskError(f"{where}: a rotated box needs original_width and original_height")
+    return float(width), float(height)
+
+
+def _upright(
+    box: tuple[float, float, float, float], degrees: float, size: tuple[float, float]
+) -> tuple[float, float, float, float]:
+    """The upright box (percent) around a box (percent) turned by `degrees` clockwise about its
+    top-left corner; the turn is in pixels, where the image's sides differ."""
+    sx, sy = size[0] / 100.0, size[1] / 100.0
+    x, y, w, h = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
     angle = math.radians(degrees)
     cos, sin = math.cos(angle), math.sin(angle)
-    xs = [x + dx * cos - dy * sin for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
-    ys = [y + dx * sin + dy * cos for dx, dy in ((0, 0), (w, 0), (w, h), (0, h))]
-    return min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)
+    corners = ((0.0, 0.0), (w, 0.0), (w, h), (0.0, h))
+    xs = [x + dx * cos - dy * sin for dx, dy in corners]
+    ys = [y + dx * sin + dy * cos for dx, dy in corners]
+    return min(xs) / sx, min(ys) / sy, (max(xs) - min(xs)) / sx, (max(ys) - min(ys)) / sy
 
 
 def decide_task(task: Any, labels: list[str] | None) -> _Decided | None:
