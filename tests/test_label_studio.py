@@ -10,10 +10,13 @@ from typing import Any
 from xml.etree import ElementTree
 
 import pytest
+from typer.testing import CliRunner
 
+from labelsift.cli import app
 from labelsift.errors import BadManifest, CannotProceed, UsageError
-from labelsift.exporters.label_studio import export_label_studio, label_config
+from labelsift.exporters.label_studio import export_label_studio, label_config, model_version
 from labelsift.exporters.owned import NameClash
+from labelsift.exporters.pipeline import Parallel
 from labelsift.ls_import import (
     LabelStudioExportError,
     import_label_studio,
@@ -22,7 +25,11 @@ from labelsift.ls_import import (
 from labelsift.manifest import ManifestWriter, iter_raw, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus, Verdict, VerdictEntry
 from labelsift.select import Selection
+from labelsift.storage import Storage
 from labelsift.views import RecordView, view_of
+
+runner = CliRunner()
+WHEN = "2026-12-01T10:00:00Z"
 
 
 def record(source: str, dog: float = 91.0, bird: float | None = 77.0, **extra: Any) -> ImageRecord:
@@ -393,3 +400,57 @@ def test_the_list_is_read_a_piece_at_a_time() -> None:
     assert list(iter_json_list(Trickle(text), "x")) == items
     assert Trickle.reads > 1000  # never the whole text at once
     assert list(iter_json_list(io.StringIO("  [ ]  "), "x")) == []
+
+
+def test_workers_write_what_one_process_writes(tmp_path: Path) -> None:
+    records = [record(f"s3://raw/pets/{n:03d}.jpg", dog=40.0 + n % 60) for n in range(60)]
+    manifest = write_manifest(tmp_path / "m.jsonl", records)
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    export_label_studio(str(manifest), str(one), selection(), parallel=Parallel(workers=1))
+    summary = export_label_studio(
+        str(manifest), str(two), selection(), parallel=Parallel(workers=2, inline_first=5, batch=7)
+    )
+    assert summary.workers == 2
+    assert one.read_bytes() == two.read_bytes()
+    assert len(json.loads(one.read_text(encoding="utf-8"))) == summary.lines_written > 0
+
+
+def test_to_s3_and_from_s3(tmp_path: Path, bucket: str, s3_client: Any, storage: Storage) -> None:
+    manifest = write_manifest(tmp_path / "m.jsonl", [record(x) for x in sources(2)])
+    export_label_studio(str(manifest), f"s3://{bucket}/ls/tasks.json", selection(), storage=storage)
+    tasks = json.loads(s3_client.get_object(Bucket=bucket, Key="ls/tasks.json")["Body"].read())
+    config = s3_client.get_object(Bucket=bucket, Key="ls/tasks.xml")["Body"].read().decode()
+    assert [t["data"]["image"] for t in tasks] == sources(2) and "<RectangleLabels" in config
+
+    for item in tasks:  # people keep every box as predicted
+        item["annotations"] = [annotation(1, item["predictions"][0]["result"], WHEN)]
+    s3_client.put_object(Bucket=bucket, Key="ls/export.json", Body=json.dumps(tasks).encode())
+    summary = import_label_studio(manifest, f"s3://{bucket}/ls/export.json")
+    assert (summary.accepted, summary.rejected, summary.corrected_boxes) == (4, 0, 4)
+
+
+def test_command_line(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.jsonl", [record(x) for x in sources(1)])
+    out = tmp_path / "tasks.json"
+    result = runner.invoke(app, ["export", "label-studio", str(manifest), str(out), "--label", "Dog"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "tasks.xml").exists()
+    exported = json.loads(out.read_text(encoding="utf-8"))
+    exported[0]["annotations"] = [annotation(1, [], WHEN)]
+    out.write_text(json.dumps(exported), encoding="utf-8")
+    result = runner.invoke(app, ["import-review", str(manifest), str(out), "--from", "label-studio"])
+    assert result.exit_code == 0, result.output
+    assert "1 rejected" in " ".join(result.output.split())
+    result = runner.invoke(app, ["import-review", str(manifest), str(out), "--from", "labelbox"])
+    assert result.exit_code == 2 and "groundtruth or label-studio" in result.output
+    (tmp_path / "cut.json").write_text(out.read_text(encoding="utf-8")[:-3], encoding="utf-8")
+    result = runner.invoke(
+        app, ["import-review", str(manifest), str(tmp_path / "cut.json"), "--from", "label-studio"]
+    )
+    assert result.exit_code == 4 and "No verdict was written" in " ".join(result.output.split())
+
+
+def test_model_version_names_the_detector() -> None:
+    assert model_version({"name": "local", "model_version": "nanodet-m"}) == "local nanodet-m"
+    assert model_version({"name": "onnx:yolo11n.onnx", "model_version": None}) == "onnx:yolo11n.onnx"
+    assert model_version(7) == model_version(None) == model_version({"name": ""}) == "labelsift"

@@ -13,7 +13,7 @@ tests).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -60,11 +60,6 @@ class PropertiesView(TypedDict):
     quality: Annotated[QualityView, Field(default_factory=dict)]
 
 
-class DetectorView(TypedDict):
-    name: Annotated[str, Field(min_length=1)]
-    model_version: Annotated[str | None, Field(default=None)]
-
-
 class RecordView(TypedDict):
     source: NonEmpty
     etag: Annotated[str | None, Field(default=None)]  # which version of the source the labels are of
@@ -77,7 +72,8 @@ class RecordView(TypedDict):
     labels: Annotated[list[LabelView], Field(default_factory=list)]
     review: Annotated[list[Verdict], Field(default_factory=list)]
     image_properties: Annotated[PropertiesView | None, Field(default=None)]
-    detector: Annotated[DetectorView | None, Field(default=None)]  # Label Studio's model_version
+    # as written, not validated (exports do not depend on it): Label Studio's `model_version` only
+    detector: Annotated[Any, Field(default=None)]
 
 
 RECORD_VIEW: TypeAdapter[RecordView] = TypeAdapter(RecordView)

@@ -179,19 +179,24 @@ def _task(
         counts.append((class_id, boxes, decision.human))
     if drops:
         summary.drop_boxes(drops)
-    detector = record["detector"]
-    version = " ".join(p for p in (detector["name"], detector["model_version"]) if p) if detector else ""
+    version = model_version(record["detector"])
     task = {
         "data": {
             "image": image,
             "labelsift_source": record["source"],
             "labelsift_predicted": [classes[i] for i, _ in chosen],
         },
-        "predictions": [
-            {"model_version": version or "labelsift", "score": round(best / 100.0, 4), "result": results}
-        ],
+        "predictions": [{"model_version": version, "score": round(best / 100.0, 4), "result": results}],
     }
     return LabelStudioTask(record["source"], dump_json(task), Tally(ALL, tuple(counts)))
+
+
+def model_version(detector: Any) -> str:
+    """`<detector> <model version>` from the record's `detector` (read as written, not validated)."""
+    if not isinstance(detector, dict) or not isinstance(detector.get("name"), str) or not detector["name"]:
+        return "labelsift"
+    version = detector.get("model_version")
+    return f"{detector['name']} {version}" if isinstance(version, str) and version else detector["name"]
 
 
 def _result(
