@@ -31,6 +31,7 @@ from typer.testing import CliRunner
 from labelsift.cli import app
 from labelsift.manifest import ManifestWriter
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus
+from labelsift.testing.s3_server import SeaweedS3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "labelsift-test-token-0123456789"
@@ -99,6 +100,8 @@ def _environment(data: Path, files: Path) -> dict[str, str]:
         HTTPS_PROXY="http://127.0.0.1:9",
         NO_PROXY="127.0.0.1,localhost",
         HOME=str(data),
+        # its S3 storage refuses loopback endpoints (SSRF protection); this one is SeaweedFS here
+        SSRF_PROTECTION_ENABLED="false",
     )
     return env
 
@@ -312,3 +315,47 @@ def test_label_studio_round_trip(label_studio: LabelStudio, tmp_path: Path) -> N
         pytest.approx([0, 0.25, 0.40, 0.30, 0.40], abs=1e-6),
         pytest.approx([1, 0.70, 0.20, 0.20, 0.20], abs=1e-6),
     ]
+
+
+def test_s3_sources_through_label_studio_s3_storage(
+    label_studio: LabelStudio, s3_server: SeaweedS3Server, bucket: str, s3_client: Any, tmp_path: Path
+) -> None:
+    """`s3://` sources stay as they are; Label Studio's S3 storage (here pointed at SeaweedFS)
+    resolves them to the image."""
+    photo = tmp_path / "dog.jpg"
+    Image.new("RGB", (640, 480), "orange").save(photo, "JPEG")
+    s3_client.put_object(Bucket=bucket, Key="pets/dog.jpg", Body=photo.read_bytes())
+    source = f"s3://{bucket}/pets/dog.jpg"
+    manifest = tmp_path / "s3.jsonl"
+    with ManifestWriter(manifest) as writer:
+        writer.append(
+            ImageRecord(
+                source=source,
+                width=640,
+                height=480,
+                status=ScanStatus.LABELED,
+                detector=DetectorInfo(name="rekognition", model_version="3.0"),
+                labels=[Label(name="Dog", confidence=88.0, instances=[
+                    Instance(left=0.1, top=0.2, width=0.3, height=0.4, confidence=88.0)
+                ])],
+            )
+        )  # fmt: skip
+    tasks_file = tmp_path / "tasks.json"
+    _invoke(["export", "label-studio", str(manifest), str(tasks_file), "--label", "Dog"])
+    config = tasks_file.with_suffix(".xml").read_text(encoding="utf-8")
+    project = label_studio.call("POST", "/api/projects", {"title": "labelsift s3", "label_config": config})
+    label_studio.call(
+        "POST", "/api/storages/s3",
+        {
+            "project": project["id"], "bucket": bucket, "prefix": "pets", "presign": True,
+            "aws_access_key_id": s3_server.access_key, "aws_secret_access_key": s3_server.secret_key,
+            "s3_endpoint": s3_server.endpoint_url, "region_name": "us-east-1",
+        },
+    )  # fmt: skip
+    tasks = json.loads(tasks_file.read_text(encoding="utf-8"))
+    assert tasks[0]["data"]["image"] == source
+    label_studio.call("POST", f"/api/projects/{project['id']}/import", tasks)
+    (listed,) = label_studio.call("GET", f"/api/tasks?project={project['id']}")["tasks"]
+    shown = label_studio.call("GET", f"/api/tasks/{listed['id']}")["data"]["image"]
+    assert shown.startswith(f"/tasks/{listed['id']}/resolve/"), shown  # through the storage
+    assert label_studio.get_bytes(shown) == photo.read_bytes()
