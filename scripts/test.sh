@@ -33,6 +33,16 @@ consumer datumaro datumaro==1.13.12
 consumer hf datasets==5.2.0 pillow
 export LABELSIFT_REQUIRE_CONSUMERS=1
 
+# Label Studio, for tests/test_label_studio_server.py, in a venv of its own (its Django stack is not
+# ours): pinned, installed again only when the pin changes.
+LABEL_STUDIO_VERSION=1.23.2
+if [ "$(.venv-labelstudio/bin/python -c 'import importlib.metadata as m; print(m.version("label-studio"))' 2>/dev/null)" != "$LABEL_STUDIO_VERSION" ]; then
+  echo "installing label-studio==$LABEL_STUDIO_VERSION into .venv-labelstudio..."
+  "$PYTHON" -m venv .venv-labelstudio
+  .venv-labelstudio/bin/python -m pip install --quiet --upgrade pip
+  .venv-labelstudio/bin/python -m pip install --quiet "label-studio==$LABEL_STUDIO_VERSION"
+fi
+
 .venv/bin/ruff check src tests bench
 .venv/bin/ruff format --check src tests bench
 .venv/bin/mypy

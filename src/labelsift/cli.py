@@ -35,6 +35,7 @@ from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.groundtruth import export_groundtruth
 from labelsift.exporters.huggingface import export_hf
+from labelsift.exporters.label_studio import export_label_studio
 from labelsift.exporters.pipeline import Parallel
 from labelsift.exporters.review_queue import export_review_queue
 from labelsift.exporters.summary import ExportSummary
@@ -43,6 +44,7 @@ from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier, refuse_inside
 from labelsift.listing import ListingNotes
+from labelsift.ls_import import import_label_studio
 from labelsift.manifest import ManifestLock, local_manifest, merge
 from labelsift.models import RunSummary, StopReason
 from labelsift.redact import RedactSecrets
@@ -786,6 +788,39 @@ def export_hf_command(
     _print_export(summary, label, parents, manifest, threshold)
 
 
+@export_app.command("label-studio")
+def export_label_studio_command(
+    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    output: Annotated[str, typer.Argument(help="Tasks file OUT.json (local or s3://); OUT.xml beside it.")],
+    label: ExportLabels,
+    threshold: ThresholdOption = 50.0,
+    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    band: Annotated[
+        str | None, typer.Option(help="LOW:HIGH confidences also sent, for people to decide in Label Studio.")
+    ] = None,
+    min_sharpness: MinSharpness = None,
+    min_brightness: MinBrightness = None,
+    local_files_root: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder Label Studio serves (LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT), for local files."
+        ),
+    ] = None,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier export of OUT.json and OUT.xml.")
+    ] = False,
+    workers: WorkersOption = None,
+) -> None:
+    """Label Studio tasks with the detector's boxes as pre-annotations, and the labeling config."""
+    with friendly_errors(_REDO_EXPORT):
+        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
+        summary = export_label_studio(
+            manifest, output, selection, local_files_root=local_files_root, overwrite=overwrite,
+            parallel=Parallel(workers), storage=Storage(),
+        )  # fmt: skip
+    _print_export(summary, label, parents, manifest, threshold)
+
+
 @export_app.command("review")
 def export_review_command(
     manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
@@ -826,15 +861,29 @@ def review_command(
 @app.command("import-review")
 def import_review_command(
     manifest: Annotated[str, typer.Argument(help="Local manifest to add the verdicts to.")],
-    gt_output: Annotated[str, typer.Argument(help="Ground Truth output manifest (local or s3://).")],
+    gt_output: Annotated[
+        str,
+        typer.Argument(help="Ground Truth output manifest, or Label Studio JSON export (local or s3://)."),
+    ],
     label: Annotated[
         str | None, typer.Option("--label", "-l", help="The label the job answered about.")
     ] = None,
-    who: Annotated[str, typer.Option(help="Name recorded with each verdict.")] = "groundtruth",
+    source_format: Annotated[
+        str, typer.Option("--from", help="groundtruth (output manifest) | label-studio (JSON export)")
+    ] = "groundtruth",
+    who: Annotated[
+        str | None, typer.Option(help="Name recorded with each verdict (default: the tool's name).")
+    ] = None,
 ) -> None:
-    """Record a Ground Truth labelling job's answers as verdicts in the manifest."""
+    """Record people's answers (a Ground Truth job's, or Label Studio's annotations) as verdicts."""
+    if source_format not in ("groundtruth", "label-studio"):
+        fail(f"--from {source_format!r}: choose groundtruth or label-studio.", ExitCode.USAGE)
     with friendly_errors():
-        summary = import_review(manifest, gt_output, label=label, who=who)
+        if source_format == "label-studio":
+            labels = [label] if label is not None else None
+            summary: Any = import_label_studio(manifest, gt_output, labels=labels, who=who or "label-studio")
+        else:
+            summary = import_review(manifest, gt_output, label=label, who=who or "groundtruth")
     out.print(summary.report(), highlight=False)
 
 

@@ -13,7 +13,7 @@ tests).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -73,6 +73,8 @@ class RecordView(TypedDict):
     labels: Annotated[list[LabelView], Field(default_factory=list)]
     review: Annotated[list[Verdict], Field(default_factory=list)]
     image_properties: Annotated[PropertiesView | None, Field(default=None)]
+    # as written, not validated (exports do not depend on it): Label Studio's `model_version` only
+    detector: Annotated[Any, Field(default=None)]
 
 
 RECORD_VIEW: TypeAdapter[RecordView] = TypeAdapter(RecordView)
