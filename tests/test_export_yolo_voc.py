@@ -93,6 +93,18 @@ def test_yolo_reads_back_with_supervision(tmp_path: Path) -> None:
     assert line == "0 0.250000 0.400000 0.300000 0.400000"
 
 
+def test_yolo_with_every_image_in_val_names_val_as_train(tmp_path: Path) -> None:
+    manifest, _ = _manifest(tmp_path)
+    out = tmp_path / "yolo"
+    summary = export_yolo(
+        manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=1.0, keep_partial=True
+    )
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert (data["train"], data["val"]) == ("images/val", "images/val")  # Ultralytics needs both to exist
+    assert not (out / "images" / "train").exists() and len(list((out / "images" / "val").iterdir())) == 3
+    assert "no_train_images" in [w.code for w in summary.warnings]
+
+
 def test_yolo_splits_are_stable_and_labels_only_mode(tmp_path: Path) -> None:
     manifest, _ = _manifest(tmp_path)
     first = export_yolo(

@@ -4,7 +4,7 @@ Each label file has one line per box, `class_id x_centre y_centre width height`,
 class ids from 0 in selection order; `data.yaml` names the same classes in the same order.
 `data.yaml` has no `path:`: Ultralytics then reads the dataset from the yaml's own folder, from
 any working directory. When no image falls in the val split, `val:` names the train images
-(Ultralytics needs a val set to exist) and the summary warns.
+(Ultralytics needs both sets to exist), and the other way round; the summary warns.
 Pixels (before normalising) are in the DISPLAYED frame (after EXIF orientation); copies are
 upright (see `owned.copy_image`), so every loader sees boxes and pixels in one frame.
 `copy_images=False` writes the labels, `data.yaml` and `sources.jsonl`, which maps each label
@@ -23,6 +23,7 @@ from labelsift.select import Selection
 from labelsift.views import RecordView
 
 from .common import (
+    TRAIN,
     VAL,
     AnnotationFile,
     StorageLike,
@@ -38,9 +39,9 @@ from .pipeline import PER_CORE, Parallel, staged
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 
-def data_yaml(classes: list[str], *, val: str = "images/val") -> str:
+def data_yaml(classes: list[str], *, train: str = "images/train", val: str = "images/val") -> str:
     """The dataset file; strings are JSON-quoted, which YAML reads as double-quoted scalars."""
-    lines = ["train: images/train", f"val: {val}", "names:"]
+    lines = [f"train: {train}", f"val: {val}", "names:"]
     lines += [f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(classes)]
     return "\n".join(lines) + "\n"
 
@@ -75,15 +76,22 @@ def _write_images(
 
 
 def _write_data_yaml(out: OwnedOutput, summary: ExportSummary, classes: list[str], splits: set[str]) -> None:
-    val = "images/val"
+    train, val = "images/train", "images/val"
     if VAL not in splits:
-        val = "images/train"
+        val = train
         summary.warn(
             summary.destination,
             "no_val_images",
-            "no image fell in the val split; data.yaml's val names the train",
+            "no image fell in the val split; data.yaml's val names the train images",
         )
-    out.write_bytes("data.yaml", data_yaml(classes, val=val).encode("utf-8"))
+    elif TRAIN not in splits:
+        train = val
+        summary.warn(
+            summary.destination,
+            "no_train_images",
+            "no image fell in the train split; data.yaml's train names the val images (lower --val)",
+        )
+    out.write_bytes("data.yaml", data_yaml(classes, train=train, val=val).encode("utf-8"))
     summary.files_written += 1
 
 
