@@ -40,6 +40,7 @@ from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier, refuse_inside
+from labelsift.inventory import list_source
 from labelsift.listing import ListingNotes
 from labelsift.manifest import ManifestLock, local_manifest, merge
 from labelsift.models import RunSummary, StopReason
@@ -155,6 +156,13 @@ def graceful_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+InventoryOption = Annotated[
+    str | None,
+    typer.Option(
+        help="s3://…/manifest.json of an S3 Inventory report of the bucket: read the objects from it "
+        "(CSV, Parquet, ORC) instead of listing the bucket."
+    ),
+]
 FreeImagesOption = Annotated[
     int | None, typer.Option(help="Free-tier images you still have this month.", min=0)
 ]
@@ -201,9 +209,10 @@ def _run_scan(
     options: ScanOptions,
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None = None,
+    inventory: str | None = None,
 ) -> RunSummary:
     with ManifestLock(local_manifest(manifest, purpose="scan"), purpose="scan") as held:
-        return _scan_locked(source, manifest, detector_name, options, settings, on_hit, held)
+        return _scan_locked(source, manifest, detector_name, options, settings, on_hit, held, inventory)
 
 
 def _scan_locked(
@@ -214,18 +223,20 @@ def _scan_locked(
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None,
     held: ManifestLock,
+    inventory: str | None = None,
 ) -> RunSummary:
     storage = Storage()
     detector = build_detector(detector_name, storage, settings)
     last: list[ScanProgress] = []
     notes = ListingNotes()
+    objects = None if inventory is None else list_source(storage, inventory, source, notes=notes)
 
     def count_total() -> int:
         return sum(1 for _ in Storage().list(source))
 
     with (
         graceful_interrupt() as stop,
-        scan_progress(out, count_total, options.max_images) as show,
+        scan_progress(out, count_total if inventory is None else None, options.max_images) as show,
     ):
 
         def progress(snapshot: ScanProgress) -> None:
@@ -234,10 +245,10 @@ def _scan_locked(
 
         summary = scan(
             source, manifest, detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop,
-            notes=notes, lock=held,
+            notes=notes, lock=held, objects=objects,
         )  # fmt: skip
     out.print(summary_table(summary))
-    _print_listing(storage, source, notes, listed=summary.listed)
+    _print_listing(storage, source, notes, listed=summary.listed, inventory=inventory)
     if last:
         for line in reason_lines(last[0]):
             out.print(line, highlight=False)
@@ -247,11 +258,15 @@ def _scan_locked(
     return summary
 
 
-def _print_listing(storage: Storage, source: str, notes: ListingNotes, *, listed: int) -> None:
+def _print_listing(
+    storage: Storage, source: str, notes: ListingNotes, *, listed: int, inventory: str | None = None
+) -> None:
     """What the listing passed over, and a hint when it found nothing at all."""
     for line in notes.lines():
         out.print(line, highlight=False)
-    if listed == 0:
+    if listed == 0 and inventory is not None:
+        out.print(f"No image under {source} in the inventory {inventory}.", highlight=False)
+    elif listed == 0:
         out.print(storage.nothing_listed(source, notes), highlight=False)
 
 
@@ -305,6 +320,7 @@ def scan_command(
     prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
     max_errors_in_row: MaxErrorsOption = 50,
+    inventory: InventoryOption = None,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors(_RESUME):
@@ -321,8 +337,9 @@ def scan_command(
             max_errors_in_row=max_errors_in_row or None,
         )
         summary = _run_scan(
-            source, output, detector, options, _settings(min_confidence, retry_mode, max_attempts, rate)
-        )
+            source, output, detector, options, _settings(min_confidence, retry_mode, max_attempts, rate),
+            inventory=inventory,
+        )  # fmt: skip
     _finish(summary)
 
 
@@ -348,6 +365,7 @@ def filter_command(
     ] = False,
     rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
     max_errors_in_row: MaxErrorsOption = 50,
+    inventory: InventoryOption = None,
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
@@ -366,8 +384,9 @@ def filter_command(
         refuse_inside(source, dest, folder)
         with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
             summary = _run_scan(
-                source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copier
-            )
+                source, manifest_path, detector, options, _settings(50.0, "standard", 5, rate), copier,
+                inventory,
+            )  # fmt: skip
             try:
                 copies = copier.close()
             except StorageError as exc:
@@ -388,17 +407,20 @@ def estimate_command(
     detector: DetectorOption = "rekognition",
     prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
+    inventory: InventoryOption = None,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
     storage, notes = Storage(), ListingNotes()
     with friendly_errors():
         cost_module.check_rate(rate)
         table = cost_module.load_prices(prices, free_images_left=free_images)
+        objects = None if inventory is None else list_source(storage, inventory, source, notes=notes)
         result = cost_module.estimate_source(
-            storage, source, table, rate_per_second=rate, billable=detector == "rekognition", notes=notes
-        )
+            storage, source, table, rate_per_second=rate, billable=detector == "rekognition", notes=notes,
+            objects=objects,
+        )  # fmt: skip
         out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
-        _print_listing(storage, source, notes, listed=result.images)
+        _print_listing(storage, source, notes, listed=result.images, inventory=inventory)
     hours, rest = divmod(result.seconds, 3600)
     out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
     out.print(f"time at {rate:g} images/s: {int(hours)} h {rest / 60:.0f} min")

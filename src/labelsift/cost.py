@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +15,7 @@ from labelsift import uri
 from labelsift.errors import UsageError
 from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
-from labelsift.storage import Storage
+from labelsift.storage import ObjectInfo, Storage
 
 
 class PriceTier(BaseModel):
@@ -199,8 +200,10 @@ def estimate_source(
     rate_per_second: float,
     billable: bool,
     notes: ListingNotes | None = None,
+    objects: Iterable[ObjectInfo] | None = None,
 ) -> Estimate:
-    """List `source` (nothing is read or sent) and estimate a full scan of it.
+    """List `source` (nothing is read or sent) and estimate a full scan of it; `objects`, when
+    given (e.g. `inventory.list_source`), stands in for the listing.
 
     A source labelsift would not scan (a presigned or http(s) URL) is a UsageError, as for `scan`.
     What the listing passes over (links, unreadable entries, other formats) is counted in `notes`.
@@ -208,7 +211,7 @@ def estimate_source(
     uri.parse(source, what="source")
     images = 0
     total_bytes = 0
-    for info in storage.list(source, notes=notes):
+    for info in storage.list(source, notes=notes) if objects is None else objects:
         if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these from the listing, unpaid
             if notes is not None:
                 notes.add(info.uri, EMPTY_OR_HUGE)

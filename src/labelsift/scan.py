@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -300,6 +300,7 @@ def scan(
     stop: threading.Event | None = None,
     notes: ListingNotes | None = None,
     lock: ManifestLock | None = None,
+    objects: Iterable[ObjectInfo] | None = None,
 ) -> RunSummary:
     """Scan `source` into `manifest` (a local path, appended to) and return what the run did.
 
@@ -311,6 +312,8 @@ def scan(
     included, so rerunning the same command resumes instead of extending; `budget` is what this
     run may spend. Raises ScanAborted (with the summary so far) on a fault no image can get past.
     Entries the listing passes over (links, unreadable folders, other formats) go into `notes`.
+    `objects`, when given, stands in for the listing of `source` (e.g. `inventory.list_source`):
+    they are scanned in the order given, and `source` is not listed.
     """
     check_source(source)
     started_at = datetime.now(UTC)
@@ -391,7 +394,9 @@ def scan(
         return sum(price for _, _, price in pending.values())
 
     with writer, ThreadPoolExecutor(options.workers, "labelsift-scan") as pool:
-        sources: Iterator[ObjectInfo] = storage.list(source, notes=notes)
+        sources: Iterator[ObjectInfo] = (
+            iter(objects) if objects is not None else storage.list(source, notes=notes)
+        )
         exhausted = False
         position = 0
         try:
