@@ -422,6 +422,11 @@ def estimate_command(
         out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
         _print_listing(storage, source, notes, listed=result.images, inventory=inventory)
     hours, rest = divmod(result.seconds, 3600)
+    if result.duplicates:
+        out.print(
+            f"{result.duplicates} duplicates (the same bytes as another image, labelled once): "
+            f"${result.saved_usd:,.2f} saved"
+        )
     out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")
     out.print(f"time at {rate:g} images/s: {int(hours)} h {rest / 60:.0f} min")
     out.print(f"crowd labelling instead: ${result.crowd_usd_low:,.2f}–${result.crowd_usd_high:,.2f}")
