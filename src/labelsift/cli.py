@@ -434,7 +434,13 @@ def estimate_command(
 
 @app.command("merge")
 def merge_command(
-    shards: Annotated[list[str], typer.Argument(help="Manifests to merge (local, .gz or s3://).")],
+    shards: Annotated[
+        list[str],
+        typer.Argument(
+            help="Manifests to merge (local, .gz or s3://); a folder or s3:// prefix stands for the "
+            "*.jsonl / *.jsonl.gz shards in it."
+        ),
+    ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Merged manifest to write (local, .gz or s3://), whole.")
     ],
