@@ -13,10 +13,12 @@ place of `Storage.list`: the same objects, with the same notes, and no ListObjec
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import hashlib
 import io
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -63,9 +65,27 @@ class Inventory:
     files: list[InventoryFile]
     prefix: str | None = None  # only keys starting with it are yielded
     created_ms: int | None = None
+    root: str | None = None  # where the files' keys start: s3://DESTINATION/ unless a local copy
 
     def file_uri(self, file: InventoryFile) -> str:
-        return f"s3://{self.destination_bucket}/{file.key}"
+        return (self.root or f"s3://{self.destination_bucket}/") + file.key
+
+
+def _local_root(manifest_uri: str, files: list[InventoryFile]) -> str | None:
+    """For a local copy of the destination bucket (`aws s3 sync s3://DEST ./dest`): the folder the
+    files' keys start from, found from the layout `…/SOURCE/CONFIG/DATE/manifest.json` beside
+    `…/SOURCE/CONFIG/data/<file>`; None for a manifest in S3."""
+    if manifest_uri.startswith("s3://"):
+        return None
+    config = os.path.dirname(os.path.dirname(os.path.abspath(manifest_uri)))
+    base, found, _ = files[0].key.rpartition("/data/")
+    if found and (config + "/").endswith("/" + base + "/"):
+        return config[: len(config) - len(base)]
+    raise _bad(
+        manifest_uri,
+        f"its files (e.g. {files[0].key}) are not in the documented layout beside it, so a local copy "
+        "of the report cannot find them; copy the whole destination bucket, keeping its keys",
+    )
 
 
 def column_name(name: str) -> str:
@@ -210,15 +230,17 @@ def open_inventory(
     columns = _schema_columns(fmt, schema)
     _check_columns(manifest_uri, columns)
     created = manifest.get("creationTimestamp")
+    files = _files(manifest_uri, manifest.get("files"))
     return Inventory(
         uri=manifest_uri,
         source_bucket=bucket,
         destination_bucket=_destination(manifest_uri, manifest.get("destinationBucket")),
         file_format=fmt,
         columns=columns,
-        files=_files(manifest_uri, manifest.get("files")),
+        files=files,
         prefix=prefix or None,
         created_ms=int(created) if isinstance(created, int | str) and str(created).isdigit() else None,
+        root=_local_root(manifest_uri, files),
     )
 
 
@@ -284,6 +306,20 @@ def _current(latest: Any, deleted: Any) -> bool:
     return _truth(latest) is not False and _truth(deleted) is not True
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _segment(text: str) -> str:
+    return unquote_plus(text)
+
+
+def decode_key(text: str) -> str:
+    """A CSV inventory's URL-encoded key (`unquote_plus`), a `/`-separated segment at a time: folder
+    names repeat from row to row and are decoded once (cached); a plain segment is not decoded."""
+    if "%" not in text:
+        return text.replace("+", " ")
+    parts = text.replace("%2f", "%2F").split("%2F")
+    return "/".join(_segment(part) if "%" in part else part.replace("+", " ") for part in parts)
+
+
 def _csv_rows(inventory: Inventory, handle: IO[bytes]) -> Iterator[ObjectInfo]:
     at = {column_name(name): i for i, name in enumerate(inventory.columns)}
     key_at, size_at, etag_at = at["key"], at["size"], at["etag"]
@@ -298,13 +334,13 @@ def _csv_rows(inventory: Inventory, handle: IO[bytes]) -> Iterator[ObjectInfo]:
                 inventory.uri,
                 f"row {row_no} of a CSV file has {len(row)} columns, its fileSchema {width}",
             )
-        latest = row[latest_at] if latest_at is not None else None
-        deleted = row[deleted_at] if deleted_at is not None else None
-        if not _current(latest, deleted):
-            continue
+        if latest_at is not None and row[latest_at].lower() == "false":
+            continue  # an older version
+        if deleted_at is not None and row[deleted_at].lower() == "true":
+            continue  # a delete marker
         info = _object(
             inventory,
-            unquote_plus(row[key_at]),
+            decode_key(row[key_at]),
             row[size_at],
             row[etag_at],
             row[class_at] if class_at is not None else None,
