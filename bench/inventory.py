@@ -1,13 +1,14 @@
 """Reading an S3 Inventory report: rows/s and peak memory at 100,000 and 1,000,000 rows.
 
-    python bench/inventory.py [--sizes 100000 1000000] [--files 10]
+    python bench/inventory.py [--sizes 100000 1000000] [--rows-per-file 100000]
 
 The reports are local copies in the documented layout (`DEST/SOURCE/CONFIG/DATE/manifest.json`,
 data files under `DEST/SOURCE/CONFIG/data/`), CSV.gz (URL-encoded keys, no header) and Parquet
-(Snappy), each split over `--files` files. Keys look like `raw/123/photo 000004567.jpg` (a space;
+(Snappy), in files of `--rows-per-file` rows (so a bigger report has more files, not bigger ones,
+as AWS writes them). Keys look like `raw/123/photo 000004567.jpg` (a space;
 one in 50 with `+` and non-ASCII letters), URL-encoded in the CSV with `/` as `%2F`. Every third
 object also has an older version row and every tenth is a delete marker, as in an all-versions
-inventory. Each measurement runs in a fresh subprocess, so its peak memory (ru_maxrss) is its own.
+inventory. Each measurement runs in a fresh subprocess, so its peak memory (VmHWM) is its own.
 
 Baselines, measured in the same run on the same files: CSV: `gzip` + `csv.reader` over every row,
 nothing kept; Parquet: `pyarrow.parquet.ParquetFile.iter_batches` of the same columns, each batch
@@ -146,6 +147,16 @@ def _labelsift(manifest: Path) -> int:
 RUNS = {"baseline-csv": _baseline_csv, "baseline-parquet": _baseline_parquet, "labelsift": _labelsift}
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS (VmHWM). Not ru_maxrss: Linux carries that over an exec from the
+    parent that forked, so a child of a big parent would report the parent's size."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def child(run: str, manifest: str) -> None:
     import pyarrow.parquet  # imports are not what is measured
 
@@ -155,7 +166,7 @@ def child(run: str, manifest: str) -> None:
     start = time.perf_counter()
     rows = RUNS[run](Path(manifest))
     seconds = time.perf_counter() - start
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"rows": rows, "seconds": seconds, "peak_mb": peak_mb}))
 
 
@@ -169,7 +180,7 @@ def measure(run: str, manifest: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
-    parser.add_argument("--files", type=int, default=10)
+    parser.add_argument("--rows-per-file", type=int, default=100_000)
     parser.add_argument("--child", nargs=2)
     args = parser.parse_args()
     if args.child:
@@ -181,7 +192,8 @@ def main() -> None:
         for fmt in ("CSV", "Parquet"):
             smallest_peak: float | None = None
             for size in args.sizes:
-                manifest = generate(Path(tmp) / f"{fmt}-{size}", fmt, size, args.files)
+                files = max(1, -(-size // args.rows_per_file))
+                manifest = generate(Path(tmp) / f"{fmt}-{size}", fmt, size, files)
                 base = measure(f"baseline-{fmt.lower()}", manifest)
                 ours = measure("labelsift", manifest)
                 smallest_peak = smallest_peak or ours["peak_mb"]

@@ -309,3 +309,24 @@ def test_rows_that_are_not_current_are_never_yielded(
         manifest = write_inventory(s3_client, dest, source, rows, fmt, files=2)
         got = sorted((i.key, i.size, i.etag) for i in iter_inventory(storage, manifest))
         assert got == [("k%2Fey with+plus.jpg", 7, "c" * 32), ("kept.jpg", 5, "a" * 32)], fmt
+
+
+def test_a_local_copy_of_a_report_reads_the_same(
+    s3_client: S3Client, make_bucket: Callable[[], str], storage: Storage, tmp_path: Path
+) -> None:
+    """`aws s3 sync s3://DEST ./dest` keeps the keys: the copy's manifest finds its files beside it."""
+    source, dest = make_bucket(), make_bucket()
+    _put_hostile(s3_client, source)
+    manifest = write_inventory(s3_client, dest, source, rows_of_listing(s3_client, source), "ORC")
+    for item in s3_client.list_objects_v2(Bucket=dest)["Contents"]:
+        target = tmp_path / "dest" / item["Key"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(s3_client.get_object(Bucket=dest, Key=item["Key"])["Body"].read())
+    local = tmp_path / "dest" / manifest.split("/", 3)[3]
+    from_s3 = {(i.uri, i.size, i.etag) for i in iter_inventory(storage, manifest)}
+    assert {(i.uri, i.size, i.etag) for i in iter_inventory(storage, str(local))} == from_s3
+    moved = tmp_path / "elsewhere" / "manifest.json"
+    moved.parent.mkdir()
+    moved.write_bytes(local.read_bytes())
+    with pytest.raises(InventoryError, match="not in the documented layout"):
+        open_inventory(storage, str(moved))
