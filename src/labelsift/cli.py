@@ -424,7 +424,8 @@ def estimate_command(
     hours, rest = divmod(result.seconds, 3600)
     if result.duplicates:
         out.print(
-            f"{result.duplicates} duplicates (the same bytes as another image, labelled once): "
+            f"{result.duplicates} duplicate{'s' if result.duplicates != 1 else ''} (the same bytes as "
+            "another image, labelled once): "
             f"${result.saved_usd:,.2f} saved"
         )
     out.print(f"{detector}: ${result.detector_usd:,.2f} for a full scan")

@@ -189,7 +189,7 @@ def estimate(
     duplicates: int = 0,
 ) -> Estimate:
     check_rate(rate_per_second)
-    low, high = prices.crowd_cost(images - duplicates)
+    low, high = prices.crowd_cost(images)  # people without labelsift label every copy
     unique = images - duplicates
     return Estimate(
         images=images,
