@@ -43,6 +43,7 @@ from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.gt_import import import_review
 from labelsift.hitcopy import HitCopier, refuse_inside
+from labelsift.inventory import list_source
 from labelsift.listing import ListingNotes
 from labelsift.ls_import import import_label_studio
 from labelsift.manifest import ManifestLock, local_manifest, merge
@@ -159,6 +160,13 @@ def graceful_interrupt() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
+InventoryOption = Annotated[
+    str | None,
+    typer.Option(
+        help="s3://…/manifest.json of an S3 Inventory report of the bucket: read the objects from it "
+        "(CSV, Parquet, ORC) instead of listing the bucket."
+    ),
+]
 FreeImagesOption = Annotated[
     int | None, typer.Option(help="Free-tier images you still have this month.", min=0)
 ]
@@ -246,9 +254,10 @@ def _run_scan(
     options: ScanOptions,
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None = None,
+    inventory: str | None = None,
 ) -> RunSummary:
     with ManifestLock(local_manifest(manifest, purpose="scan"), purpose="scan") as held:
-        return _scan_locked(source, manifest, detector_spec, options, settings, on_hit, held)
+        return _scan_locked(source, manifest, detector_spec, options, settings, on_hit, held, inventory)
 
 
 def _scan_locked(
@@ -259,18 +268,20 @@ def _scan_locked(
     settings: DetectorSettings,
     on_hit: Callable[[ObjectInfo], None] | None,
     held: ManifestLock,
+    inventory: str | None = None,
 ) -> RunSummary:
     storage = Storage()
     detector = build_detector(detector_spec, storage, settings)
     last: list[ScanProgress] = []
     notes = ListingNotes()
+    objects = None if inventory is None else list_source(storage, inventory, source, notes=notes)
 
     def count_total() -> int:
         return sum(1 for _ in Storage().list(source))
 
     with (
         graceful_interrupt() as stop,
-        scan_progress(out, count_total, options.max_images) as show,
+        scan_progress(out, count_total if inventory is None else None, options.max_images) as show,
     ):
 
         def progress(snapshot: ScanProgress) -> None:
@@ -279,10 +290,10 @@ def _scan_locked(
 
         summary = scan(
             source, manifest, detector, storage, options, on_progress=progress, on_hit=on_hit, stop=stop,
-            notes=notes, lock=held,
+            notes=notes, lock=held, objects=objects,
         )  # fmt: skip
     out.print(summary_table(summary))
-    _print_listing(storage, source, notes, listed=summary.listed)
+    _print_listing(storage, source, notes, listed=summary.listed, inventory=inventory)
     if last:
         for line in reason_lines(last[0]):
             out.print(line, highlight=False)
@@ -292,11 +303,15 @@ def _scan_locked(
     return summary
 
 
-def _print_listing(storage: Storage, source: str, notes: ListingNotes, *, listed: int) -> None:
+def _print_listing(
+    storage: Storage, source: str, notes: ListingNotes, *, listed: int, inventory: str | None = None
+) -> None:
     """What the listing passed over, and a hint when it found nothing at all."""
     for line in notes.lines():
         out.print(line, highlight=False)
-    if listed == 0:
+    if listed == 0 and inventory is not None:
+        out.print(f"No image under {source} in the inventory {inventory}.", highlight=False)
+    elif listed == 0:
         out.print(storage.nothing_listed(source, notes), highlight=False)
 
 
@@ -367,6 +382,7 @@ def scan_command(
     providers: ProvidersOption = None,
     min_score: MinScoreOption = None,
     image_properties: ImagePropertiesOption = False,
+    inventory: InventoryOption = None,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors(_RESUME):
@@ -389,7 +405,7 @@ def scan_command(
             min_confidence, retry_mode, max_attempts, rate, classes_file=classes, taxonomy_file=taxonomy,
             providers=providers, score_threshold=min_score, image_properties=image_properties,
         )  # fmt: skip
-        summary = _run_scan(source, output, detector, options, settings)
+        summary = _run_scan(source, output, detector, options, settings, inventory=inventory)
     _finish(summary)
 
 
@@ -419,6 +435,7 @@ def filter_command(
     taxonomy: TaxonomyOption = None,
     providers: ProvidersOption = None,
     min_score: MinScoreOption = None,
+    inventory: InventoryOption = None,
 ) -> None:
     """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
@@ -441,7 +458,7 @@ def filter_command(
         )  # fmt: skip
         refuse_inside(source, dest, folder)
         with HitCopier(Storage(), dest, folder, overwrite=overwrite) as copier:
-            summary = _run_scan(source, manifest_path, detector, options, settings, copier)
+            summary = _run_scan(source, manifest_path, detector, options, settings, copier, inventory)
             try:
                 copies = copier.close()
             except StorageError as exc:
@@ -463,6 +480,7 @@ def estimate_command(
     prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
     image_properties: ImagePropertiesOption = False,
+    inventory: InventoryOption = None,
 ) -> None:
     """Count the images of SOURCE and say what a full scan would cost and take, before spending."""
     storage, notes = Storage(), ListingNotes()
@@ -472,12 +490,20 @@ def estimate_command(
             prices, free_images_left=free_images, image_properties=image_properties
         )
         billing = billing_of(detector)
+        objects = None if inventory is None else list_source(storage, inventory, source, notes=notes)
         result = cost_module.estimate_source(
-            storage, source, table, rate_per_second=rate, billable=billing == "per_image", notes=notes
-        )
+            storage, source, table, rate_per_second=rate, billable=billing == "per_image", notes=notes,
+            objects=objects,
+        )  # fmt: skip
         out.print(f"{result.images} images, {result.bytes / 1e6:.1f} MB in {source}")
-        _print_listing(storage, source, notes, listed=result.images)
+        _print_listing(storage, source, notes, listed=result.images, inventory=inventory)
     hours, rest = divmod(result.seconds, 3600)
+    if result.duplicates:
+        out.print(
+            f"{result.duplicates} duplicate{'s' if result.duplicates != 1 else ''} (the same bytes as "
+            "another image, labelled once): "
+            f"${result.saved_usd:,.2f} saved"
+        )
     if billing == "per_hour":
         out.print(f"{detector}: billed per inference hour while the model runs, not per image; at {rate:g}")
         out.print("images/s the scan keeps it busy for the time below (see the Custom Labels price list)")
@@ -489,7 +515,13 @@ def estimate_command(
 
 @app.command("merge")
 def merge_command(
-    shards: Annotated[list[str], typer.Argument(help="Manifests to merge (local, .gz or s3://).")],
+    shards: Annotated[
+        list[str],
+        typer.Argument(
+            help="Manifests to merge (local, .gz or s3://); a folder or s3:// prefix stands for the "
+            "*.jsonl / *.jsonl.gz shards in it."
+        ),
+    ],
     output: Annotated[
         str, typer.Option("--output", "-o", help="Merged manifest to write (local, .gz or s3://), whole.")
     ],

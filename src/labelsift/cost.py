@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +12,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labelsift import uri
+from labelsift.dedupe import Duplicates
 from labelsift.errors import UsageError
 from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
-from labelsift.storage import Storage
+from labelsift.storage import ObjectInfo, Storage
 
 
 class PriceTier(BaseModel):
@@ -198,18 +200,29 @@ class Estimate(BaseModel):
     rate_per_second: float
     crowd_usd_low: float
     crowd_usd_high: float
+    duplicates: int = 0  # of `images`: the same bytes as another one, labelled once (not billed)
+    saved_usd: float = 0.0  # what labelling the duplicates too would have cost
 
 
 def estimate(
-    images: int, total_bytes: int, prices: PriceTable, *, rate_per_second: float, billable: bool
+    images: int,
+    total_bytes: int,
+    prices: PriceTable,
+    *,
+    rate_per_second: float,
+    billable: bool,
+    duplicates: int = 0,
 ) -> Estimate:
     check_rate(rate_per_second)
-    low, high = prices.crowd_cost(images)
+    low, high = prices.crowd_cost(images)  # people without labelsift label every copy
+    unique = images - duplicates
     return Estimate(
         images=images,
         bytes=total_bytes,
-        detector_usd=prices.cost(images) if billable else 0.0,
-        seconds=images / rate_per_second,
+        detector_usd=prices.cost(unique) if billable else 0.0,
+        duplicates=duplicates,
+        saved_usd=prices.cost(images) - prices.cost(unique) if billable else 0.0,
+        seconds=unique / rate_per_second,
         rate_per_second=rate_per_second,
         crowd_usd_low=low,
         crowd_usd_high=high,
@@ -224,20 +237,28 @@ def estimate_source(
     rate_per_second: float,
     billable: bool,
     notes: ListingNotes | None = None,
+    objects: Iterable[ObjectInfo] | None = None,
 ) -> Estimate:
-    """List `source` (nothing is read or sent) and estimate a full scan of it.
+    """List `source` (nothing is read or sent) and estimate a full scan of it; `objects`, when
+    given (e.g. `inventory.list_source`), stands in for the listing. Identical objects are counted
+    once for the cost and time (`labelsift.dedupe`: S3 by ETag and size, from the listing alone;
+    local files by a hash of those whose size collides, which reads them).
 
     A source labelsift would not scan (a presigned or http(s) URL) is a UsageError, as for `scan`.
     What the listing passes over (links, unreadable entries, other formats) is counted in `notes`.
     """
     uri.parse(source, what="source")
-    images = 0
+    images = duplicates = 0
     total_bytes = 0
-    for info in storage.list(source, notes=notes):
-        if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these from the listing, unpaid
-            if notes is not None:
-                notes.add(info.uri, EMPTY_OR_HUGE)
-            continue
-        images += 1
-        total_bytes += info.size
-    return estimate(images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable)
+    with Duplicates() as seen:
+        for info in storage.list(source, notes=notes) if objects is None else objects:
+            if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these unpaid
+                if notes is not None:
+                    notes.add(info.uri, EMPTY_OR_HUGE)
+                continue
+            images += 1
+            total_bytes += info.size
+            duplicates += seen.claim(info) is not None
+    return estimate(
+        images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable, duplicates=duplicates
+    )

@@ -143,6 +143,12 @@ class ImageRecord(_Model):
     )
     review: list[Verdict] = Field(default_factory=list)
     scanned_at: datetime = Field(default_factory=utc_now)
+    same_as: NonEmpty | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # written only on a duplicate's record
+        description="A duplicate: the source whose record this reuses (same bytes, labelled once this "
+        "run; this record was not billed).",
+    )
 
     @model_validator(mode="after")
     def _status_is_consistent(self) -> ImageRecord:
@@ -200,6 +206,10 @@ class RunSummary(_Model):
         ),
     ] = 0
     labeled: Annotated[int, Field(ge=0)] = 0
+    duplicates: Annotated[
+        int,
+        Field(ge=0, description="Of `labeled`: records reusing an identical image's labels (not billed)."),
+    ] = 0
     skipped: Annotated[int, Field(ge=0)] = 0
     errors: Annotated[int, Field(ge=0)] = 0
     hits: Annotated[int, Field(ge=0)] = 0

@@ -29,6 +29,7 @@ from typing import NamedTuple
 
 from labelsift.errors import UsageError
 from labelsift.manifest import iter_records_mentioning
+from labelsift.manifest_inputs import one_manifest
 from labelsift.models import ScanStatus, Verdict
 from labelsift.views import InstanceView, LabelView, RecordView, instance_view
 
@@ -364,5 +365,7 @@ def unmatched_labels(
 
 
 def unmatched_in_manifest(manifest_uri: str, selection: Selection) -> list[Unmatched]:
-    """`unmatched_labels` over every effective record of a manifest (one more streaming read)."""
-    return unmatched_labels(selection, iter_records_mentioning(manifest_uri, ()))
+    """`unmatched_labels` over every effective record of a manifest (one more streaming read; a
+    folder or prefix of shards is read as one manifest)."""
+    with one_manifest(manifest_uri) as readable:
+        return unmatched_labels(selection, iter_records_mentioning(readable, ()))

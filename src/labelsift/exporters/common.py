@@ -27,6 +27,7 @@ from labelsift.errors import UsageError
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
+from labelsift.manifest_inputs import expand_manifest_inputs, one_manifest
 from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selection
 from labelsift.storage import ObjectInfo, is_s3, split_s3
 from labelsift.uri import parse_recorded
@@ -188,16 +189,20 @@ def decisions(
 
 
 def require_manifest(uri: str) -> None:
-    """Refuse a manifest that is not there: read as empty, a mistyped path would export nothing."""
-    if not manifest_exists(uri):
-        raise FileNotFoundError(errno.ENOENT, "no such manifest", uri)
+    """Refuse a manifest that is not there: read as empty, a mistyped path would export nothing.
+    A folder or `s3://` prefix must hold shards (`manifest_inputs`)."""
+    for shard in expand_manifest_inputs(uri):
+        if not manifest_exists(shard):
+            raise FileNotFoundError(errno.ENOENT, "no such manifest", shard)
 
 
 def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
-    """`decisions` over the whole manifest, in this process (for exports bound by copying)."""
+    """`decisions` over the whole manifest, in this process (for exports bound by copying); a
+    folder or prefix of shards is read as one manifest (`manifest_inputs.one_manifest`)."""
     require_manifest(manifest_uri)
     words = (query.strip() for query in selection.labels)
-    return decisions(iter_records_mentioning(manifest_uri, words), selection, summary)
+    with one_manifest(manifest_uri) as readable:
+        yield from decisions(iter_records_mentioning(readable, words), selection, summary)
 
 
 class DetectionObject(NamedTuple):

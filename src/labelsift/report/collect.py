@@ -177,7 +177,7 @@ class Collector:
             if key not in tally.detectors and len(tally.detectors) >= MAX_KINDS:
                 key = ("other", "")
             tally.detectors[key] += 1
-            tally.billed += detector.name in BILLED_DETECTORS
+            tally.billed += detector.name in BILLED_DETECTORS and record.same_as is None
         seen: set[str] = set()
         for label in record.labels:
             name = label.name[:MAX_NAME]
