@@ -17,7 +17,7 @@ from labelsift.detectors.providers import session_providers
 from labelsift.errors import UsageError
 from labelsift.manifest import iter_records
 from labelsift.models import Label
-from tests.onnx_models import centre_form, constant_model, letterboxed
+from onnx_models import centre_form, constant_model, letterboxed
 
 runner = CliRunner()
 NAMES = ["person", "dog", "robin"]
