@@ -233,6 +233,7 @@ class LocalDetector:
         intra_op_threads: int = 1,
         max_concurrent_runs: int | None = None,
         weights: Path | None = None,
+        providers: tuple[str, ...] = ("CPUExecutionProvider",),
     ) -> None:
         if not 0.0 < score_threshold < 1.0 or not 0.0 < classifier_threshold <= 1.0:
             raise ValueError("thresholds are probabilities in (0, 1)")
@@ -242,6 +243,7 @@ class LocalDetector:
         self.use_classifier = classifier
         self.intra_op_threads = intra_op_threads
         self._weights = weights or weights_dir()
+        self.providers = providers  # see labelsift.detectors.providers.choose_providers
         self._runs = threading.BoundedSemaphore(max_concurrent_runs or os.cpu_count() or 1)
         self._load_lock = threading.Lock()
         self._models: _Models | None = None
@@ -260,7 +262,9 @@ class LocalDetector:
         if self._models is None:
             with self._load_lock:
                 if self._models is None:
-                    self._models = _Models.load(self._weights, self.intra_op_threads, self.use_classifier)
+                    self._models = _Models.load(
+                        self._weights, self.intra_op_threads, self.use_classifier, self.providers
+                    )
         return self._models
 
     def detect(self, image: ImageInput) -> Detection:
@@ -319,16 +323,19 @@ class _Models:
     taxonomy: Taxonomy
 
     @classmethod
-    def load(cls, weights: Path, intra_op_threads: int, use_classifier: bool) -> _Models:
+    def load(
+        cls, weights: Path, intra_op_threads: int, use_classifier: bool, providers: tuple[str, ...]
+    ) -> _Models:
         options = ort.SessionOptions()
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CPUExecutionProvider"]
         try:
-            nanodet = ort.InferenceSession(str(weights / "nanodet-m-416.onnx"), options, providers=providers)
+            nanodet = ort.InferenceSession(
+                str(weights / "nanodet-m-416.onnx"), options, providers=list(providers)
+            )
             coco = (weights / "nanodet-classes.txt").read_text().splitlines()
         except (OSError, RuntimeError, ValueError) as exc:
             raise DetectorError(
@@ -344,7 +351,7 @@ class _Models:
         if use_classifier:
             try:
                 classifier = ort.InferenceSession(
-                    str(weights / "efficientnet-lite0.onnx"), options, providers=providers
+                    str(weights / "efficientnet-lite0.onnx"), options, providers=list(providers)
                 )
                 synonyms = (weights / "imagenet-classes.txt").read_text().splitlines()
             except (OSError, RuntimeError, ValueError) as exc:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import boto3
 from botocore.config import Config
@@ -109,6 +109,12 @@ _ADVICE: Mapping[str, str] = {
 }
 
 
+class Limiter(Protocol):
+    def acquire(self) -> None:
+        """Return when the next call may start."""
+        ...
+
+
 class RateLimiter:
     """Spaces calls at least 1/rate seconds apart across all threads (a token bucket of one)."""
 
@@ -183,6 +189,7 @@ class RekognitionDetector:
         retry_mode: Literal["standard", "adaptive"] = "standard",
         max_attempts: int = 5,
         rate_limit: float | None = None,
+        limiter: Limiter | None = None,
         max_pool_connections: int = 50,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
@@ -207,7 +214,8 @@ class RekognitionDetector:
             read_timeout=read_timeout,
             user_agent_extra="labelsift",
         )
-        self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        # `limiter` (e.g. one shared by every Ray actor) takes the place of a per-process `rate_limit`.
+        self._limiter = limiter or (RateLimiter(rate_limit) if rate_limit is not None else None)
         self._lock = threading.Lock()
         self._clients: dict[str, RekognitionClient] = {}
         self._offered: frozenset[str] | None = None
