@@ -29,7 +29,7 @@ from labelsift.display import (
     scan_progress,
     summary_table,
 )
-from labelsift.errors import LabelsiftError
+from labelsift.errors import LabelsiftError, UsageError
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.exporters.groundtruth import export_groundtruth
@@ -280,7 +280,10 @@ def scan_command(
     output: Annotated[
         str,
         typer.Option(
-            "--output", "-o", help="Local manifest to write (appended; resumes; .jsonl or .jsonl.gz)."
+            "--output",
+            "-o",
+            help="Local manifest to write (appended; resumes; .jsonl or .jsonl.gz); with --engine ray, "
+            "a folder or s3:// prefix of shards.",
         ),
     ],
     detector: DetectorOption = "local",
@@ -305,9 +308,23 @@ def scan_command(
     prices: Annotated[str | None, typer.Option(help="JSON price table overriding the defaults.")] = None,
     free_images: FreeImagesOption = None,
     max_errors_in_row: MaxErrorsOption = 50,
+    engine: Annotated[
+        Literal["threads", "ray"],
+        typer.Option(help="threads: this machine. ray: a Ray cluster; -o is then a folder or s3:// prefix."),
+    ] = "threads",
+    ray_address: Annotated[
+        str | None, typer.Option(help="--engine ray: the cluster (default: RAY_ADDRESS, or a local one).")
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option(help="--engine ray: labelling actors (default 2).", min=1)
+    ] = None,
+    gpus_per_actor: Annotated[
+        float, typer.Option(help="--engine ray: GPUs per actor (local detector on CUDA).", min=0)
+    ] = 0.0,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors(_RESUME):
+        _only_with_ray(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor or None)
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
             max_images=max_images,
@@ -320,10 +337,55 @@ def scan_command(
             prices=cost_module.load_prices(prices, free_images_left=free_images),
             max_errors_in_row=max_errors_in_row or None,
         )
-        summary = _run_scan(
-            source, output, detector, options, _settings(min_confidence, retry_mode, max_attempts, rate)
-        )
+        settings = _settings(min_confidence, retry_mode, max_attempts, rate)
+        if engine == "ray":
+            summary = _run_ray_scan(
+                source, output, detector, options, settings, ray_address, actors, gpus_per_actor
+            )
+        else:
+            summary = _run_scan(source, output, detector, options, settings)
     _finish(summary)
+
+
+def _only_with_ray(engine: str, **given: object) -> None:
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if engine != "ray" and named:
+        raise UsageError(f"{', '.join(named)} only apply with --engine ray; add --engine ray or drop them.")
+
+
+def _run_ray_scan(
+    source: str,
+    dest: str,
+    detector_name: Literal["local", "rekognition"],
+    options: ScanOptions,
+    settings: DetectorSettings,
+    address: str | None,
+    actors: int | None,
+    gpus: float,
+) -> RunSummary:
+    from labelsift.distributed.actor import DetectorSpec
+    from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
+
+    detector = build_detector(
+        detector_name, Storage(), settings
+    )  # its name and price; actors build their own
+    run = RayRun(
+        source=source,
+        dest=dest,
+        spec=DetectorSpec(detector_name, settings, gpus),
+        detector_info=detector.info,
+        billable=detector.billable,
+        options=options,
+        ray_options=RayOptions(address=address, actors=actors or 2, gpus_per_actor=gpus),
+    )
+    notes = ListingNotes()
+    with graceful_interrupt() as stop, scan_progress(out, None, options.max_images) as show:
+        summary = ray_scan(run, stop=stop, on_progress=show, notes=notes)
+    out.print(summary_table(summary))
+    _print_listing(run.storage, source, notes, listed=summary.listed)
+    for line in reason_lines(run.progress):
+        out.print(line, highlight=False)
+    return summary
 
 
 @app.command("filter")

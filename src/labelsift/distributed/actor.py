@@ -7,6 +7,7 @@ records are the plain scan's. Before each image the actor asks the run's coordin
 
 from __future__ import annotations
 
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,7 @@ class ActorJob:
     threads: int
     coordinator: Any
     rate_keeper: Any | None = None
+    write_attempts: int = 4  # a batch whose shard cannot be written this often stops the run
 
 
 class BatchLabeller:
@@ -99,6 +101,7 @@ class BatchLabeller:
         # Batches labelled but not written (the shard write failed): when Ray retries one on this
         # actor, its records are written without asking the detector (or paying) again.
         self._unwritten: dict[str, list[Done]] = {}
+        self._failed_writes: Counter[str] = Counter()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         infos = [ObjectInfo(**{name: row[name] for name in ITEM_FIELDS}) for row in batch.to_pylist()]
@@ -109,13 +112,16 @@ class BatchLabeller:
         try:
             shard = write_shard(self.storage, self.job.dest, [record for record, _, _ in done])
         except StorageError as exc:
-            if exc.fatal:
-                self.gate.stop(StopReason.FAILED.value, str(exc))
+            self._failed_writes[key] += 1
+            if exc.fatal or self._failed_writes[key] >= self.job.write_attempts:
+                self._unwritten.pop(key, None)
+                self.gate.stop(StopReason.FAILED.value, f"{exc} ({len(done)} answers not recorded)")
                 return _outcomes([], None)
             while len(self._unwritten) >= 4:  # bounded: the oldest is dropped (and paid again)
                 self._unwritten.pop(next(iter(self._unwritten)))
             self._unwritten[key] = done
             raise ShardWriteFailed(f"{exc} The batch is retried.") from exc
+        self._failed_writes.pop(key, None)
         return _outcomes(done, shard)  # a fatal error is the coordinator's to report
 
     def _one(self, info: ObjectInfo) -> Done | None:

@@ -59,7 +59,7 @@ class RayOptions:
     cpus_per_actor: float | None = None  # None: fractional, so that read tasks always find a CPU
     batch_size: int = 16  # images per batch, and so per shard
     window: int = 20_000  # images the driver hands to one pool run (bounds the driver's memory)
-    batch_retries: int = 3  # a batch that raises (or whose actor dies) is run again up to this often
+    write_attempts: int = 4  # tries at writing one batch's shard before the run stops (FAILED)
     worker_env: Mapping[str, str] = field(default_factory=dict)  # environment for the actors
 
 
@@ -186,9 +186,6 @@ def _run_window(
     context = ray.data.DataContext.get_current()
     context.actor_task_retry_on_errors = [ShardWriteFailed]  # type: ignore[list-item]
     context.enable_progress_bars = False
-    remote_args: dict[str, Any] = {"max_task_retries": ray_options.batch_retries}
-    if ray_options.worker_env:
-        remote_args["runtime_env"] = {"env_vars": dict(ray_options.worker_env)}
     dataset = _dataset(infos, ray_options.batch_size).map_batches(
         BatchLabeller,
         fn_constructor_kwargs={"job": job},
@@ -197,7 +194,7 @@ def _run_window(
         compute=ray.data.ActorPoolStrategy(size=ray_options.actors),
         num_cpus=resources[0],
         num_gpus=resources[1],
-        **remote_args,
+        runtime_env={"env_vars": dict(ray_options.worker_env)} if ray_options.worker_env else None,
     )
     yield from dataset.iter_batches(batch_size=None, batch_format="pyarrow")
 
@@ -300,7 +297,10 @@ def _locked(
         if run.spec.name == "rekognition" and run.spec.settings.rate_limit is not None:
             keeper_class: Any = ray.remote(RateKeeper).options(name=f"labelsift-rate-{tag}", num_cpus=0)
             keeper = keeper_class.remote(run.spec.settings.rate_limit)
-        job = ActorJob(run.dest, run.spec, options.selection, options.workers, coordinator, keeper)
+        job = ActorJob(
+            run.dest, run.spec, options.selection, options.workers, coordinator, keeper,
+            run.ray_options.write_attempts,
+        )  # fmt: skip
         _watch(stop, finished, coordinator)
         tally = _drive(run, prior, job, resources, on_progress, notes)
         if stop.is_set() and tally.stopped is None:
