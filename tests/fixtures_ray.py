@@ -40,7 +40,9 @@ def ray_environment(s3_server: SeaweedS3Server, rekognition: FakeRekognition, co
 
 @pytest.fixture(scope="session")
 def ray_cluster(
-    s3_server: SeaweedS3Server, fake_rekognition_server: FakeRekognition, tmp_path_factory: pytest.TempPathFactory
+    s3_server: SeaweedS3Server,
+    fake_rekognition_server: FakeRekognition,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """The session's Ray cluster; yields its address (for `--ray-address` in CLI tests)."""
     ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[ray]')")
