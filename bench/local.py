@@ -9,12 +9,17 @@ it measures in the same run:
 - model only: the same sessions' `run` on tensors preprocessed beforehand, from a pool of the
   same size, images/s;
 and prints their ratio (target ≥ 0.8: preprocessing must hide behind inference).
+
+The last rows do the same for `--detector onnx:` on a YOLOv8-shaped model of another size (320×320
+input, random weights, built by `bench/onnx_yolo.py`): end to end is `OnnxDetector.detect`
+(decode, letterbox, the model, NMS, taxonomy), model only its session's `run` on letterboxed tensors.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +27,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
+from onnx_yolo import build
 from PIL import Image
 
 from labelsift.detectors.base import ImageInput
@@ -33,6 +39,7 @@ from labelsift.detectors.local import (
     nanodet_input,
     squash,
 )
+from labelsift.detectors.onnx_file import OnnxDetector, letterbox
 
 
 def demo_photos() -> list[bytes]:
@@ -94,6 +101,24 @@ def measure(
     return full, model
 
 
+def measure_onnx(
+    detector: OnnxDetector, images: Sequence[bytes], workers: int, rounds: int
+) -> tuple[float, float]:
+    inputs = [ImageInput(uri=f"bench-{i}.jpg", read=lambda data=data: data) for i, data in enumerate(images)]
+    spec = detector.spec
+    tensors = [letterbox(decode(data, spec.height), spec.height, spec.width)[0] for data in images]
+
+    def end_to_end(index: int) -> object:
+        return detector.detect(inputs[index % len(inputs)])
+
+    def model_only(index: int) -> object:
+        return detector.session.run(None, {spec.input_name: tensors[index % len(tensors)]})
+
+    count = max(len(images), 4 * workers)
+    full, model = rates([end_to_end, model_only], count, workers, rounds)
+    return full, model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -115,6 +140,14 @@ def main() -> None:
         for workers in args.workers:
             full, model = measure(detector, images, workers, args.rounds)
             print(f"{name:<26}{workers:>8}{full:>14.1f}{model:>14.1f}{full / model:>8.2f}")
+    with tempfile.TemporaryDirectory() as folder:
+        onnx_detector = OnnxDetector(build(Path(folder) / "yolo-shaped-320.onnx"))
+        print(f"onnx: {onnx_detector.info.model_version}, input {onnx_detector.spec.width}² letterboxed")
+        for name, images in sets.items():
+            for workers in args.workers:
+                full, model = measure_onnx(onnx_detector, images, workers, args.rounds)
+                label = f"onnx 320, {name}"
+                print(f"{label:<26}{workers:>8}{full:>14.1f}{model:>14.1f}{full / model:>8.2f}")
 
 
 if __name__ == "__main__":

@@ -282,7 +282,7 @@ def test_an_image_under_two_names_in_one_folder_is_scanned_once(
     (folder / "best").mkdir()
     (folder / "best" / "favourite.jpg").symlink_to(folder / "000.jpg")  # a curated view
     os.link(folder / "001.jpg", folder / "copy-of-001.jpg")  # a hard link: the same file
-    outside = images(tmp_path / "elsewhere", 1)
+    outside = images(tmp_path / "elsewhere", 1, "dog")  # other bytes than 000.jpg (not a duplicate)
     (folder / "linked-in.jpg").symlink_to(outside / "000.jpg")  # a link out is still read
     text = check(cli(*scan_args(folder, tmp_path / "m.jsonl")), ExitCode.OK, "best/favourite.jpg")
     assert "copy-of-001.jpg" in text

@@ -45,7 +45,9 @@ def _by_file(coco: COCO) -> dict[str, list[tuple[str, list[float]]]]:
 
 def test_coco_loads_with_pycocotools_and_boxes_are_exact_pixels(tmp_path: Path) -> None:
     manifest, src = _manifest(tmp_path)
-    summary = export_coco(manifest, str(tmp_path / "out"), Selection(("Bird", "Dog")), val_fraction=0.0)
+    summary = export_coco(
+        manifest, str(tmp_path / "out"), Selection(("Bird", "Dog")), val_fraction=0.0, copy_images=False
+    )
     train = COCO(str(tmp_path / "out" / "annotations" / "instances_train.json"))
     assert [(c["id"], c["name"]) for c in train.loadCats(train.getCatIds())] == [(1, "Bird"), (2, "Dog")]
     boxes = _by_file(train)
@@ -71,8 +73,9 @@ def test_coco_loads_with_pycocotools_and_boxes_are_exact_pixels(tmp_path: Path) 
 def test_parents_match_and_one_class_order_across_splits(tmp_path: Path) -> None:
     manifest, _ = _manifest(tmp_path)
     summary = export_coco(
-        manifest, str(tmp_path / "out"), Selection(("Dog", "Animal"), threshold=35), val_fraction=0.5
-    )
+        manifest, str(tmp_path / "out"), Selection(("Dog", "Animal"), threshold=35), val_fraction=0.5,
+        copy_images=False,
+    )  # fmt: skip
     files = [tmp_path / "out" / "annotations" / f"instances_{s}.json" for s in ("train", "val")]
     categories = [json.loads(f.read_text())["categories"] for f in files]
     assert (
@@ -135,7 +138,8 @@ def test_a_different_threshold_gives_a_different_set_without_rescanning(
     tmp_path: Path, threshold: float
 ) -> None:
     manifest, src = _manifest(tmp_path)
-    export_coco(manifest, str(tmp_path / "out"), Selection(("Bird",), threshold=threshold), val_fraction=0)
+    selection = Selection(("Bird",), threshold=threshold)
+    export_coco(manifest, str(tmp_path / "out"), selection, val_fraction=0, copy_images=False)
     coco = COCO(str(tmp_path / "out" / "annotations" / "instances_train.json"))
     files = {i["file_name"] for i in coco.loadImgs(coco.getImgIds())}
     assert files == ({src["a"], src["b"], src["c"]} if threshold == 50.0 else {src["a"]})

@@ -161,7 +161,7 @@ from labelsift.exporters.voc import export_voc
 from labelsift.exporters.review_queue import export_review_queue
 from labelsift.exporters.custom_labels import export_custom_labels
 m, out, s = {str(manifest)!r}, {str(tmp_path / "out")!r}, Selection(("Bird",), band=(0, 50))
-export_coco(m, out + "/coco", s)
+export_coco(m, out + "/coco", s, copy_images=False)
 export_groundtruth(m, out + "/gt.manifest", s)
 export_yolo(m, out + "/yolo", s, copy_images=False)
 export_voc(m, out + "/voc", s, copy_images=False)

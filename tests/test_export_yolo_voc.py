@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +62,13 @@ def _stems(src: dict[str, str]) -> dict[str, str]:
 def test_yolo_reads_back_with_supervision(tmp_path: Path) -> None:
     manifest, src = _manifest(tmp_path)
     out = tmp_path / "yolo"
-    summary = export_yolo(manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0.0)
+    summary = export_yolo(
+        manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0.0, keep_partial=True
+    )
     data = yaml.safe_load((out / "data.yaml").read_text())
-    assert data == {
-        "path": str(out),
+    assert data == {  # no path: Ultralytics reads the yaml's own folder; no val image: val names train
         "train": "images/train",
-        "val": "images/val",
+        "val": "images/train",
         "names": {0: "Bird", 1: "Dog"},
     }
     ds = sv.DetectionDataset.from_yolo(
@@ -91,17 +93,31 @@ def test_yolo_reads_back_with_supervision(tmp_path: Path) -> None:
     assert line == "0 0.250000 0.400000 0.300000 0.400000"
 
 
+def test_yolo_with_every_image_in_val_names_val_as_train(tmp_path: Path) -> None:
+    manifest, _ = _manifest(tmp_path)
+    out = tmp_path / "yolo"
+    summary = export_yolo(
+        manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=1.0, keep_partial=True
+    )
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert (data["train"], data["val"]) == ("images/val", "images/val")  # Ultralytics needs both to exist
+    assert not (out / "images" / "train").exists() and len(list((out / "images" / "val").iterdir())) == 3
+    assert "no_train_images" in [w.code for w in summary.warnings]
+
+
 def test_yolo_splits_are_stable_and_labels_only_mode(tmp_path: Path) -> None:
     manifest, _ = _manifest(tmp_path)
     first = export_yolo(
-        manifest, str(tmp_path / "one"), Selection(("Bird", "Dog")), val_fraction=0.5, copy_images=False
-    )
+        manifest, str(tmp_path / "one"), Selection(("Bird", "Dog")), val_fraction=0.5, copy_images=False,
+        keep_partial=True,
+    )  # fmt: skip
     assert not (tmp_path / "one" / "images").exists()
     files = {p.name: p.parent.name for p in (tmp_path / "one" / "labels").rglob("*.txt")}
     assert len(files) == 3 and sum(first.images.values()) == 3
     second = export_yolo(
-        manifest, str(tmp_path / "two"), Selection(("Bird", "Dog")), val_fraction=0.5, copy_images=False
-    )
+        manifest, str(tmp_path / "two"), Selection(("Bird", "Dog")), val_fraction=0.5, copy_images=False,
+        keep_partial=True,
+    )  # fmt: skip
     assert {p.name: p.parent.name for p in (tmp_path / "two" / "labels").rglob("*.txt")} == files
     assert second.images == first.images
 
@@ -109,7 +125,9 @@ def test_yolo_splits_are_stable_and_labels_only_mode(tmp_path: Path) -> None:
 def test_voc_reads_back_with_supervision(tmp_path: Path) -> None:
     manifest, src = _manifest(tmp_path)
     out = tmp_path / "voc"
-    summary = export_voc(manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0.0)
+    summary = export_voc(
+        manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0.0, keep_partial=True
+    )
     ds = sv.DetectionDataset.from_pascal_voc(
         images_directory_path=str(out / "JPEGImages"), annotations_directory_path=str(out / "Annotations")
     )
@@ -125,7 +143,7 @@ def test_voc_reads_back_with_supervision(tmp_path: Path) -> None:
     assert (out / "labels.txt").read_text().splitlines() == ["Bird", "Dog"]
     assert sorted((out / "ImageSets" / "Main" / "train.txt").read_text().split()) == sorted(stems.values())
     assert (out / "ImageSets" / "Main" / "val.txt").read_text() == ""
-    assert summary.copied == 3 and summary.files_written == 3 + 3
+    assert summary.copied == 3 and summary.files_written == 3 + 4
 
 
 @pytest.mark.parametrize("fmt", ["yolo", "voc"])
@@ -134,8 +152,9 @@ def test_missing_source_image_is_skipped_not_fatal(tmp_path: Path, fmt: str) -> 
     Path(src["b"]).unlink()
     export = export_yolo if fmt == "yolo" else export_voc
     summary = export(
-        manifest, str(tmp_path / fmt), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0
-    )
+        manifest, str(tmp_path / fmt), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0,
+        keep_partial=True,
+    )  # fmt: skip
     assert sum(summary.skipped.values()) == 1 and summary.skipped_images[0].source == src["b"]
     assert sum(summary.images.values()) == 2
 
@@ -146,6 +165,7 @@ def test_a_rerun_replaces_an_earlier_export_only_when_told(tmp_path: Path, fmt: 
     stems = _stems(src)
     out = tmp_path / fmt
     export = export_yolo if fmt == "yolo" else export_voc
+    export = partial(export, keep_partial=True)
     first = export(manifest, str(out), Selection(("Bird", "Dog")), storage=Storage(), val_fraction=0)
     assert sum(first.images.values()) == 3
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}

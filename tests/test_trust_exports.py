@@ -387,7 +387,7 @@ def test_a_full_disk_during_a_coco_export_leaves_nothing_new(tmp_path: Path, tin
     ]
     manifest = write_manifest(tmp_path / "m.jsonl", records)
     (tiny_disk / "earlier.txt").write_text("here before")
-    result = cli("export", "coco", manifest, str(tiny_disk / "coco"), "--label", "Bird")
+    result = cli("export", "coco", manifest, str(tiny_disk / "coco"), "--label", "Bird", "--no-copy-images")
     assert result.exit_code == ExitCode.CANNOT_PROCEED, result.output
     assert "no space left" in said(result)
     assert sorted(os.listdir(tiny_disk)) == ["coco", "earlier.txt"] and os.listdir(tiny_disk / "coco") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 from typing import Annotated
@@ -11,10 +12,11 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from labelsift import uri
+from labelsift.dedupe import Duplicates
 from labelsift.errors import UsageError
 from labelsift.imagelimits import MAX_OBJECT_BYTES
 from labelsift.listing import ListingNotes
-from labelsift.storage import Storage
+from labelsift.storage import ObjectInfo, Storage
 
 
 class PriceTier(BaseModel):
@@ -35,13 +37,20 @@ class PriceTable(BaseModel):
         PriceTier(up_to=1_000_000, usd_per_image=0.001),
         PriceTier(usd_per_image=0.0008),
     ]
+    image_properties_tiers: list[PriceTier] = Field(
+        default=[PriceTier(up_to=1_000_000, usd_per_image=0.00075), PriceTier(usd_per_image=0.0006)],
+        description="DetectLabels' IMAGE_PROPERTIES feature, billed per image on top of the labels.",
+    )
+    include_image_properties: bool = Field(
+        default=False, description="Price each image with IMAGE_PROPERTIES too (scan --image-properties)."
+    )
     free_images_left: Annotated[int, Field(ge=0, description="Free-tier images still left this month.")] = 0
     images_already_this_month: Annotated[int, Field(ge=0)] = 0
     crowd_usd_per_task: Annotated[float, Field(ge=0)] = 0.012
     crowd_workers_low: Annotated[int, Field(ge=1)] = 3
     crowd_workers_high: Annotated[int, Field(ge=1)] = 5
 
-    @field_validator("detector_tiers")
+    @field_validator("detector_tiers", "image_properties_tiers")
     @classmethod
     def _tiers_climb(cls, tiers: list[PriceTier]) -> list[PriceTier]:
         """At least one tier; limits rise; only the last may have none (a tier after it is unreachable)."""
@@ -64,28 +73,23 @@ class PriceTable(BaseModel):
             )
         return self
 
+    def _tier_lists(self) -> list[list[PriceTier]]:
+        if self.include_image_properties:
+            return [self.detector_tiers, self.image_properties_tiers]
+        return [self.detector_tiers]
+
     def price_of_image(self, n: int) -> float:
-        """What the n-th billable image of this run costs (n counts from 0)."""
+        """What the n-th billable image of this run costs (n counts from 0), every feature asked for."""
         if n < self.free_images_left:
             return 0.0
         monthly = self.images_already_this_month + n
-        for tier in self.detector_tiers:
-            if tier.up_to is None or monthly < tier.up_to:
-                return tier.usd_per_image
-        return self.detector_tiers[-1].usd_per_image
+        return sum(_tier_price(tiers, monthly) for tiers in self._tier_lists())
 
     def cost(self, images: int) -> float:
         """Cost of `images` billable calls, the free tier first, then the monthly tiers."""
         start = self.images_already_this_month + min(images, self.free_images_left)
         end = self.images_already_this_month + images
-        total = 0.0
-        lower = 0
-        for position, tier in enumerate(self.detector_tiers):
-            last = position == len(self.detector_tiers) - 1
-            upper = end if last or tier.up_to is None else tier.up_to
-            total += max(0, min(end, upper) - max(start, lower)) * tier.usd_per_image
-            lower = upper
-        return total
+        return sum(_tiered_cost(tiers, start, end) for tiers in self._tier_lists())
 
     def crowd_cost(self, images: int) -> tuple[float, float]:
         return (
@@ -94,7 +98,28 @@ class PriceTable(BaseModel):
         )
 
 
-def load_prices(path: str | Path | None, *, free_images_left: int | None = None) -> PriceTable:
+def _tier_price(tiers: list[PriceTier], monthly: int) -> float:
+    for tier in tiers:
+        if tier.up_to is None or monthly < tier.up_to:
+            return tier.usd_per_image
+    return tiers[-1].usd_per_image
+
+
+def _tiered_cost(tiers: list[PriceTier], start: int, end: int) -> float:
+    """Images numbered [start, end) of the month, each priced by the tier it falls in."""
+    total = 0.0
+    lower = 0
+    for position, tier in enumerate(tiers):
+        last = position == len(tiers) - 1
+        upper = end if last or tier.up_to is None else tier.up_to
+        total += max(0, min(end, upper) - max(start, lower)) * tier.usd_per_image
+        lower = upper
+    return total
+
+
+def load_prices(
+    path: str | Path | None, *, free_images_left: int | None = None, image_properties: bool = False
+) -> PriceTable:
     """The default table, or one read from a JSON file; `free_images_left` overrides the file.
 
     A file that cannot be read as a price table is a `UsageError` naming the file and what is wrong
@@ -104,6 +129,8 @@ def load_prices(path: str | Path | None, *, free_images_left: int | None = None)
         if free_images_left < 0:
             raise UsageError(f"--free-images {free_images_left}: give the free images left, 0 or more.")
         table = table.model_copy(update={"free_images_left": free_images_left})
+    if image_properties:
+        table = table.model_copy(update={"include_image_properties": True})
     return table
 
 
@@ -173,18 +200,29 @@ class Estimate(BaseModel):
     rate_per_second: float
     crowd_usd_low: float
     crowd_usd_high: float
+    duplicates: int = 0  # of `images`: the same bytes as another one, labelled once (not billed)
+    saved_usd: float = 0.0  # what labelling the duplicates too would have cost
 
 
 def estimate(
-    images: int, total_bytes: int, prices: PriceTable, *, rate_per_second: float, billable: bool
+    images: int,
+    total_bytes: int,
+    prices: PriceTable,
+    *,
+    rate_per_second: float,
+    billable: bool,
+    duplicates: int = 0,
 ) -> Estimate:
     check_rate(rate_per_second)
-    low, high = prices.crowd_cost(images)
+    low, high = prices.crowd_cost(images)  # people without labelsift label every copy
+    unique = images - duplicates
     return Estimate(
         images=images,
         bytes=total_bytes,
-        detector_usd=prices.cost(images) if billable else 0.0,
-        seconds=images / rate_per_second,
+        detector_usd=prices.cost(unique) if billable else 0.0,
+        duplicates=duplicates,
+        saved_usd=prices.cost(images) - prices.cost(unique) if billable else 0.0,
+        seconds=unique / rate_per_second,
         rate_per_second=rate_per_second,
         crowd_usd_low=low,
         crowd_usd_high=high,
@@ -199,20 +237,28 @@ def estimate_source(
     rate_per_second: float,
     billable: bool,
     notes: ListingNotes | None = None,
+    objects: Iterable[ObjectInfo] | None = None,
 ) -> Estimate:
-    """List `source` (nothing is read or sent) and estimate a full scan of it.
+    """List `source` (nothing is read or sent) and estimate a full scan of it; `objects`, when
+    given (e.g. `inventory.list_source`), stands in for the listing. Identical objects are counted
+    once for the cost and time (`labelsift.dedupe`: S3 by ETag and size, from the listing alone;
+    local files by a hash of those whose size collides, which reads them).
 
     A source labelsift would not scan (a presigned or http(s) URL) is a UsageError, as for `scan`.
     What the listing passes over (links, unreadable entries, other formats) is counted in `notes`.
     """
     uri.parse(source, what="source")
-    images = 0
+    images = duplicates = 0
     total_bytes = 0
-    for info in storage.list(source, notes=notes):
-        if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these from the listing, unpaid
-            if notes is not None:
-                notes.add(info.uri, EMPTY_OR_HUGE)
-            continue
-        images += 1
-        total_bytes += info.size
-    return estimate(images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable)
+    with Duplicates() as seen:
+        for info in storage.list(source, notes=notes) if objects is None else objects:
+            if info.size == 0 or info.size > MAX_OBJECT_BYTES:  # a scan skips these unpaid
+                if notes is not None:
+                    notes.add(info.uri, EMPTY_OR_HUGE)
+                continue
+            images += 1
+            total_bytes += info.size
+            duplicates += seen.claim(info) is not None
+    return estimate(
+        images, total_bytes, prices, rate_per_second=rate_per_second, billable=billable, duplicates=duplicates
+    )

@@ -123,6 +123,11 @@ def summary_table(summary: RunSummary) -> Table:
         ),
         ("labeled / skipped / errors", f"{summary.labeled} / {summary.skipped} / {summary.errors}"),
         *([(f"hits for {', '.join(summary.labels)}", str(summary.hits))] if summary.labels else []),
+        *(
+            [("duplicates", f"{summary.duplicates} (same bytes as an image labelled once; not billed)")]
+            if summary.duplicates
+            else []
+        ),
         ("billed calls", str(summary.billed)),
         ("cost", f"${summary.cost_usd:.4f}"),
         ("stopped because", summary.stopped.value),

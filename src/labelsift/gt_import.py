@@ -11,8 +11,13 @@ Each line of the output manifest is `{"source-ref": ..., "<attr>": value, "<attr
   With `label`: accepted when one of the chosen classes names it, else rejected. Without: every
   chosen class is accepted.
 - `groundtruth/object-detection`: pixel boxes with `image_size`, converted to ratio `Instance`s
-  carried on the verdict. With `label`: accepted with the label's boxes, rejected when a person drew
-  none of it. Without: every class drawn is accepted with its boxes.
+  carried on the verdict (people's corrected boxes, which replace the detector's in every later
+  export). With `label`: accepted with the label's boxes, rejected when a person drew none of it.
+  Without: every class drawn is accepted with its boxes, and every class the line's machine
+  boxes predicted (an attribute with `"human-annotated": "no"`, such as labelsift's own
+  `export groundtruth --task boxes` that an adjustment job started from) but a person left out is
+  rejected. An adjustment job's `adjustment-status` ("adjusted" or "unadjusted") needs nothing
+  else: its boxes are the person's either way.
 
 Only human work becomes a verdict: attributes marked `"human-annotated": "no"` (Ground Truth's
 automated labeling, or labelsift's own machine-label export read back) are counted and skipped
@@ -215,6 +220,7 @@ def _detection(attr: str, value: Any, metadata: dict[str, Any], label: str | Non
     if not isinstance(annotations, list):
         raise GroundTruthError(f"{attr}: 'annotations' must be a list")
     names = _class_map(attr, metadata)
+    _check_class_ids(attr, annotations, names)
     objects = metadata.get("objects")
     objects = objects if isinstance(objects, list) else []
     boxes: dict[str, list[Instance]] = {}
@@ -223,8 +229,6 @@ def _detection(attr: str, value: Any, metadata: dict[str, Any], label: str | Non
         if not isinstance(box, dict):
             raise GroundTruthError(f"{where} must be an object")
         class_id = str(box.get("class_id"))
-        if class_id not in names:
-            raise GroundTruthError(f"{where}: class_id {box.get('class_id')!r} missing from 'class-map'")
         found = objects[i] if i < len(objects) and isinstance(objects[i], dict) else {}
         confidence = found.get("confidence", 1.0)
         confidence = (
@@ -249,6 +253,32 @@ def _detection(attr: str, value: Any, metadata: dict[str, Any], label: str | Non
     return [_Answer(label, bool(mine), tuple(mine) if mine else None, at)]
 
 
+def _check_class_ids(attr: str, annotations: list[Any], names: dict[str, str]) -> None:
+    for i, box in enumerate(annotations):
+        if not isinstance(box, dict):
+            raise GroundTruthError(f"{attr}.annotations[{i}] must be an object")
+        if str(box.get("class_id")) not in names:
+            raise GroundTruthError(
+                f"{attr}.annotations[{i}]: class_id {box.get('class_id')!r} missing from 'class-map'"
+            )
+
+
+def _predicted(attr: str, value: Any, metadata: dict[str, Any]) -> list[str]:
+    """The classes a machine bounding-box attribute has boxes of (the predictions people adjusted)."""
+    annotations = value.get("annotations") if isinstance(value, dict) else None
+    if not isinstance(annotations, list):
+        raise GroundTruthError(f"{attr}: 'annotations' must be a list")
+    names = _class_map(attr, metadata)
+    _check_class_ids(attr, annotations, names)
+    return list(dict.fromkeys(names[str(box["class_id"])] for box in annotations))
+
+
+def _left_out(answers: list[_Answer], predicted: list[str], at: datetime | None) -> list[_Answer]:
+    """A rejection for each predicted class that people's boxes leave out."""
+    drawn = {_norm(answer.label) for answer in answers}
+    return [_Answer(name, False, None, at) for name in predicted if _norm(name) not in drawn]
+
+
 def parse_line(
     text: str, label: str | None, *, include_machine: bool = False
 ) -> tuple[str, list[_Answer], bool]:
@@ -265,6 +295,9 @@ def parse_line(
     if not isinstance(source, str) or not source:
         raise GroundTruthError("no 'source-ref'")
     answers: list[_Answer] = []
+    boxes: list[_Answer] = []  # people's bounding-box answers
+    predicted: list[str] = []  # classes of the machine bounding-box attributes
+    boxes_at: list[datetime | None] = []  # when people answered each bounding-box attribute
     attributes = 0
     machine = 0
     for key, metadata in line.items():
@@ -285,16 +318,22 @@ def parse_line(
         attributes += 1
         if str(metadata.get("human-annotated", "yes")).lower() == "no" and not include_machine:
             machine += 1
+            if kind == DETECTION:
+                predicted += _predicted(attr, line[attr], metadata)
             continue
         if kind == CLASSIFICATION:
             answers += _classification(attr, metadata, label)
         elif kind == MULTILABEL:
             answers += _multilabel(attr, line[attr], metadata, label)
         else:
-            answers += _detection(attr, line[attr], metadata, label)
+            boxes += _detection(attr, line[attr], metadata, label)
+            boxes_at.append(_when(metadata))
     if not attributes:
         raise GroundTruthError("no Ground Truth answer: expected '<attribute>' with '<attribute>-metadata'")
-    return source, answers, machine == attributes
+    if boxes_at and label is None:  # people answered with boxes (perhaps none at all)
+        at = max((when for when in boxes_at if when is not None), default=None)
+        boxes += _left_out(boxes, list(dict.fromkeys(predicted)), at)
+    return source, answers + boxes, machine == attributes
 
 
 def import_review(

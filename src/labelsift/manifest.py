@@ -34,6 +34,7 @@ from pydantic import ValidationError
 from labelsift import uri as uri_module
 from labelsift.errors import BadManifest, CannotProceed, UsageError
 from labelsift.gzip_members import check_tail, member, tail_is_whole
+from labelsift.manifest_inputs import expand_manifest_inputs, inside_folder
 from labelsift.manifest_lock import ManifestInUse as ManifestInUse
 from labelsift.manifest_lock import ManifestLock as ManifestLock
 from labelsift.models import ImageRecord, ScanStatus, Verdict, VerdictEntry
@@ -1228,13 +1229,35 @@ def claim_output(shards: list[str], output: str, *, overwrite: bool) -> None:
         )
 
 
+def _expanded(inputs: list[str], output: str) -> list[str]:
+    """The shards of `inputs` (a folder or `s3://` prefix stands for the shards in it), each once;
+    an output inside an input folder is refused (the next merge would read it as a shard)."""
+    shards: list[str] = []
+    folders: list[str] = []
+    for text in inputs:
+        found = expand_manifest_inputs(text)
+        if found != [text]:
+            folders.append(text)
+        shards.extend(found)
+    inside = inside_folder(folders, output)
+    if inside is not None:
+        raise UsageError(
+            f"{uri_module.shown(output)} is inside {uri_module.shown(inside)}, which is read as shards: "
+            "the next merge of it would read the merged manifest as one more shard. Write it elsewhere."
+        )
+    return list(dict.fromkeys(shards))
+
+
 def merge(shards: list[str], output: str, *, overwrite: bool = False) -> MergeResult:
     """Merge manifests into one: the newest record per source (by `scanned_at`) wins; verdicts kept.
 
-    Two streaming passes over the shards, the bookkeeping in an on-disk index. The output is
-    written whole (`write_records`); it may not be one of the shards, and replaces an existing
-    file only with `overwrite`. A local output is locked like a scan's manifest meanwhile.
+    A folder or `s3://` prefix among `shards` stands for the `*.jsonl`/`*.jsonl.gz` shards in it
+    (`manifest_inputs.expand_manifest_inputs`). Two streaming passes over the shards, the
+    bookkeeping in an on-disk index. The output is written whole (`write_records`); it may not be
+    one of the shards, and replaces an existing file only with `overwrite`. A local output is
+    locked like a scan's manifest meanwhile.
     """
+    shards = _expanded(shards, output)
     claim_output(shards, output, overwrite=overwrite)
     location = uri_module.parse(output, what="merged manifest")
     lock = None

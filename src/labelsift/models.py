@@ -86,6 +86,41 @@ class Verdict(_Model):
     )
 
 
+Percent = Annotated[float, Field(ge=0.0, le=100.0, allow_inf_nan=False)]
+
+
+class ImageQuality(_Model):
+    """Rekognition's image quality scores (0-100); a region may lack some of them."""
+
+    brightness: Percent | None = None
+    sharpness: Percent | None = None
+    contrast: Percent | None = None
+
+
+class DominantColor(_Model):
+    red: Annotated[int, Field(ge=0, le=255)]
+    green: Annotated[int, Field(ge=0, le=255)]
+    blue: Annotated[int, Field(ge=0, le=255)]
+    hex_code: str | None = None
+    css_color: str | None = None
+    simplified_color: str | None = None
+    pixel_percent: Percent | None = None
+
+
+class RegionProperties(_Model):
+    quality: ImageQuality = Field(default_factory=ImageQuality)
+    dominant_colors: list[DominantColor] = Field(default_factory=list)
+
+
+class ImageProperties(_Model):
+    """Rekognition DetectLabels' IMAGE_PROPERTIES: quality and colours of the image and its regions."""
+
+    quality: ImageQuality = Field(default_factory=ImageQuality)
+    dominant_colors: list[DominantColor] = Field(default_factory=list)
+    foreground: RegionProperties | None = None
+    background: RegionProperties | None = None
+
+
 class ImageRecord(_Model):
     """One line of the manifest: everything known about one source image."""
 
@@ -103,8 +138,17 @@ class ImageRecord(_Model):
     error: Reason | None = None
     detector: DetectorInfo | None = None
     labels: list[Label] = Field(default_factory=list)
+    image_properties: ImageProperties | None = Field(
+        default=None, description="Quality and colours, when the detector was asked for them."
+    )
     review: list[Verdict] = Field(default_factory=list)
     scanned_at: datetime = Field(default_factory=utc_now)
+    same_as: NonEmpty | None = Field(
+        default=None,
+        exclude_if=lambda value: value is None,  # written only on a duplicate's record
+        description="A duplicate: the source whose record this reuses (same bytes, labelled once this "
+        "run; this record was not billed).",
+    )
 
     @model_validator(mode="after")
     def _status_is_consistent(self) -> ImageRecord:
@@ -162,6 +206,10 @@ class RunSummary(_Model):
         ),
     ] = 0
     labeled: Annotated[int, Field(ge=0)] = 0
+    duplicates: Annotated[
+        int,
+        Field(ge=0, description="Of `labeled`: records reusing an identical image's labels (not billed)."),
+    ] = 0
     skipped: Annotated[int, Field(ge=0)] = 0
     errors: Annotated[int, Field(ge=0)] = 0
     hits: Annotated[int, Field(ge=0)] = 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
@@ -20,6 +20,7 @@ from typing import Any
 
 from labelsift import uri
 from labelsift.cost import PriceTable
+from labelsift.dedupe import Duplicates, duplicate_record
 from labelsift.detectors.base import Detector, DetectorError, ImageInput
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.imagelimits import MAX_OBJECT_BYTES
@@ -90,6 +91,9 @@ class ScanOptions:
     # Stop when this many images in a row end in `error` (service down, network gone, throttled
     # past every retry): going on would only write an error record per image. None: never stop.
     max_errors_in_row: int | None = 50
+    # Objects holding the same bytes (same ETag and size; local: same SHA-256) are labelled once,
+    # the others get the first's labels in a record marked `same_as` (`labelsift.dedupe`).
+    dedupe: bool = True
 
 
 @dataclass
@@ -106,6 +110,7 @@ class ScanProgress:
     billed: int = 0
     cost_usd: float = 0.0
     after_stop: int = 0  # recorded, but past the stop point (in flight when the stop came)
+    duplicates: int = 0  # records reusing an identical object's labels (`same_as`), not billed
     unrecorded: int = 0  # answered (maybe billed) but not written: the manifest could not be
     started: float = field(default_factory=time.monotonic)
     reasons: Counter[str] = field(default_factory=Counter)  # skip and error codes written this run
@@ -137,15 +142,22 @@ def _is_hit(selection: Selection | None, record: ImageRecord) -> bool | None:
 
 
 def _load_prior(
-    manifest: str, selection: Selection | None, detector: Detector, allow_mixed: bool, seen: Counter[str]
+    manifest: str,
+    selection: Selection | None,
+    detector: Detector,
+    allow_mixed: bool,
+    seen: Counter[str],
+    remember: Callable[[ImageRecord], None] | None = None,
 ) -> SourceIndex:
     """Index what the manifest already holds and whether each earlier record is a hit now; count
-    the labels it saw into `seen`."""
+    the labels it saw into `seen`; hand each record to `remember` (the run's `Duplicates`)."""
     index = SourceIndex()
     other_detectors: set[str] = set()
     try:
         for record in iter_records(manifest):
             index.add(record.source, record.etag, record.status.value, hit=_is_hit(selection, record))
+            if remember is not None:
+                remember(record)
             seen.update(label.name for label in record.labels)
             if record.detector is not None and record.detector.name != detector.info.name:
                 other_detectors.add(record.detector.name)
@@ -232,7 +244,13 @@ def _label_version(storage: Storage, detector: Detector, info: ObjectInfo) -> tu
     info_used = detector.info
     if detection.model_version and info_used.model_version != detection.model_version:
         info_used = info_used.model_copy(update={"model_version": detection.model_version})
-    record = ImageRecord(**base, status=ScanStatus.LABELED, detector=info_used, labels=detection.labels)
+    record = ImageRecord(
+        **base,
+        status=ScanStatus.LABELED,
+        detector=info_used,
+        labels=detection.labels,
+        image_properties=detection.image_properties,
+    )
     return record, detector.billable
 
 
@@ -288,6 +306,45 @@ class _Rules:
             self.stopped = StopReason.MAX_IMAGES
 
 
+@dataclass
+class _Copies:
+    """A scan's duplicates: a copy waits for its first's record, or is labelled itself when the
+    first was not labelled (skipped, failed, or replaced by other bytes since it was listed)."""
+
+    duplicates: Duplicates
+    flying: set[str] = field(default_factory=set)  # firsts being labelled
+    parked: dict[str, list[tuple[int, ObjectInfo]]] = field(default_factory=dict)
+    again: deque[tuple[int, ObjectInfo]] = field(default_factory=deque)  # to label after all
+
+    def place(self, position: int, info: ObjectInfo) -> ImageRecord | bool:
+        """A duplicate's record, True when it waits for its first, False when it must be labelled."""
+        owner = self.duplicates.claim(info)
+        if owner is None:
+            return False
+        first = self.duplicates.record_of(owner)
+        if first is not None:
+            return duplicate_record(first, info)
+        if owner in self.flying:
+            self.parked.setdefault(owner, []).append((position, info))
+            return True
+        self.duplicates.release(owner)  # an earlier first that was never labelled: this one is
+        self.duplicates.claim(info)
+        return False
+
+    def finished(self, info: ObjectInfo, record: ImageRecord) -> list[tuple[int, ObjectInfo, ImageRecord]]:
+        """The records of the copies that waited for `info`, now that its record is `record`."""
+        self.flying.discard(info.uri)
+        if record.etag == info.etag:
+            self.duplicates.labelled(record)
+        else:  # labelled, but another version than the one listed: not the copies' bytes
+            self.duplicates.release(info.uri)
+        waiting = self.parked.pop(info.uri, [])
+        if record.status is ScanStatus.LABELED and record.etag == info.etag:
+            return [(at, copy, duplicate_record(record, copy)) for at, copy in waiting]
+        self.again.extend(waiting)
+        return []
+
+
 def scan(
     source: str,
     manifest: str,
@@ -300,6 +357,7 @@ def scan(
     stop: threading.Event | None = None,
     notes: ListingNotes | None = None,
     lock: ManifestLock | None = None,
+    objects: Iterable[ObjectInfo] | None = None,
 ) -> RunSummary:
     """Scan `source` into `manifest` (a local path, appended to) and return what the run did.
 
@@ -311,6 +369,8 @@ def scan(
     included, so rerunning the same command resumes instead of extending; `budget` is what this
     run may spend. Raises ScanAborted (with the summary so far) on a fault no image can get past.
     Entries the listing passes over (links, unreadable folders, other formats) go into `notes`.
+    `objects`, when given, stands in for the listing of `source` (e.g. `inventory.list_source`):
+    they are scanned in the order given, and `source` is not listed.
     """
     check_source(source)
     started_at = datetime.now(UTC)
@@ -321,12 +381,16 @@ def scan(
     # The lock first (a second writer stops here, before any listing or call), then the repair of
     # a torn last line, then what the manifest already holds.
     writer = ManifestWriter(manifest, purpose="scan", lock=lock)
+    copies = _Copies(Duplicates()) if options.dedupe else None
     try:
         prior = _load_prior(
-            manifest, options.selection, detector, options.allow_mixed_detectors, rules.seen_labels
-        )
+            manifest, options.selection, detector, options.allow_mixed_detectors, rules.seen_labels,
+            copies.duplicates.remember if copies is not None else None,
+        )  # fmt: skip
     except BaseException:
         writer.close()
+        if copies is not None:
+            copies.duplicates.close()
         raise
     listed = 0
     out_of_budget = False
@@ -390,42 +454,68 @@ def scan(
     def reserved() -> float:
         return sum(price for _, _, price in pending.values())
 
+    def again() -> bool:
+        return copies is not None and bool(copies.again)
+
+    def keep_copy(at: int, info: ObjectInfo, record: ImageRecord) -> None:
+        if keep(record):
+            progress.duplicates += 1
+            ready[at] = Outcome(info, record, _is_hit(options.selection, record), billed=False, fresh=True)
+
     with writer, ThreadPoolExecutor(options.workers, "labelsift-scan") as pool:
-        sources: Iterator[ObjectInfo] = storage.list(source, notes=notes)
+        sources: Iterator[ObjectInfo] = (
+            iter(objects) if objects is not None else storage.list(source, notes=notes)
+        )
         exhausted = False
         position = 0
         try:
             while True:
                 if stop.is_set() and rules.stopped is None:
                     rules.stopped = StopReason.INTERRUPTED
-                while rules.stopped is None and not exhausted and position < next_to_evaluate + window():
-                    if options.max_images is not None and position >= options.max_images:
-                        exhausted = True
-                        break
-                    info = next(sources, None)
-                    if info is None:
-                        exhausted = True
-                        break
-                    listed += 1
-                    known = earlier_outcome(info)
-                    if known is not None:
-                        ready[position] = known
-                        position += 1
+                while (
+                    rules.stopped is None
+                    and (again() or (not exhausted and position < next_to_evaluate + window()))
+                ):  # fmt: skip
+                    if copies is not None and copies.again:  # a copy whose first was not labelled
+                        at, info = copies.again.popleft()
+                    else:
+                        if options.max_images is not None and position >= options.max_images:
+                            exhausted = True
+                            break
+                        listed_next = next(sources, None)
+                        if listed_next is None:
+                            exhausted = True
+                            break
+                        info = listed_next
+                        listed += 1
+                        at, position = position, position + 1
+                        known = earlier_outcome(info)
+                        if known is not None:
+                            ready[at] = known
+                            continue
+                    placed = copies.place(at, info) if copies is not None else False
+                    if placed is True:
+                        continue
+                    if placed is not False:
+                        keep_copy(at, info, placed)
                         continue
                     price = 0.0
                     if billable_budget:
                         price = options.prices.price_of_image(progress.billed + len(pending))
                         if progress.cost_usd + reserved() + price > (options.budget or 0.0) + 1e-9:
                             exhausted = out_of_budget = True
+                            if copies is not None:
+                                copies.again.clear()
                             break
-                    pending[pool.submit(label_image, storage, detector, info)] = (position, info, price)
-                    position += 1
+                    pending[pool.submit(label_image, storage, detector, info)] = (at, info, price)
+                    if copies is not None:
+                        copies.flying.add(info.uri)
                 evaluate_ready()
                 if rules.stopped is not None:
                     for future in [f for f in pending if f.cancel()]:
                         pending.pop(future)
                 if not pending:
-                    if exhausted or rules.stopped is not None:
+                    if (exhausted and not again()) or rules.stopped is not None:
                         break
                     continue
                 done, _ = wait(list(pending), timeout=0.5, return_when=FIRST_COMPLETED)
@@ -448,6 +538,8 @@ def scan(
                         outage = record
                         rules.stopped = StopReason.FAILED
                     ready[at] = Outcome(info, record, _is_hit(options.selection, record), billed, fresh=True)
+                    for copy_at, copy, copy_record in copies.finished(info, record) if copies else []:
+                        keep_copy(copy_at, copy, copy_record)
                 evaluate_ready()
                 if on_progress is not None:
                     on_progress(progress)
@@ -455,6 +547,8 @@ def scan(
             for future in pending:
                 future.cancel()
             prior.close()
+            if copies is not None:
+                copies.duplicates.close()
             if unwritten is not None:  # closing flushes the line that did not fit: it fails again
                 with suppress(OSError, StorageError):
                     writer.close()
@@ -513,6 +607,7 @@ def _summary(
         after_stop=progress.after_stop,
         unrecorded=progress.unrecorded,
         labeled=progress.scanned - progress.errors - progress.skipped,
+        duplicates=progress.duplicates,
         skipped=progress.skipped,
         errors=progress.errors,
         hits=progress.hits,

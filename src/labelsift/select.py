@@ -4,7 +4,9 @@ A query label matches a detected label case-insensitively by its name, any of it
 `include_parents`, any of its parents (so `Animal` matches a Bird whose parents include Animal).
 
 Per query label an image is, in this order of precedence:
-1. not selected, whatever else, when its record's status is not `labeled`;
+1. not selected, whatever else, when its record's status is not `labeled`, or when the selection
+   sets `min_sharpness`/`min_brightness` and the record's image quality (Rekognition's
+   IMAGE_PROPERTIES, scanned with `--image-properties`) is below them or missing;
 2. decided by a person when a verdict names the query label (newest verdict wins): a reject is
    never selected, an accept is selected (below threshold too) with the person's boxes when the
    verdict carries `instances`, else the boxes of every matching label; the decision is `human`;
@@ -27,6 +29,7 @@ from typing import NamedTuple
 
 from labelsift.errors import UsageError
 from labelsift.manifest import iter_records_mentioning
+from labelsift.manifest_inputs import one_manifest
 from labelsift.models import ScanStatus, Verdict
 from labelsift.views import InstanceView, LabelView, RecordView, instance_view
 
@@ -118,6 +121,8 @@ class Selection:
     thresholds: Mapping[str, float] = field(default_factory=dict, hash=False)
     include_parents: bool = True
     band: tuple[float, float] | None = None
+    min_sharpness: float | None = None
+    min_brightness: float | None = None
     # query (lower case) -> index in `labels`; built once, so matching a record is dictionary look-ups
     _index: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
     _limits: tuple[float, ...] = field(init=False, repr=False, compare=False, hash=False)
@@ -162,6 +167,12 @@ class Selection:
             _check_confidence("band high", high)
             if low > high:
                 raise UsageError(f"band {low:g}:{high:g}: LOW is above HIGH; give LOW:HIGH, e.g. 50:80.")
+        for option, minimum in (
+            ("--min-sharpness", self.min_sharpness),
+            ("--min-brightness", self.min_brightness),
+        ):
+            if minimum is not None:
+                _check_confidence(option, minimum)
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_known", {})
         object.__setattr__(self, "_nothing", tuple(LabelDecision(q, NOT_SELECTED, 0.0) for q in self.labels))
@@ -225,9 +236,22 @@ class Selection:
                 out.append(Hit(self.labels[i], best, best["confidence"]))
         return out
 
+    def good_enough(self, record: RecordView) -> bool:
+        """Whether the record's image quality meets the selection's minimums (always, when none set)."""
+        if self.min_sharpness is None and self.min_brightness is None:
+            return True
+        properties = record.get("image_properties")
+        quality = properties["quality"] if properties else None
+        sharpness = quality.get("sharpness") if quality else None
+        brightness = quality.get("brightness") if quality else None
+        for wanted, value in ((self.min_sharpness, sharpness), (self.min_brightness, brightness)):
+            if wanted is not None and (value is None or value < wanted):
+                return False
+        return True
+
     def decide(self, record: RecordView) -> Decision:
         """Per query label, what to do with the record (a model's: `views.view_of(record)`)."""
-        if record["status"] is not _LABELED:
+        if record["status"] is not _LABELED or not self.good_enough(record):
             return Decision(record, self._nothing)
         matches = self._matches(record["labels"])
         review = record["review"]
@@ -341,5 +365,7 @@ def unmatched_labels(
 
 
 def unmatched_in_manifest(manifest_uri: str, selection: Selection) -> list[Unmatched]:
-    """`unmatched_labels` over every effective record of a manifest (one more streaming read)."""
-    return unmatched_labels(selection, iter_records_mentioning(manifest_uri, ()))
+    """`unmatched_labels` over every effective record of a manifest (one more streaming read; a
+    folder or prefix of shards is read as one manifest)."""
+    with one_manifest(manifest_uri) as readable:
+        return unmatched_labels(selection, iter_records_mentioning(readable, ()))

@@ -13,7 +13,7 @@ tests).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 from pydantic import Field, TypeAdapter
 from typing_extensions import TypedDict
@@ -50,6 +50,16 @@ class LabelView(TypedDict):
     instances: Annotated[list[InstanceView], Field(default_factory=list)]
 
 
+class QualityView(TypedDict):
+    brightness: Annotated[float | None, Field(default=None)]
+    sharpness: Annotated[float | None, Field(default=None)]
+    contrast: Annotated[float | None, Field(default=None)]
+
+
+class PropertiesView(TypedDict):
+    quality: Annotated[QualityView, Field(default_factory=dict)]
+
+
 class RecordView(TypedDict):
     source: NonEmpty
     etag: Annotated[str | None, Field(default=None)]  # which version of the source the labels are of
@@ -58,9 +68,13 @@ class RecordView(TypedDict):
     height: Annotated[Pixels | None, Field(default=None)]
     size: Annotated[ByteCount | None, Field(default=None)]
     format: Annotated[str | None, Field(default=None)]
+    orientation: Annotated[int | None, Field(default=None, ge=1, le=8)]
     scanned_at: Annotated[datetime, Field(default_factory=utc_now)]
     labels: Annotated[list[LabelView], Field(default_factory=list)]
     review: Annotated[list[Verdict], Field(default_factory=list)]
+    image_properties: Annotated[PropertiesView | None, Field(default=None)]
+    # as written, not validated (exports do not depend on it): Label Studio's `model_version` only
+    detector: Annotated[Any, Field(default=None)]
 
 
 RECORD_VIEW: TypeAdapter[RecordView] = TypeAdapter(RecordView)
@@ -70,7 +84,13 @@ _LABEL_FIELDS = frozenset(LabelView.__annotations__)
 
 def view_of(record: ImageRecord) -> RecordView:
     """The view of a record held as a model (its verdicts stay `Verdict` models)."""
-    view = cast(RecordView, record.model_dump(include=set(_FIELDS - {"labels", "review"})))
+    view = cast(
+        RecordView, record.model_dump(include=set(_FIELDS - {"labels", "review", "image_properties"}))
+    )
+    properties = record.image_properties
+    view["image_properties"] = (
+        cast(PropertiesView, {"quality": properties.quality.model_dump()}) if properties is not None else None
+    )
     view["labels"] = label_views(record.labels)
     view["review"] = list(record.review)
     return view

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import IO, Protocol
 
 from labelsift.errors import CannotProceed
-from labelsift.models import DetectorInfo, Label
+from labelsift.models import DetectorInfo, ImageProperties, Label
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ def open_input(image: ImageInput) -> IO[bytes]:
 class Detection:
     labels: list[Label]
     model_version: str | None = None
+    image_properties: ImageProperties | None = None
 
 
 class DetectorError(CannotProceed):
@@ -61,6 +62,14 @@ class DetectorError(CannotProceed):
         self.message = message
         self.billable = billable
         self.fatal = fatal
+
+
+class Limiter(Protocol):
+    """Paces a detector's calls; one may be shared by many processes (a Ray actor holds the rate)."""
+
+    def acquire(self) -> None:
+        """Return when the next call may start."""
+        ...
 
 
 class Detector(Protocol):

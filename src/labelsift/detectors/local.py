@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -40,6 +41,7 @@ import onnxruntime as ort
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
+from labelsift.detectors.providers import session_providers
 from labelsift.detectors.taxonomy import Taxonomy, coco_label, imagenet_family, imagenet_label
 from labelsift.imagelimits import ImageLimitError, decoded
 from labelsift.models import DetectorInfo, Instance, Label
@@ -55,6 +57,17 @@ CLASSIFIER_OFFSET = np.full(3, -127.0 / 128.0, dtype=np.float32)
 MODEL_VERSION = "nanodet-m-416+efficientnet-lite0"
 
 FloatArray = npt.NDArray[np.float32]
+
+
+def session_options(intra_op_threads: int) -> ort.SessionOptions:
+    """Sessions shared by the scan's threads: sequential, no spinning, fully optimised."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options
 
 
 def weights_dir() -> Path:
@@ -193,14 +206,14 @@ def nanodet_boxes(
     kept: list[Box] = []
     for class_id in np.unique(all_classes):
         members = np.flatnonzero(all_classes == class_id)
-        for index in _nms(all_boxes[members], all_scores[members], iou_threshold):
+        for index in nms(all_boxes[members], all_scores[members], iou_threshold):
             x1, y1, x2, y2 = (float(v) for v in all_boxes[members[index]])
             kept.append(Box(x1, y1, x2, y2, float(all_scores[members[index]]), int(class_id)))
     kept.sort(key=lambda box: -box.score)
     return kept[:max_boxes]
 
 
-def _nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> list[int]:
+def nms(boxes: FloatArray, scores: FloatArray, iou_threshold: float) -> list[int]:
     order = np.argsort(-scores)
     areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     keep: list[int] = []
@@ -233,7 +246,7 @@ class LocalDetector:
         intra_op_threads: int = 1,
         max_concurrent_runs: int | None = None,
         weights: Path | None = None,
-        providers: tuple[str, ...] = ("CPUExecutionProvider",),
+        providers: Sequence[str] | None = None,
     ) -> None:
         if not 0.0 < score_threshold < 1.0 or not 0.0 < classifier_threshold <= 1.0:
             raise ValueError("thresholds are probabilities in (0, 1)")
@@ -243,7 +256,7 @@ class LocalDetector:
         self.use_classifier = classifier
         self.intra_op_threads = intra_op_threads
         self._weights = weights or weights_dir()
-        self.providers = providers  # see labelsift.detectors.providers.choose_providers
+        self.providers = session_providers(providers)
         self._runs = threading.BoundedSemaphore(max_concurrent_runs or os.cpu_count() or 1)
         self._load_lock = threading.Lock()
         self._models: _Models | None = None
@@ -324,18 +337,11 @@ class _Models:
 
     @classmethod
     def load(
-        cls, weights: Path, intra_op_threads: int, use_classifier: bool, providers: tuple[str, ...]
+        cls, weights: Path, intra_op_threads: int, use_classifier: bool, providers: list[str]
     ) -> _Models:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options = session_options(intra_op_threads)
         try:
-            nanodet = ort.InferenceSession(
-                str(weights / "nanodet-m-416.onnx"), options, providers=list(providers)
-            )
+            nanodet = ort.InferenceSession(str(weights / "nanodet-m-416.onnx"), options, providers=providers)
             coco = (weights / "nanodet-classes.txt").read_text().splitlines()
         except (OSError, RuntimeError, ValueError) as exc:
             raise DetectorError(
@@ -351,7 +357,7 @@ class _Models:
         if use_classifier:
             try:
                 classifier = ort.InferenceSession(
-                    str(weights / "efficientnet-lite0.onnx"), options, providers=list(providers)
+                    str(weights / "efficientnet-lite0.onnx"), options, providers=providers
                 )
                 synonyms = (weights / "imagenet-classes.txt").read_text().splitlines()
             except (OSError, RuntimeError, ValueError) as exc:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal
 
 import boto3
 from botocore.config import Config
@@ -46,9 +46,17 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
+from labelsift.detectors.base import Detection, DetectorError, ImageInput, Limiter, open_input
 from labelsift.imageprep import ImagePrepError, prepare_for_rekognition
-from labelsift.models import DetectorInfo, Instance, Label
+from labelsift.models import (
+    DetectorInfo,
+    DominantColor,
+    ImageProperties,
+    ImageQuality,
+    Instance,
+    Label,
+    RegionProperties,
+)
 from labelsift.storage import Storage, StorageError, is_s3, split_s3
 
 if TYPE_CHECKING:
@@ -107,12 +115,6 @@ _ADVICE: Mapping[str, str] = {
         "under the quota (or ask AWS to raise it), then scan again with --retry-errors."
     ),
 }
-
-
-class Limiter(Protocol):
-    def acquire(self) -> None:
-        """Return when the next call may start."""
-        ...
 
 
 class RateLimiter:
@@ -175,8 +177,51 @@ def _to_label(raw: Mapping[str, Any]) -> Label:
     )
 
 
+def _quality(raw: Mapping[str, Any] | None) -> ImageQuality:
+    raw = raw or {}
+    scores = {key.lower(): raw.get(key) for key in ("Brightness", "Sharpness", "Contrast")}
+    return ImageQuality(**{key: _clip(float(v), 0.0, 100.0) for key, v in scores.items() if v is not None})
+
+
+def _colors(raw: Any) -> list[DominantColor]:
+    colors = []
+    for item in raw or []:
+        colors.append(
+            DominantColor(
+                red=int(item.get("Red", 0)),
+                green=int(item.get("Green", 0)),
+                blue=int(item.get("Blue", 0)),
+                hex_code=item.get("HexCode"),
+                css_color=item.get("CSSColor"),
+                simplified_color=item.get("SimplifiedColor"),
+                pixel_percent=_clip(float(item.get("PixelPercent", 0.0)), 0.0, 100.0),
+            )
+        )
+    return colors
+
+
+def _region(raw: Mapping[str, Any] | None) -> RegionProperties | None:
+    if not raw:
+        return None
+    return RegionProperties(
+        quality=_quality(raw.get("Quality")), dominant_colors=_colors(raw.get("DominantColors"))
+    )
+
+
+def to_image_properties(raw: Mapping[str, Any]) -> ImageProperties:
+    """DetectLabels' `ImageProperties` answer as the manifest keeps it (snake_case, every field)."""
+    return ImageProperties(
+        quality=_quality(raw.get("Quality")),
+        dominant_colors=_colors(raw.get("DominantColors")),
+        foreground=_region(raw.get("Foreground")),
+        background=_region(raw.get("Background")),
+    )
+
+
 class RekognitionDetector:
     """`Detector` backed by Amazon Rekognition DetectLabels. Thread-safe; share one per run."""
+
+    OPERATION = "DetectLabels"
 
     def __init__(
         self,
@@ -193,6 +238,7 @@ class RekognitionDetector:
         max_pool_connections: int = 50,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
+        image_properties: bool = False,
     ) -> None:
         if not 0.0 <= min_confidence <= 100.0:
             raise ValueError("min_confidence must be between 0 and 100")
@@ -207,6 +253,7 @@ class RekognitionDetector:
         self._region = region or self._session.region_name
         self.min_confidence = min_confidence
         self.max_labels = max_labels
+        self.image_properties = image_properties
         self._config = Config(
             retries={"mode": retry_mode, "total_max_attempts": max_attempts},
             max_pool_connections=max_pool_connections,
@@ -320,7 +367,7 @@ class RekognitionDetector:
                         limiter.acquire()
 
                     # Fires once per HTTP attempt, retries included: the quota counts attempts.
-                    client.meta.events.register("before-send.rekognition.DetectLabels", throttle)
+                    client.meta.events.register(f"before-send.rekognition.{self.OPERATION}", throttle)
                 self._clients[name] = client
             return client
 
@@ -349,7 +396,12 @@ class RekognitionDetector:
         client = self.client(region)
         try:
             response: DetectLabelsResponseTypeDef = client.detect_labels(
-                Image=image, MaxLabels=self.max_labels, MinConfidence=self.min_confidence
+                Image=image,
+                MaxLabels=self.max_labels,
+                MinConfidence=self.min_confidence,
+                Features=["GENERAL_LABELS", "IMAGE_PROPERTIES"]
+                if self.image_properties
+                else ["GENERAL_LABELS"],
             )
         except ClientError as error:
             raise _map_client_error(error, uri, region) from error
@@ -360,7 +412,9 @@ class RekognitionDetector:
             with self._lock:
                 self._model_version = version
         labels = [_to_label(raw) for raw in response.get("Labels", [])]
-        return Detection(labels=labels, model_version=version)
+        raw_properties = response.get("ImageProperties")
+        properties = to_image_properties(raw_properties) if raw_properties else None
+        return Detection(labels=labels, model_version=version, image_properties=properties)
 
 
 def _map_client_error(error: ClientError, uri: str, region: str) -> DetectorError:

@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pyarrow as pa
 
-from labelsift.detectors.base import Detector, DetectorError
-from labelsift.detectors.factory import DetectorName, DetectorSettings
-from labelsift.detectors.providers import choose_providers
-from labelsift.detectors.rekognition import Limiter
+from labelsift.detectors.base import Detector, DetectorError, Limiter
+from labelsift.detectors.factory import DetectorSettings, build_detector
+from labelsift.detectors.providers import for_gpus
 from labelsift.distributed.control import Gate, SharedRate
 from labelsift.distributed.shards import shard_name, write_shard
 from labelsift.errors import CannotProceed
@@ -51,28 +50,18 @@ class ShardWriteFailed(CannotProceed):
 class DetectorSpec:
     """How each actor builds its detector (the detector itself is not shipped to the actors)."""
 
-    name: DetectorName
+    name: str  # as --detector takes it: local, rekognition, onnx:PATH, a plugin's NAME[:ARG]
     settings: DetectorSettings
     gpus: float = 0.0
 
     def build(self, storage: Storage, limiter: Limiter | None) -> Detector:
-        if self.name == "local":
-            from labelsift.detectors.local import LocalDetector
-
-            return LocalDetector(providers=choose_providers(self.gpus))
-        from labelsift.detectors.rekognition import RekognitionDetector
-
-        settings = self.settings
-        return RekognitionDetector(
-            storage=storage,
-            min_confidence=settings.min_confidence,
-            max_labels=settings.max_labels,
-            retry_mode=settings.retry_mode,
-            max_attempts=settings.max_attempts,
-            rate_limit=None if limiter is not None else settings.rate_limit,
+        settings = replace(
+            self.settings,
             limiter=limiter,
-            max_pool_connections=settings.max_pool_connections,
+            rate_limit=None if limiter is not None else self.settings.rate_limit,
+            providers=for_gpus(self.gpus, self.settings.providers),
         )
+        return build_detector(self.name, storage, settings)
 
 
 @dataclass(frozen=True)

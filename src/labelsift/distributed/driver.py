@@ -31,6 +31,7 @@ from labelsift.distributed.actor import ITEM_FIELDS, ActorJob, BatchLabeller, De
 from labelsift.distributed.control import Coordinator, Limits, RateKeeper, Tally
 from labelsift.distributed.shards import check_dest, load_prior
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.inventory import list_source
 from labelsift.listing import ListingNotes
 from labelsift.manifest import SourceIndex
 from labelsift.manifest_lock import ManifestLock
@@ -224,6 +225,7 @@ class RayRun:
     billable: bool
     options: ScanOptions
     ray_options: RayOptions
+    inventory: str | None = None  # an S3 Inventory manifest.json listing the source's bucket
     storage: Storage = field(default_factory=Storage)
     progress: ScanProgress = field(default_factory=ScanProgress)
     seen: Counter[str] = field(default_factory=Counter)
@@ -294,7 +296,7 @@ def _locked(
             .remote(run.limits())
         )
         keeper: Any = None
-        if run.spec.name == "rekognition" and run.spec.settings.rate_limit is not None:
+        if run.spec.settings.rate_limit is not None:
             keeper_class: Any = ray.remote(RateKeeper).options(name=f"labelsift-rate-{tag}", num_cpus=0)
             keeper = keeper_class.remote(run.spec.settings.rate_limit)
         job = ActorJob(
@@ -329,7 +331,11 @@ def _drive(
     def go_on(hits: int) -> bool:
         return ray.get(coordinator.add_prior_hits.remote(hits)) is None
 
-    listing = run.storage.list(run.source, notes=notes)
+    listing = (
+        run.storage.list(run.source, notes=notes)
+        if run.inventory is None
+        else list_source(run.storage, run.inventory, run.source, notes=notes)
+    )
     windows = _windows(
         listing, prior, run.options, run.progress, run.feed, run.ray_options.window, go_on
     )  # fmt: skip

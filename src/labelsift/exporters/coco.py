@@ -2,8 +2,11 @@
 
 Pixels are in the DISPLAYED frame (after EXIF orientation), from the record's width/height: a
 loader must apply the EXIF tag to the image it reads (PIL `ImageOps.exif_transpose`, OpenCV's
-`imread` does by default). With `copy_images=False`, `file_name` is the source URI; with True the
-images are copied unchanged to `images/<split>/<unique name>` and `file_name` is that name.
+`imread` does by default). With `copy_images=True` (the default) the images are copied to
+`images/<split>/<unique name>` (upright: EXIF applied when the source is rotated) and `file_name`
+is that name, the layout Datumaro and pycocotools users expect; with False `file_name` is the
+source URI. Each annotation has an empty `segmentation` (a detection has none): Datumaro warns
+once per annotation without the field, and reads a box polygon as a second annotation.
 
 Memory holds a few batches of records at most (`pipeline`): image and annotation entries are
 appended to temporary files while the manifest streams, then stitched into each JSON file. Image
@@ -53,22 +56,37 @@ def export_coco(
     storage: StorageLike | None = None,
     names: Mapping[str, str] | None = None,
     val_fraction: float = 0.2,
-    copy_images: bool = False,
+    copy_images: bool = True,
+    upright: bool = True,
+    keep_partial: bool = False,
     overwrite: bool = False,
     supercategory: str = "none",
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
     parallel: Parallel = PER_CORE,
 ) -> ExportSummary:
+    """Write COCO detection JSON of `selection` from the manifest at `manifest_uri` to `dest`.
+
+    The parameters are `export_yolo`'s (names, val_fraction, copy_images, upright, keep_partial,
+    overwrite, parallel) and `supercategory` for every category; returns the counts and reasons
+    of what was written or left out.
+    """
     classes = class_names(selection, names)
     check_fraction(val_fraction)  # before anything is made at the destination
     summary = ExportSummary.start("coco", manifest_uri, dest, classes, detail_limit=detail_limit)
     require_manifest(manifest_uri)
     with OwnedOutput(dest, storage, fmt="coco", manifest=manifest_uri, overwrite=overwrite) as out:
-        _write(
-            out, manifest_uri, selection, summary, classes, val_fraction, copy_images, supercategory, parallel
-        )
+        options = _Options(val_fraction, copy_images, upright, keep_partial, supercategory)
+        _write(out, manifest_uri, selection, summary, classes, options, parallel)
         out.commit(summary)
     return summary
+
+
+class _Options(NamedTuple):
+    val_fraction: float
+    copy_images: bool
+    upright: bool
+    keep_partial: bool
+    supercategory: str
 
 
 def _write(
@@ -77,11 +95,10 @@ def _write(
     selection: Selection,
     summary: ExportSummary,
     classes: list[str],
-    val_fraction: float,
-    copy_images: bool,
-    supercategory: str,
+    options: _Options,
     parallel: Parallel,
 ) -> None:
+    val_fraction, copy_images, upright, keep_partial, supercategory = options
     next_image = dict.fromkeys(SPLITS, 1)
     next_annotation = 1
     annotations_in = dict.fromkeys(SPLITS, 0)
@@ -93,11 +110,18 @@ def _write(
             )
             for split in SPLITS
         }
-        stage = partial(coco_images, selection=selection, val_fraction=val_fraction, copy_images=copy_images)
+        stage = partial(
+            coco_images,
+            selection=selection,
+            val_fraction=val_fraction,
+            copy_images=copy_images,
+            keep_partial=keep_partial,
+        )
         for image in staged(manifest_uri, selection, summary, stage, parallel):
             if copy_images:
                 rel = f"images/{image.split}/{image.name}"
-                if not copy_image(out, image.source, image.etag, image.size, rel, summary):
+                turn = image.orientation if upright else None
+                if not copy_image(out, image.source, image.etag, image.size, rel, summary, orientation=turn):
                     continue
             images_part, annotations_part = parts[image.split]
             image_id = next_image[image.split]
@@ -143,6 +167,7 @@ class CocoImage(NamedTuple):
     image: str  # the image entry's JSON after its id
     annotations: tuple[str, ...]  # each annotation's JSON after its image id
     tally: Tally
+    orientation: int | None = None
 
 
 def coco_images(
@@ -152,9 +177,11 @@ def coco_images(
     selection: Selection,
     val_fraction: float,
     copy_images: bool,
+    keep_partial: bool = False,
 ) -> Iterator[CocoImage]:
     """The export's stage (see `pipeline`): records -> COCO entries."""
-    for image in detection_images(decisions(records, selection, summary), summary, val_fraction=val_fraction):
+    decided = decisions(records, selection, summary)
+    for image in detection_images(decided, summary, val_fraction=val_fraction, keep_partial=keep_partial):
         name = "".join(image.file_name()) if copy_images else ""
         file_name = name if copy_images else image.record["source"]
         annotations = []
@@ -163,6 +190,7 @@ def coco_images(
             # hand-formatted JSON (the hot path): pixels to 3 decimals, scores to 4
             annotations.append(
                 f'"category_id":{obj.class_id + 1},"bbox":[{x:.3f},{y:.3f},{w:.3f},{h:.3f}],'
+                '"segmentation":[],'
                 f'"area":{w * h:.3f},"iscrowd":0,"score":{obj.confidence / 100.0:.4f}}}'
             )
         yield CocoImage(
@@ -174,6 +202,7 @@ def coco_images(
             f'"file_name":{dumps(file_name)},"width":{image.width},"height":{image.height}}}',
             tuple(annotations),
             image.tally,
+            image.record["orientation"],
         )
 
 

@@ -27,6 +27,7 @@ from labelsift.errors import UsageError
 from labelsift.geometry import DropReason, PixelBox, to_pixels
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
+from labelsift.manifest_inputs import expand_manifest_inputs, one_manifest
 from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selection
 from labelsift.storage import ObjectInfo, is_s3, split_s3
 from labelsift.uri import parse_recorded
@@ -56,7 +57,7 @@ class StorageLike(Protocol):
 
     def exists(self, uri: str) -> ObjectInfo | None: ...
 
-    def read(self, uri: str, *, if_match: str | None = None) -> bytes: ...
+    def read(self, uri: str, *, if_match: str | None = None, limit: int | None = None) -> bytes: ...
 
 
 def class_names(selection: Selection, names: Mapping[str, str] | None) -> list[str]:
@@ -188,16 +189,20 @@ def decisions(
 
 
 def require_manifest(uri: str) -> None:
-    """Refuse a manifest that is not there: read as empty, a mistyped path would export nothing."""
-    if not manifest_exists(uri):
-        raise FileNotFoundError(errno.ENOENT, "no such manifest", uri)
+    """Refuse a manifest that is not there: read as empty, a mistyped path would export nothing.
+    A folder or `s3://` prefix must hold shards (`manifest_inputs`)."""
+    for shard in expand_manifest_inputs(uri):
+        if not manifest_exists(shard):
+            raise FileNotFoundError(errno.ENOENT, "no such manifest", shard)
 
 
 def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
-    """`decisions` over the whole manifest, in this process (for exports bound by copying)."""
+    """`decisions` over the whole manifest, in this process (for exports bound by copying); a
+    folder or prefix of shards is read as one manifest (`manifest_inputs.one_manifest`)."""
     require_manifest(manifest_uri)
     words = (query.strip() for query in selection.labels)
-    return decisions(iter_records_mentioning(manifest_uri, words), selection, summary)
+    with one_manifest(manifest_uri) as readable:
+        yield from decisions(iter_records_mentioning(readable, words), selection, summary)
 
 
 class DetectionObject(NamedTuple):
@@ -245,14 +250,20 @@ class DetectionImage:
 
 
 def detection_images(
-    decided: Iterable[Decision], summary: ExportSummary, *, val_fraction: float | None
+    decided: Iterable[Decision],
+    summary: ExportSummary,
+    *,
+    val_fraction: float | None,
+    keep_partial: bool = False,
 ) -> Iterator[DetectionImage]:
-    """Selected images with at least one usable box, one object per box, in class order.
+    """Selected images with a usable box for every selected label, one object per box, in class order.
 
     `val_fraction=None` puts every image in the one split `all`. Skips (counted in the summary):
-    records without a displayed size, and images whose selected
-    labels have no usable box. A selected label without boxes on an image that has other boxes is
-    warned about (`without_boxes`): the image is exported without it.
+    records without a displayed size, and images whose selected labels have no usable box. An
+    image where a selected label has no usable box (a dog photo whose dog box is below the
+    threshold) would teach a detector "no dog here": it is held out (`without_boxes`, reason
+    `label_without_boxes`, for people to box: `labelsift export review`), unless `keep_partial`,
+    which exports it without that label and warns.
     """
     if val_fraction is not None:
         check_fraction(val_fraction)
@@ -301,15 +312,25 @@ def detection_images(
             continue
         if len(labels) < len(selected):
             with_boxes = {i for i, _ in labels}
-            for class_id in selected:
-                if class_id not in with_boxes:
-                    summary.per_label[classes[class_id]].without_boxes += 1
-                    summary.warn(
-                        record["source"],
-                        "label_without_boxes",
-                        "selected for this label but it has no usable box here; exported without it",
-                        classes[class_id],
-                    )
+            missing = [class_id for class_id in selected if class_id not in with_boxes]
+            for class_id in missing:
+                summary.per_label[classes[class_id]].without_boxes += 1
+            if not keep_partial:
+                summary.skip(
+                    record["source"],
+                    "label_without_boxes",
+                    "held out: selected for this label but no box of it passes; a person should box it "
+                    "(labelsift export review), or export with --keep-partial",
+                    classes[missing[0]],
+                )
+                continue
+            for class_id in missing:
+                summary.warn(
+                    record["source"],
+                    "label_without_boxes",
+                    "selected for this label but it has no usable box here; exported without it",
+                    classes[class_id],
+                )
         if val_fraction is None:
             digest, split = b"", ALL
         else:
@@ -329,6 +350,7 @@ class AnnotationFile(NamedTuple):
     name: str  # the file name of a copy of the image: stem + suffix
     text: str
     tally: Tally
+    orientation: int | None = None  # the source's EXIF orientation (a copy is made upright)
 
 
 def count_detection(summary: ExportSummary, tally: Tally) -> None:

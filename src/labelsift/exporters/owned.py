@@ -35,7 +35,9 @@ from typing import IO, Any, Protocol
 import smart_open
 
 from labelsift.errors import CannotProceed, LabelsiftError, UsageError
+from labelsift.imagelimits import MAX_OBJECT_BYTES, ImageLimitError
 from labelsift.storage import StorageError, is_s3, relative_key
+from labelsift.upright import upright_bytes
 from labelsift.uri import parse as parse_uri
 from labelsift.uri import same_target
 
@@ -107,6 +109,19 @@ class _Hashing:
         self.digest.update(data)
         self.size += len(data)
         return len(text)
+
+
+class _BinaryHashing:
+    """Bytes written through a `_Hashing` text sink's raw stream, counted and hashed the same way."""
+
+    def __init__(self, sink: _Hashing) -> None:
+        self.sink = sink
+
+    def write(self, data: bytes, /) -> int:
+        self.sink.raw.write(data)
+        self.sink.digest.update(data)
+        self.sink.size += len(data)
+        return len(data)
 
 
 class OwnedOutput:
@@ -424,6 +439,26 @@ class OwnedOutput:
         raw.close()
         self._record(f'{{"path":{dump_json(rel)},"size":{sink.size},"sha256":"{sink.digest.hexdigest()}"}}\n')
 
+    def write_upright(self, source: str, rel: str) -> None:
+        """The source re-encoded in its displayed frame at `rel` (an owned file, like any written)."""
+        try:
+            data = upright_bytes(self._storage().read(source, limit=MAX_OBJECT_BYTES), source)
+        except ImageLimitError as error:
+            raise StorageError(error.code, source, error.message) from error
+        except (OSError, ValueError, SyntaxError) as error:
+            raise StorageError(
+                "CorruptImage", source, f"{source}: cannot turn it upright: {error}"
+            ) from error
+        self.note_source(source)
+        self.write_bytes(rel, data)
+
+    @contextmanager
+    def open_binary(self, rel: str) -> Iterator[_BinaryHashing]:
+        """A binary stream to `rel`, whole or not at all, hashed for the receipt as it is written."""
+        with self.open_text(rel) as sink:
+            assert isinstance(sink, _Hashing)
+            yield _BinaryHashing(sink)
+
     def copy_in(self, source: str, etag: str | None, rel: str, size: int | None) -> bool:
         """Copy an image to `rel`; False when the earlier export's copy of the same version is there."""
         entry = self.claim(rel)
@@ -664,11 +699,13 @@ def copy_image(
     summary: ExportSummary,
     *,
     label: str | None = None,
+    orientation: int | None = None,
 ) -> bool:
     """Copy one record's image to `rel` and count it; False when it is not there (counted as skipped).
 
-    One bad image never stops an export; a fatal error (credentials, access, no bucket, a full
-    disk) and anything in the way at the destination do.
+    An `orientation` other than 1 (the source's EXIF tag) writes the image upright instead of a
+    byte copy (`labelsift.upright`). One bad image never stops an export; a fatal error
+    (credentials, access, no bucket, a full disk) and anything in the way at the destination do.
     """
     why = unsafe_source(source)
     if why is not None:
@@ -680,7 +717,10 @@ def copy_image(
         )
         return False
     try:
-        if out.copy_in(source, etag, rel, size):
+        if orientation not in (None, 1):
+            out.write_upright(source, rel)
+            summary.copied += 1
+        elif out.copy_in(source, etag, rel, size):
             summary.copied += 1
         else:
             summary.already_present += 1

@@ -17,6 +17,7 @@ from labelsift import uri
 from labelsift.cost import PriceTable, load_prices
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import iter_records, require_existing
+from labelsift.manifest_inputs import one_manifest
 from labelsift.select import Selection, closest_label
 from labelsift.storage import Storage
 from labelsift.whole_output import refuse_output_among_inputs, write_whole
@@ -66,10 +67,12 @@ def build_report(
         raise UsageError(f"--samples {samples_per_band}: give 0 or more thumbnails per band.")
     if labels:
         Selection(tuple(labels))  # the same checks as every command: empty names, repeats
-    tally = _tally(manifest, labels, threshold, parents, samples_per_band)
-    if not labels and tally.label_images:
-        chosen = _most_boxed(tally)
-        tally = _tally(manifest, chosen, threshold, parents, samples_per_band)
+    with one_manifest(manifest) as readable:  # a folder or prefix of shards: one merged manifest
+        tally = _tally(readable, labels, threshold, parents, samples_per_band)
+        if not labels and tally.label_images:
+            chosen = _most_boxed(tally)
+            tally = _tally(readable, chosen, threshold, parents, samples_per_band)
+    tally.manifest = manifest
     fill_thumbnails(
         (sample for label in tally.labels for band in label.bands for sample in band.samples),
         storage if storage is not None else Storage(),
@@ -157,7 +160,7 @@ def make_report(
 ) -> Report:
     """Check the destination first, then build the report and write it: what `labelsift report` runs."""
     where = uri.parse(manifest, what="manifest")
-    if isinstance(where, uri.LocalLocation):
+    if isinstance(where, uri.LocalLocation) and not where.path.is_dir():  # a folder holds shards
         require_existing(where.path)
     _check_output(manifest, output, overwrite)
     report = build_report(

@@ -112,6 +112,9 @@ class FailureRow:
     advice: str
 
 
+QUALITY_METRICS = ("sharpness", "brightness", "contrast")
+
+
 @dataclass
 class Tally:
     """What the pass counted; `labels` are the selected labels' reports, in the order asked."""
@@ -131,6 +134,14 @@ class Tally:
     failures: list[FailureRow] = field(default_factory=list)
     failures_total: int = 0
     untracked_labels: int = 0  # label names met after MAX_DISTINCT_LABELS others (not counted)
+    quality: dict[str, list[int]] = field(
+        default_factory=lambda: {name: [0] * 101 for name in QUALITY_METRICS}
+    )  # metric -> floor(score) -> images, from Rekognition's IMAGE_PROPERTIES
+    with_quality: int = 0
+
+    def at_least(self, metric: str, score: int) -> int:
+        """Images whose `metric` is `score` or more (what `--min-METRIC score` keeps)."""
+        return sum(self.quality[metric][score:])
 
 
 @dataclass
@@ -166,7 +177,7 @@ class Collector:
             if key not in tally.detectors and len(tally.detectors) >= MAX_KINDS:
                 key = ("other", "")
             tally.detectors[key] += 1
-            tally.billed += detector.name in BILLED_DETECTORS
+            tally.billed += detector.name in BILLED_DETECTORS and record.same_as is None
         seen: set[str] = set()
         for label in record.labels:
             name = label.name[:MAX_NAME]
@@ -181,8 +192,17 @@ class Collector:
                 parents = tally.parents.setdefault(name, set())
                 if len(parents) < MAX_PARENTS:
                     parents.update(p[:MAX_NAME] for p in label.parents[: MAX_PARENTS - len(parents)])
+        if record.image_properties is not None:
+            self._quality(record.image_properties.quality.model_dump())
         if self.selection is not None:
             self._selected(record)
+
+    def _quality(self, scores: dict[str, float | None]) -> None:
+        self.tally.with_quality += 1
+        for metric in QUALITY_METRICS:
+            score = scores.get(metric)
+            if score is not None:
+                self.tally.quality[metric][min(100, int(score))] += 1
 
     def _selected(self, record: ImageRecord) -> None:
         assert self.selection is not None

@@ -6,7 +6,7 @@ import base64
 from html import escape
 
 from .charts import histogram, threshold_curve
-from .collect import MAX_DISTINCT_LABELS, MAX_NAME, Band, LabelReport, Sample
+from .collect import MAX_DISTINCT_LABELS, MAX_NAME, QUALITY_METRICS, Band, LabelReport, Sample
 from .data import Report
 
 MARKER = "<!-- labelsift report -->"
@@ -146,6 +146,29 @@ def _failures(report: Report) -> str:
     )
 
 
+QUALITY_STEPS = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90)
+
+
+def _quality(report: Report) -> str:
+    """How many images each `--min-sharpness`/`--min-brightness` keeps (scans with --image-properties)."""
+    tally = report.tally
+    if not tally.with_quality:
+        return ""
+    head = "".join(f"<th>≥ {step}</th>" for step in QUALITY_STEPS)
+    rows = "".join(
+        f"<tr><td>{metric}</td>"
+        + "".join(_n(tally.at_least(metric, step)) for step in QUALITY_STEPS)
+        + "</tr>"
+        for metric in QUALITY_METRICS
+    )
+    return (
+        f'<section id="quality"><h2>Image quality</h2><p>{tally.with_quality:,} of {tally.records:,} '
+        "records have Rekognition's image properties (scan --image-properties). Images kept by each "
+        "minimum (export --min-sharpness N, --min-brightness N):</p>"
+        f"<table><tr><th>score</th>{head}</tr>{rows}</table></section>"
+    )
+
+
 def render(report: Report) -> str:
     labels = "".join(map(_label, report.tally.labels))
     title = f"labelsift report: {report.tally.manifest}"
@@ -154,5 +177,5 @@ def render(report: Report) -> str:
         f"<title>{escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{escape(title)}</h1>"
         f"<p class=muted>Made {report.made_at:%Y-%m-%d %H:%M} UTC from {report.tally.records:,} records.</p>"
-        f"{_run(report)}{_labels(report)}{labels}{_failures(report)}</body></html>\n"
+        f"{_run(report)}{_labels(report)}{_quality(report)}{labels}{_failures(report)}</body></html>\n"
     )

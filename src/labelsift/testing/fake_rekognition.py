@@ -53,6 +53,9 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, ImageStat, PngImagePlugin
 
+from labelsift.testing.fake_custom_labels import OPERATIONS as CUSTOM_LABELS_OPERATIONS
+from labelsift.testing.fake_custom_labels import CustomLabelsError, CustomLabelsService
+
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
@@ -556,6 +559,7 @@ class FakeRekognition:
         self._signing = threading.local()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.custom_labels = CustomLabelsService(self._read_s3, self._write_s3, _labels_for)
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -622,6 +626,7 @@ class FakeRekognition:
             self.throttle_every = None
             self.tps_quota = None
             self.quota_error = "ProvisionedThroughputExceededException"
+            self.custom_labels = CustomLabelsService(self._read_s3, self._write_s3, _labels_for)
 
     # ---- counters ------------------------------------------------------------------------
 
@@ -638,7 +643,7 @@ class FakeRekognition:
     def billed(self) -> int:
         """Successful DetectLabels calls: what the account would be charged for."""
         with self._lock:
-            return sum(1 for r in self._state.records if r.status == 200)
+            return sum(1 for r in self._state.records if r.status == 200 and r.target == DETECT_LABELS)
 
     @property
     def throttled(self) -> int:
@@ -815,6 +820,25 @@ class FakeRekognition:
             self._state.s3_reads += 1
         return body
 
+    def _read_s3(self, bucket: str, key: str) -> bytes:
+        body: bytes = self._s3_client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return body
+
+    def _write_s3(self, bucket: str, key: str, data: bytes) -> None:
+        self._s3_client().put_object(Bucket=bucket, Key=key, Body=data)
+
+    def _custom_labels(self, operation: str, request: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+        image: bytes | None = None
+        image_key: str | None = None
+        if operation == "DetectCustomLabels":
+            self._check_quota()
+            self._inject_faults()
+            image, image_key = self._load_image(request)
+        try:
+            return self.custom_labels.handle(operation, request, image), image_key
+        except CustomLabelsError as exc:
+            raise ServiceError(exc.code, exc.message) from exc
+
     def _load_image(self, request: Mapping[str, Any]) -> tuple[bytes, str]:
         image = request.get("Image")
         if not isinstance(image, dict) or ("Bytes" in image) == ("S3Object" in image):
@@ -896,10 +920,9 @@ class FakeRekognition:
             access_key = self._authenticate(method, path, headers, body)
             if not target.startswith(TARGET_PREFIX):
                 raise _error("UnknownOperationException", "Missing or unknown X-Amz-Target.")
-            if target != DETECT_LABELS:
+            operation = target.removeprefix(TARGET_PREFIX)
+            if target != DETECT_LABELS and operation not in CUSTOM_LABELS_OPERATIONS:
                 raise _error("UnknownOperationException", f"{target} is not implemented by this fake.")
-            self._check_quota()
-            self._inject_faults()
             try:
                 request = json.loads(body or b"{}")
             except ValueError as exc:
@@ -909,9 +932,14 @@ class FakeRekognition:
             latency = self.latency_s
             if latency > 0:
                 time.sleep(latency)
-            data, image_key = self._load_image(request)
-            status, payload = 200, self.detect_labels(request, data)
-            error = None
+            if operation in CUSTOM_LABELS_OPERATIONS:
+                payload, image_key = self._custom_labels(operation, request)
+            else:
+                self._check_quota()
+                self._inject_faults()
+                data, image_key = self._load_image(request)
+                payload = self.detect_labels(request, data)
+            status, error = 200, None
         except ServiceError as exc:
             status, payload, error = exc.status, {"__type": exc.code, "Message": exc.message}, exc.code
         except Exception as exc:  # a bug here must still answer like the service would
