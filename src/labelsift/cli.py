@@ -352,7 +352,10 @@ def scan_command(
     output: Annotated[
         str,
         typer.Option(
-            "--output", "-o", help="Local manifest to write (appended; resumes; .jsonl or .jsonl.gz)."
+            "--output",
+            "-o",
+            help="Local manifest to write (appended; resumes; .jsonl or .jsonl.gz); with --engine ray, "
+            "a folder or s3:// prefix of shards.",
         ),
     ],
     detector: DetectorOption = "local",
@@ -383,10 +386,24 @@ def scan_command(
     min_score: MinScoreOption = None,
     image_properties: ImagePropertiesOption = False,
     inventory: InventoryOption = None,
+    engine: Annotated[
+        Literal["threads", "ray"],
+        typer.Option(help="threads: this machine. ray: a Ray cluster; -o is then a folder or s3:// prefix."),
+    ] = "threads",
+    ray_address: Annotated[
+        str | None, typer.Option(help="--engine ray: the cluster (default: RAY_ADDRESS, or a local one).")
+    ] = None,
+    actors: Annotated[
+        int | None, typer.Option(help="--engine ray: labelling actors (default 2).", min=1)
+    ] = None,
+    gpus_per_actor: Annotated[
+        float, typer.Option(help="--engine ray: GPUs per actor (local detector on CUDA).", min=0)
+    ] = 0.0,
 ) -> None:
     """Ask a detector what every image shows and record everything in a JSON Lines manifest."""
     with friendly_errors(_RESUME):
         _check_detector_options(detector, budget, image_properties)
+        _only_with_ray(engine, ray_address=ray_address, actors=actors, gpus_per_actor=gpus_per_actor or None)
         options = ScanOptions(
             selection=_selection(label, threshold, parents),
             max_images=max_images,
@@ -405,8 +422,54 @@ def scan_command(
             min_confidence, retry_mode, max_attempts, rate, classes_file=classes, taxonomy_file=taxonomy,
             providers=providers, score_threshold=min_score, image_properties=image_properties,
         )  # fmt: skip
-        summary = _run_scan(source, output, detector, options, settings, inventory=inventory)
+        if engine == "ray":
+            summary = _run_ray_scan(
+                source, output, detector, options, settings, ray_address, actors, gpus_per_actor, inventory
+            )  # fmt: skip
+        else:
+            summary = _run_scan(source, output, detector, options, settings, inventory=inventory)
     _finish(summary)
+
+
+def _only_with_ray(engine: str, **given: object) -> None:
+    named = [f"--{name.replace('_', '-')}" for name, value in given.items() if value is not None]
+    if engine != "ray" and named:
+        raise UsageError(f"{', '.join(named)} only apply with --engine ray; add --engine ray or drop them.")
+
+
+def _run_ray_scan(
+    source: str,
+    dest: str,
+    detector_spec: str,
+    options: ScanOptions,
+    settings: DetectorSettings,
+    address: str | None,
+    actors: int | None,
+    gpus: float,
+    inventory: str | None,
+) -> RunSummary:
+    from labelsift.distributed.actor import DetectorSpec
+    from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
+
+    detector = build_detector(detector_spec, Storage(), settings)  # its name and price; actors build theirs
+    run = RayRun(
+        source=source,
+        dest=dest,
+        spec=DetectorSpec(detector_spec, settings, gpus),
+        detector_info=detector.info,
+        billable=detector.billable,
+        options=options,
+        ray_options=RayOptions(address=address, actors=actors or 2, gpus_per_actor=gpus),
+        inventory=inventory,
+    )
+    notes = ListingNotes()
+    with graceful_interrupt() as stop, scan_progress(out, None, options.max_images) as show:
+        summary = ray_scan(run, stop=stop, on_progress=show, notes=notes)
+    out.print(summary_table(summary))
+    _print_listing(run.storage, source, notes, listed=summary.listed, inventory=inventory)
+    for line in reason_lines(run.progress):
+        out.print(line, highlight=False)
+    return summary
 
 
 @app.command("filter")

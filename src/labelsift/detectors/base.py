@@ -64,6 +64,14 @@ class DetectorError(CannotProceed):
         self.fatal = fatal
 
 
+class Limiter(Protocol):
+    """Paces a detector's calls; one may be shared by many processes (a Ray actor holds the rate)."""
+
+    def acquire(self) -> None:
+        """Return when the next call may start."""
+        ...
+
+
 class Detector(Protocol):
     @property
     def info(self) -> DetectorInfo: ...

@@ -33,6 +33,7 @@ def _rekognition(request: DetectorRequest) -> Detector:
         retry_mode=settings.retry_mode,
         max_attempts=settings.max_attempts,
         rate_limit=settings.rate_limit,
+        limiter=settings.limiter,
         max_pool_connections=settings.max_pool_connections,
         image_properties=settings.image_properties,
     )
@@ -62,6 +63,7 @@ def _custom_labels(request: DetectorRequest) -> Detector:
         retry_mode=settings.retry_mode,
         max_attempts=settings.max_attempts,
         rate_limit=settings.rate_limit,
+        limiter=settings.limiter,
         max_pool_connections=settings.max_pool_connections,
     )
 

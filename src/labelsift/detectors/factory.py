@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from typing import Literal
 
-from labelsift.detectors.base import Detector
+from labelsift.detectors.base import Detector, Limiter
 from labelsift.errors import LabelsiftError, UsageError
 from labelsift.storage import Storage
 
@@ -44,6 +44,7 @@ class DetectorSettings:
     taxonomy_file: str | None = None
     providers: tuple[str, ...] = ()
     score_threshold: float | None = None
+    limiter: Limiter | None = None  # takes the place of rate_limit (one rate shared by Ray actors)
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from labelsift.detectors.base import Detection, DetectorError, ImageInput, open_input
+from labelsift.detectors.base import Detection, DetectorError, ImageInput, Limiter, open_input
 from labelsift.imageprep import ImagePrepError, prepare_for_rekognition
 from labelsift.models import (
     DetectorInfo,
@@ -234,6 +234,7 @@ class RekognitionDetector:
         retry_mode: Literal["standard", "adaptive"] = "standard",
         max_attempts: int = 5,
         rate_limit: float | None = None,
+        limiter: Limiter | None = None,
         max_pool_connections: int = 50,
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
@@ -260,7 +261,8 @@ class RekognitionDetector:
             read_timeout=read_timeout,
             user_agent_extra="labelsift",
         )
-        self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        # `limiter` (e.g. one shared by every Ray actor) takes the place of a per-process `rate_limit`.
+        self._limiter = limiter or (RateLimiter(rate_limit) if rate_limit is not None else None)
         self._lock = threading.Lock()
         self._clients: dict[str, RekognitionClient] = {}
         self._offered: frozenset[str] | None = None
