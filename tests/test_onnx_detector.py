@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from onnx_models import centre_form, constant_model, letterboxed
 from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
@@ -17,7 +18,6 @@ from labelsift.detectors.providers import session_providers
 from labelsift.errors import UsageError
 from labelsift.manifest import iter_records
 from labelsift.models import Label
-from onnx_models import centre_form, constant_model, letterboxed
 
 runner = CliRunner()
 NAMES = ["person", "dog", "robin"]
