@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from fault_proxy import FaultProxy
+from test_dedupe import _bucket_with_copies
 from test_scan import BIRDS, every_fifth_is_a_bird, upload
 
 from labelsift.cost import PriceTable
@@ -67,6 +68,7 @@ def run_ray(
     stop: threading.Event | None = None,
     batch_size: int = 8,
     gpus: float = 0.0,
+    window: int = 20_000,
 ) -> RunSummary:
     settings = DetectorSettings(max_attempts=2, rate_limit=rate)
     built = build_detector(detector, Storage(), settings)  # type: ignore[arg-type]
@@ -78,7 +80,8 @@ def run_ray(
         billable=built.billable,
         options=options,
         ray_options=RayOptions(
-            actors=actors, batch_size=batch_size, worker_env=env or {}, gpus_per_actor=gpus
+            actors=actors, batch_size=batch_size, worker_env=env or {}, gpus_per_actor=gpus,
+            window=window,
         ),
     )
     return ray_scan(run, stop=stop)
@@ -231,3 +234,27 @@ def test_ctrl_c_keeps_every_finished_batch_and_the_rerun_pays_for_each_image_onc
     assert len(comparable(shard_records(Storage(), dest))) == 64
     assert fake_rekognition_s3.calls_total == 64
     assert set(fake_rekognition_s3.calls_by_image().values()) == {1}
+
+
+def test_duplicate_objects_are_billed_once_across_actors_and_windows(
+    fake_rekognition_s3: FakeRekognition, s3_client: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    """Five distinct images, each under three keys spread through the listing: Rekognition is
+    asked five times, the other ten records name their first (`same_as`), as the plain scan's do;
+    a window of 4 puts firsts and their copies in different pool runs."""
+    keys = _bucket_with_copies(s3_client, bucket)
+    source = f"s3://{bucket}/pile/"
+    expected = plain(source, tmp_path / "plain.jsonl", "rekognition", ScanOptions(BIRDS))
+    assert (expected.billed, expected.duplicates) == (5, 10)
+    fake_rekognition_s3.reset()
+    dest = str(tmp_path / "shards")
+    summary = run_ray(source, dest, "rekognition", ScanOptions(BIRDS), batch_size=2, window=4)
+    assert fake_rekognition_s3.billed == 5
+    assert set(fake_rekognition_s3.calls_by_image().values()) == {1}
+    assert (summary.scanned, summary.billed, summary.duplicates, summary.hits) == (5, 5, 10, expected.hits)
+    records = shard_records(Storage(), dest)
+    want = list(iter_records(str(tmp_path / "plain.jsonl")))
+    assert comparable(records) == comparable(want)  # same labels, same `same_as`, one record per key
+    assert len(records) == len(keys)
+    again = run_ray(source, dest, "rekognition", ScanOptions(BIRDS), batch_size=2, window=4)
+    assert (again.already_done, again.scanned, again.duplicates, fake_rekognition_s3.billed) == (15, 0, 0, 5)

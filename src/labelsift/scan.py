@@ -307,7 +307,7 @@ class _Rules:
 
 
 @dataclass
-class _Copies:
+class Copies:
     """A scan's duplicates: a copy waits for its first's record, or is labelled itself when the
     first was not labelled (skipped, failed, or replaced by other bytes since it was listed)."""
 
@@ -381,7 +381,7 @@ def scan(
     # The lock first (a second writer stops here, before any listing or call), then the repair of
     # a torn last line, then what the manifest already holds.
     writer = ManifestWriter(manifest, purpose="scan", lock=lock)
-    copies = _Copies(Duplicates()) if options.dedupe else None
+    copies = Copies(Duplicates()) if options.dedupe else None
     try:
         prior = _load_prior(
             manifest, options.selection, detector, options.allow_mixed_detectors, rules.seen_labels,

@@ -36,6 +36,7 @@ OUTCOME_SCHEMA = pa.schema(
         ("hit", pa.bool_()),
         ("labels", pa.list_(pa.string())),
         ("shard", pa.string()),
+        ("record", pa.string()),  # the record as JSON: the driver gives it to the image's copies
     ]
 )
 Done = tuple[ImageRecord, bool, bool | None]  # a record, whether it was billed, whether it is a hit
@@ -142,6 +143,7 @@ def _outcomes(done: list[Done], shard: str | None) -> pa.Table:
             "hit": hit,
             "labels": [label.name for label in record.labels],
             "shard": shard,
+            "record": record.model_dump_json(),
         }
         for record, billed, hit in done
     ]

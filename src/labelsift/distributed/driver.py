@@ -27,16 +27,18 @@ from typing import Any
 
 import pyarrow as pa
 
+from labelsift.dedupe import Duplicates
 from labelsift.distributed.actor import ITEM_FIELDS, ActorJob, BatchLabeller, DetectorSpec, ShardWriteFailed
 from labelsift.distributed.control import Coordinator, Limits, RateKeeper, Tally
+from labelsift.distributed.copies import DriverCopies
 from labelsift.distributed.shards import check_dest, load_prior
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.inventory import list_source
 from labelsift.listing import ListingNotes
 from labelsift.manifest import SourceIndex
 from labelsift.manifest_lock import ManifestLock
-from labelsift.models import DetectorInfo, RunSummary, ScanStatus, StopReason
-from labelsift.scan import ScanAborted, ScanOptions, ScanProgress, check_source
+from labelsift.models import DetectorInfo, ImageRecord, RunSummary, ScanStatus, StopReason
+from labelsift.scan import Copies, ScanAborted, ScanOptions, ScanProgress, check_source
 from labelsift.select import closest_label
 from labelsift.storage import ObjectInfo, Storage, is_s3
 
@@ -123,9 +125,12 @@ def _windows(
     feed: _Feed,
     window: int,
     prior_hits: Callable[[int], bool],
+    copies: DriverCopies | None = None,
 ) -> Iterator[list[ObjectInfo]]:
     """The images still to label, in source order, a window at a time. `prior_hits(n)` reports the
-    hits earlier runs found as the listing reaches them and says whether the run may go on."""
+    hits earlier runs found as the listing reaches them and says whether the run may go on. With
+    `copies`, a duplicate is held back from the actors (`DriverCopies`); copies whose first was not
+    labelled start the next window."""
     chunk: list[ObjectInfo] = []
     hits = 0
     for info in listing:
@@ -141,15 +146,20 @@ def _windows(
             progress.hits += bool(known.hit)
             hits += bool(known.hit)
             continue
+        if copies is not None and not copies.needs_labelling(info):
+            continue
         chunk.append(info)
         if len(chunk) >= window:
             if not prior_hits(hits):
                 return
             hits = 0
             yield chunk
-            chunk = []
-    if prior_hits(hits) and chunk:
+            chunk = copies.again() if copies is not None else []
+    if not prior_hits(hits):
+        return
+    while chunk:
         yield chunk
+        chunk = copies.again() if copies is not None else []
 
 
 def _dataset(infos: list[ObjectInfo], batch_size: int) -> Any:
@@ -164,8 +174,16 @@ def _dataset(infos: list[ObjectInfo], batch_size: int) -> Any:
     return ray.data.from_arrow(tables)
 
 
-def _count(table: pa.Table, progress: ScanProgress, seen: Counter[str]) -> None:
+def _count(
+    table: pa.Table,
+    progress: ScanProgress,
+    seen: Counter[str],
+    copies: DriverCopies | None,
+    listed: Mapping[str, ObjectInfo],
+) -> None:
     for row in table.to_pylist():
+        if copies is not None and row["source"] in listed:
+            copies.finished(listed[row["source"]], ImageRecord.model_validate_json(row["record"]))
         progress.scanned += 1
         progress.billed += bool(row["billed"])
         progress.hits += bool(row["hit"])
@@ -280,12 +298,20 @@ def _locked(
     import ray
 
     options = run.options
-    prior = load_prior(
-        run.storage, run.dest, options.selection, run.detector_info.name, options.allow_mixed_detectors,
-        run.seen,
-    )  # fmt: skip
+    duplicates = Duplicates() if options.dedupe else None
+    try:
+        prior = load_prior(
+            run.storage, run.dest, options.selection, run.detector_info.name,
+            options.allow_mixed_detectors, run.seen,
+            duplicates.remember if duplicates is not None else None,
+        )  # fmt: skip
+    except BaseException:
+        if duplicates is not None:
+            duplicates.close()
+        raise
     started_ray = False
     finished = threading.Event()
+    copies: DriverCopies | None = None
     try:
         started_ray = connect(run.ray_options.address)
         resources = _pool_resources(run.ray_options)
@@ -303,13 +329,20 @@ def _locked(
             run.dest, run.spec, options.selection, options.workers, coordinator, keeper,
             run.ray_options.write_attempts,
         )  # fmt: skip
+        if duplicates is not None:
+            copies = DriverCopies(
+                Copies(duplicates), run.storage, run.dest, options.selection,
+                run.ray_options.batch_size, _copy_hits(run.progress, coordinator),
+            )  # fmt: skip
         _watch(stop, finished, coordinator)
-        tally = _drive(run, prior, job, resources, on_progress, notes)
+        tally = _drive(run, prior, job, resources, on_progress, notes, copies)
         if stop.is_set() and tally.stopped is None:
             tally.stopped = StopReason.INTERRUPTED.value
     finally:
         finished.set()
         prior.close()
+        if duplicates is not None:
+            duplicates.close()
         if started_ray:
             ray.shutdown()
     return _finish(run, tally, started_at)
@@ -322,6 +355,7 @@ def _drive(
     resources: tuple[float, float],
     on_progress: Callable[[ScanProgress], None] | None,
     notes: ListingNotes | None,
+    copies: DriverCopies | None,
 ) -> Tally:
     """Feed the windows to the pool until the listing ends or the coordinator stops the run."""
     import ray
@@ -337,20 +371,38 @@ def _drive(
         else list_source(run.storage, run.inventory, run.source, notes=notes)
     )
     windows = _windows(
-        listing, prior, run.options, run.progress, run.feed, run.ray_options.window, go_on
+        listing, prior, run.options, run.progress, run.feed, run.ray_options.window, go_on, copies
     )  # fmt: skip
     for infos in windows:
+        listed = {info.uri: info for info in infos} if copies is not None else {}
         for table in _run_window(infos, job, run.ray_options, resources):
-            _count(table, run.progress, run.seen)
+            _count(table, run.progress, run.seen, copies, listed)
             if on_progress is not None:
                 on_progress(run.progress)
+        if copies is not None:
+            copies.flush()
+            run.progress.duplicates = copies.written
         if ray.get(coordinator.state.remote()).stopped is not None:
             break
+    if copies is not None:
+        copies.flush()
+        run.progress.duplicates = copies.written
     tally: Tally = ray.get(coordinator.state.remote())
     for handle in (coordinator, job.rate_keeper):
         if handle is not None:
             ray.kill(handle)
     return tally
+
+
+def _copy_hits(progress: ScanProgress, coordinator: Any) -> Callable[[int], None]:
+    """Count the hits among copies' records, here and at the coordinator (they count for --target)."""
+    import ray
+
+    def on_hits(hits: int) -> None:
+        progress.hits += hits
+        ray.get(coordinator.add_prior_hits.remote(hits))
+
+    return on_hits
 
 
 def _finish(run: RayRun, tally: Tally, started_at: datetime) -> RunSummary:
@@ -376,6 +428,7 @@ def _finish(run: RayRun, tally: Tally, started_at: datetime) -> RunSummary:
         skipped=progress.skipped,
         errors=progress.errors,
         hits=progress.hits,
+        duplicates=progress.duplicates,
         cost_usd=round(progress.cost_usd, 6),
         stopped=stopped,
         started_at=started_at,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from labelsift.errors import UsageError
@@ -94,11 +94,13 @@ def load_prior(
     detector_name: str,
     allow_mixed: bool,
     seen: Counter[str],
+    remember: Callable[[ImageRecord], None] | None = None,
 ) -> SourceIndex:
     """Index what the shards under `dest` hold (newest record per source, as `merge` picks it) and
     whether each is a hit now; count the labels seen into `seen`. The same rules as the plain scan's
     resume (`scan._load_prior`), over many shards: a source rescanned with --retry-errors lands in
-    a new shard, so the newest `scanned_at` wins, not the file order."""
+    a new shard, so the newest `scanned_at` wins, not the file order. Each record goes to
+    `remember` (the run's `Duplicates`), so a copy of an image labelled before is not paid again."""
     index = SourceIndex()
     others: set[str] = set()
     try:
@@ -113,6 +115,8 @@ def load_prior(
                     hit=_is_hit(selection, record),
                 )
                 seen.update(label.name for label in record.labels)
+                if remember is not None:
+                    remember(record)
                 if record.detector is not None and record.detector.name != detector_name:
                     others.add(record.detector.name)
     except BaseException:
