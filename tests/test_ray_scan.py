@@ -80,7 +80,10 @@ def run_ray(
         billable=built.billable,
         options=options,
         ray_options=RayOptions(
-            actors=actors, batch_size=batch_size, worker_env=env or {}, gpus_per_actor=gpus,
+            actors=actors,
+            batch_size=batch_size,
+            worker_env=env or {},
+            gpus_per_actor=gpus,
             window=window,
         ),
     )
