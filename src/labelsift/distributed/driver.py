@@ -90,6 +90,15 @@ def connect(address: str | None) -> bool:
     return True
 
 
+def _on_this_node() -> Any:
+    """Pin the run's control actors (coordinator, rate keeper) to the driver's node: a worker node
+    lost mid-job takes its labellers (Ray replaces them) but never the run's counts."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+
+
 def _pool_resources(ray_options: RayOptions) -> tuple[float, float]:
     """(num_cpus, num_gpus) per actor; CannotProceed when the cluster has too few GPUs to start one."""
     import ray
@@ -316,14 +325,17 @@ def _locked(
         started_ray = connect(run.ray_options.address)
         resources = _pool_resources(run.ray_options)
         tag = uuid.uuid4().hex[:12]
+        here = _on_this_node()
         coordinator = (
             ray.remote(Coordinator)
-            .options(name=f"labelsift-coordinator-{tag}", num_cpus=0)
+            .options(name=f"labelsift-coordinator-{tag}", num_cpus=0, scheduling_strategy=here)
             .remote(run.limits())
         )
         keeper: Any = None
         if run.spec.settings.rate_limit is not None:
-            keeper_class: Any = ray.remote(RateKeeper).options(name=f"labelsift-rate-{tag}", num_cpus=0)
+            keeper_class: Any = ray.remote(RateKeeper).options(
+                name=f"labelsift-rate-{tag}", num_cpus=0, scheduling_strategy=here
+            )
             keeper = keeper_class.remote(run.spec.settings.rate_limit)
         job = ActorJob(
             run.dest, run.spec, options.selection, options.workers, coordinator, keeper,
