@@ -199,3 +199,19 @@ def test_estimate_counts_duplicates_and_the_money_saved(
     assert f"{duplicates} duplicates" in result.output
     assert f"${duplicates * 0.001:,.2f} saved" in result.output
     assert f"rekognition: ${len(SCENES) * 0.001:,.2f} for a full scan" in result.output
+
+
+def test_no_dedupe_labels_every_copy_itself(tmp_path: Path) -> None:
+    folder = tmp_path / "pile"
+    folder.mkdir()
+    body = make_image("dog", confidence=90.0, seed=3)
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(body)
+    for flag, copies in (("--dedupe", 1), ("--no-dedupe", 0)):
+        manifest = tmp_path / f"{flag}.jsonl"
+        command = ["scan", str(folder), "-o", str(manifest), "--detector", "local", flag]
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 0, result.output
+        records = _records(manifest)
+        assert len(records) == 2
+        assert sum(r.same_as is not None for r in records.values()) == copies

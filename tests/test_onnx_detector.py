@@ -209,3 +209,15 @@ def test_an_unknown_detector_name_lists_the_installed_ones(tmp_path: Path) -> No
     missing = runner.invoke(app, ["scan", str(tmp_path), "-o", str(tmp_path / "m.jsonl"), "-d", "onnx"])
     assert missing.exit_code == 2
     assert "onnx:VALUE" in missing.output
+
+
+def test_a_gpu_actor_asks_for_cuda_only_where_onnxruntime_has_it(caplog: pytest.LogCaptureFixture) -> None:
+    from labelsift.detectors.providers import for_gpus
+
+    with_cuda = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert for_gpus(1.0, (), with_cuda) == ("cuda",)
+    assert for_gpus(0.0, (), with_cuda) == ()  # a CPU actor never asks for a GPU
+    assert for_gpus(1.0, ("cpu",), with_cuda) == ("cpu",)  # --providers wins
+    with caplog.at_level("WARNING"):
+        assert for_gpus(0.5, (), ["CPUExecutionProvider"]) == ()
+    assert "no CUDAExecutionProvider" in caplog.text and "onnxruntime-gpu" in caplog.text

@@ -371,6 +371,13 @@ def scan_command(
     allow_mixed_detectors: Annotated[
         bool, typer.Option(help="Allow several detectors in one manifest.")
     ] = False,
+    dedupe: Annotated[
+        bool,
+        typer.Option(
+            help="Label identical objects once and reuse the record (same_as). --no-dedupe labels every "
+            "object (no per-image memory: for runs past ~10^7 distinct images on a small machine)."
+        ),
+    ] = True,
     min_confidence: Annotated[float, typer.Option(help="Rekognition MinConfidence.", min=0, max=100)] = 50.0,
     rate: Annotated[float | None, typer.Option(help="Client-side cap, requests per second.", min=0.1)] = None,
     retry_mode: Annotated[
@@ -413,6 +420,7 @@ def scan_command(
             workers=workers,
             retry_errors=retry_errors,
             allow_mixed_detectors=allow_mixed_detectors,
+            dedupe=dedupe,
             prices=cost_module.load_prices(
                 prices, free_images_left=free_images, image_properties=image_properties
             ),
