@@ -199,3 +199,31 @@ def test_review_queue_lists_band_images_by_confidence(tmp_path: Path) -> None:
     assert summary.per_label["Bird"].held_out == 3 and summary.per_label["Dog"].held_out == 2
     with pytest.raises(ValueError, match="band"):
         export_review_queue(manifest, str(out), Selection(("Bird",)))
+
+
+def test_review_queue_offers_the_images_detection_exports_hold_out_for_missing_boxes(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from labelsift.cli import app
+    from labelsift.exporters.yolo import export_yolo
+
+    records = [
+        record("s3://b/boxed.jpg", label("Dog", 90, box(0.1, 0.1, 0.5, 0.5, 90))),
+        record("s3://b/weak-box.jpg", label("Dog", 90, box(0.1, 0.1, 0.5, 0.5, 40))),
+        record("s3://b/no-box.jpg", label("Bird", 80)),
+        record("s3://b/half.jpg", label("Dog", 95, box(0.2, 0.2, 0.3, 0.3, 95)), label("Bird", 70)),
+        record("s3://b/unsure.jpg", label("Dog", 30)),
+    ]
+    manifest = write_manifest(tmp_path / "m.jsonl", records)
+    held = export_yolo(
+        manifest, str(tmp_path / "yolo"), Selection(("Dog", "Bird"), threshold=60.0), copy_images=False
+    )
+    assert held.skipped == {"label_without_boxes": 1, "no_boxes": 2}
+    queue = tmp_path / "boxes.manifest"
+    command = ["export", "review", manifest, str(queue), "--label", "Dog", "--label", "Bird"]
+    result = CliRunner().invoke(app, [*command, "--missing-boxes", "--threshold", "60", "--band", "20:25"])
+    assert result.exit_code == 0, result.output
+    queued = {json.loads(line)["source-ref"] for line in queue.read_text().splitlines()}
+    assert queued == {"s3://b/weak-box.jpg", "s3://b/no-box.jpg", "s3://b/half.jpg"}

@@ -934,13 +934,23 @@ def export_review_command(
     min_brightness: MinBrightness = None,
     parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
     allow_local: Annotated[bool, typer.Option(help="Allow local sources (a GT job needs s3://).")] = False,
+    missing_boxes: Annotated[
+        bool,
+        typer.Option(
+            help="Also queue images selected at --threshold for a label with no usable box (what "
+            "coco/yolo/voc hold out as label_without_boxes), for people to box."
+        ),
+    ] = False,
+    threshold: Annotated[
+        float, typer.Option(help="With --missing-boxes: the detection export's threshold.", min=0, max=100)
+    ] = 0.0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """A Ground Truth labelling-job input manifest of the uncertain images (source-ref lines)."""
     with friendly_errors(_REDO_EXPORT):
-        selection = _export_selection(label, 0.0, parents, band, (min_sharpness, min_brightness))
+        selection = _export_selection(label, threshold, parents, band, (min_sharpness, min_brightness))
         summary = export_review_queue(
-            manifest, output, selection, allow_local=allow_local,
+            manifest, output, selection, allow_local=allow_local, missing_boxes=missing_boxes,
             overwrite=overwrite, storage=Storage(),
         )  # fmt: skip
     _print_export(summary, label, parents, manifest)

@@ -262,8 +262,6 @@ class RayRun:
         options = self.options
         return Limits(
             images=None,  # the driver stops listing at --max-images, in source order, as `scan` does
-            # SEAM (issue #15 part 3): when actors read inventory files themselves, pass
-            # images=options.max_images here so the coordinator caps the images instead.
             target=options.target,
             budget=options.budget if self.billable else None,
             prices=options.prices,

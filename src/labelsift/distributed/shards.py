@@ -5,9 +5,10 @@ batch's sorted (source, ETag) pairs: a retried batch, or the same batch in a rer
 name and overwrites instead of duplicating. Shards are written whole (local: temporary name then
 rename; S3: one PUT) and hold the pydantic JSON lines `labelsift scan` writes, unchanged.
 
-Reading the shards back as one manifest (to resume) goes through `shard_uris`, the seam where
-`labelsift.manifest.expand_manifest_inputs` (a folder or prefix of shards as one manifest) plugs
-in once it lands.
+Resume reads back only the shards this engine writes (`shard_uris`: `shard-*.jsonl` at the top of
+the folder or prefix), while `merge` and the exporters read every `*.jsonl`/`*.jsonl.gz` below it
+(`labelsift.manifest_inputs`): a file of the user's own in the output folder is exported but never
+taken for work already done.
 """
 
 from __future__ import annotations
@@ -72,11 +73,7 @@ def check_dest(dest: str) -> str:
 
 
 def shard_uris(storage: Storage, dest: str) -> list[str]:
-    """The shards under `dest`, sorted (none if `dest` does not exist yet).
-
-    SEAM (issue #15 part 1): replace with `labelsift.manifest.expand_manifest_inputs(dest)` when the
-    shard-folder reader lands, so resume reads exactly what `labelsift merge` reads.
-    """
+    """The shards a Ray scan wrote under `dest`, sorted (none if `dest` does not exist yet)."""
     if not is_s3(dest) and not os.path.isdir(dest):
         return []
     found = []

@@ -249,6 +249,23 @@ class DetectionImage:
         return file_name_parts(self.record["source"], self.record["format"], self.digest)
 
 
+def labels_without_boxes(decision: Decision) -> list[LabelDecision]:
+    """The selected labels of an image that have no usable box in it: what detection exports hold
+    out as `label_without_boxes` (or `no_boxes`), for people to box. None for a record without a
+    size (no box can be placed there at all: `no_image_size`)."""
+    width, height = decision.record["width"], decision.record["height"]
+    if width is None or height is None:
+        return []
+    return [
+        label
+        for label in decision.selected
+        if not any(
+            not isinstance(to_pixels(i["left"], i["top"], i["width"], i["height"], width, height), DropReason)
+            for i in label.instances
+        )
+    ]
+
+
 def detection_images(
     decided: Iterable[Decision],
     summary: ExportSummary,

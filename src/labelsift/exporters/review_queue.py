@@ -2,8 +2,10 @@
 
 One `{"source-ref": "s3://..."}` line per image held out by the selection's review band (its best
 matching confidence for a query label lies inside the band), sorted by that confidence, lowest
-first (an image in the band for several labels is listed once, at its lowest). Sorting happens in
-a temporary on-disk SQLite table, so memory stays flat however many images are held out.
+first (an image in the band for several labels is listed once, at its lowest). With
+`missing_boxes`, also every image selected for a label that has no usable box at the selection's
+threshold: the images detection exports hold out (`label_without_boxes`), for a bounding-box job.
+Sorting happens in a temporary on-disk SQLite table, so memory stays flat however many images are held out.
 Ground Truth reads images from S3: local sources are skipped (code `not_s3`) unless `allow_local`.
 """
 
@@ -17,7 +19,14 @@ from labelsift.errors import UsageError
 from labelsift.select import Selection
 from labelsift.storage import Storage, is_s3
 
-from .common import StorageLike, class_names, dump_json, iter_decisions, require_manifest
+from .common import (
+    StorageLike,
+    class_names,
+    dump_json,
+    iter_decisions,
+    labels_without_boxes,
+    require_manifest,
+)
 from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
@@ -28,12 +37,13 @@ def export_review_queue(
     selection: Selection,
     *,
     allow_local: bool = False,
+    missing_boxes: bool = False,
     overwrite: bool = False,
     detail_limit: int = DEFAULT_DETAIL_LIMIT,
     storage: StorageLike | None = None,
 ) -> ExportSummary:
     """Write the queue to `dest` (a file: local path or `s3://`); an existing one only with `overwrite`."""
-    if selection.band is None:
+    if selection.band is None and not missing_boxes:
         raise UsageError("--band: a review queue needs a band LOW:HIGH of confidences, e.g. 50:80.")
     require_manifest(manifest_uri)
     classes = class_names(selection, None)
@@ -44,7 +54,7 @@ def export_review_queue(
             db.execute("PRAGMA journal_mode=OFF")
             db.execute("CREATE TABLE queue (source TEXT PRIMARY KEY, confidence REAL)")
             for decision in iter_decisions(manifest_uri, selection, summary):
-                held = decision.held_out
+                held = decision.held_out + (labels_without_boxes(decision) if missing_boxes else [])
                 if not held:
                     continue
                 source = decision.record["source"]
