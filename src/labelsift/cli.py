@@ -508,7 +508,7 @@ def filter_command(
     min_score: MinScoreOption = None,
     inventory: InventoryOption = None,
 ) -> None:
-    """The seed's job in one command: scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
+    """Scan SOURCE and copy each hit to DEST/FOLDER/<key>."""
     folder = name or label[0]
     # one file in the working folder whatever the folder's name (`--name a/b`, `--name ../x`)
     manifest_path = manifest or f"labelsift-{re.sub(r'[^A-Za-z0-9._-]+', '_', folder).strip('.')}.jsonl"

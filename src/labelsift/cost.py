@@ -29,7 +29,7 @@ class PriceTier(BaseModel):
 
 
 class PriceTable(BaseModel):
-    """What a detector call costs. Defaults are the seed's figures for Rekognition DetectLabels."""
+    """What a detector call costs. Defaults are Rekognition DetectLabels' published prices."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,4 +1,4 @@
-"""The seed's filter: copy each hit to DEST/FOLDER/<key> while the scan goes on."""
+"""labelsift filter: copy each hit to DEST/FOLDER/<key> while the scan goes on."""
 
 from __future__ import annotations
 

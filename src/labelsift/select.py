@@ -306,7 +306,7 @@ def _unique_boxes(matched: list[LabelView], limit: float) -> tuple[tuple[Instanc
 
 
 def closest_label(asked: Sequence[str], seen: Iterable[str]) -> str | None:
-    """The seen label closest in spelling to one asked for and not seen (the seed's `birb` for `bird`)."""
+    """The seen label closest in spelling to one asked for and not seen (`bird` for a typed `birb`)."""
     names = {name.lower(): name for name in seen}
     for wanted in asked:
         if wanted.lower() in names:
