@@ -23,7 +23,6 @@ from importlib import resources
 from pathlib import Path
 
 from labelsift.detectors.factory import DetectorSettings, build_detector
-from labelsift.distributed.actor import DetectorSpec
 from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
 from labelsift.scan import ScanOptions, ScanProgress, scan
 from labelsift.storage import Storage
@@ -65,17 +64,9 @@ def plain_rate(folder: Path, work: Path, workers: int) -> tuple[float, float]:
 
 
 def ray_rate(folder: Path, dest: Path, actors: int, threads: int) -> tuple[float, float]:
-    settings = DetectorSettings()
-    built = build_detector("local", Storage(), settings)
-    run = RayRun(
-        source=str(folder),
-        dest=str(dest),
-        spec=DetectorSpec("local", settings),
-        detector_info=built.info,
-        billable=False,
-        options=ScanOptions(workers=threads, dedupe=False),
-        ray_options=RayOptions(actors=actors, batch_size=16),
-    )
+    options = ScanOptions(workers=threads, dedupe=False)
+    ray_options = RayOptions(actors=actors, batch_size=16)
+    run = RayRun.for_detector(str(folder), str(dest), "local", DetectorSettings(), options, ray_options)
     clock = Clock()
     summary = ray_scan(run, on_progress=clock.progress)
     return clock.rates(summary.scanned)

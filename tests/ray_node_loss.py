@@ -32,11 +32,9 @@ def main(work: Path, count: int) -> dict[str, object]:
     import ray
     from ray.cluster_utils import Cluster
 
-    from labelsift.detectors.factory import DetectorSettings, build_detector
-    from labelsift.distributed.actor import DetectorSpec
+    from labelsift.detectors.factory import DetectorSettings
     from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
     from labelsift.scan import ScanOptions
-    from labelsift.storage import Storage
 
     images, dest = work / "images", work / "shards"
     make_folder(images, count)
@@ -49,17 +47,9 @@ def main(work: Path, count: int) -> dict[str, object]:
     )
     workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
     ray.init(address=cluster.address, log_to_driver=False)
-    settings = DetectorSettings()
-    built = build_detector("local", Storage(), settings)
-    run = RayRun(
-        source=str(images),
-        dest=str(dest),
-        spec=DetectorSpec("local", settings),
-        detector_info=built.info,
-        billable=False,
-        options=ScanOptions(workers=1),
-        ray_options=RayOptions(actors=2, batch_size=2, cpus_per_actor=0.6),
-    )
+    options = ScanOptions(workers=1)
+    ray_options = RayOptions(actors=2, batch_size=2, cpus_per_actor=0.6)
+    run = RayRun.for_detector(str(images), str(dest), "local", DetectorSettings(), options, ray_options)
     result: dict[str, object] = {}
 
     def scan() -> None:

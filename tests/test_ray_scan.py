@@ -21,14 +21,13 @@ from test_scan import BIRDS, every_fifth_is_a_bird, upload
 
 from labelsift.cost import PriceTable
 from labelsift.detectors.factory import DetectorSettings, build_detector
-from labelsift.distributed.actor import DetectorSpec
 from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
 from labelsift.distributed.shards import SHARD_PREFIX, shard_name
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import iter_records
 from labelsift.models import ImageRecord, RunSummary, StopReason
-from labelsift.scan import ScanOptions, scan
-from labelsift.storage import Storage
+from labelsift.scan import ScanAborted, ScanOptions, scan
+from labelsift.storage import Storage, StorageError
 from labelsift.testing.fake_rekognition import FakeRekognition
 from labelsift.testing.s3_server import SeaweedS3Server
 
@@ -69,24 +68,15 @@ def run_ray(
     batch_size: int = 8,
     gpus: float = 0.0,
     window: int = 20_000,
+    storage: Storage | None = None,
 ) -> RunSummary:
     settings = DetectorSettings(max_attempts=2, rate_limit=rate)
-    built = build_detector(detector, Storage(), settings)  # type: ignore[arg-type]
-    run = RayRun(
-        source=source,
-        dest=dest,
-        spec=DetectorSpec(detector, settings),  # type: ignore[arg-type]
-        detector_info=built.info,
-        billable=built.billable,
-        options=options,
-        ray_options=RayOptions(
-            actors=actors,
-            batch_size=batch_size,
-            worker_env=env or {},
-            gpus_per_actor=gpus,
-            window=window,
-        ),
+    ray_options = RayOptions(
+        actors=actors, batch_size=batch_size, worker_env=env or {}, gpus_per_actor=gpus, window=window
     )
+    run = RayRun.for_detector(source, dest, detector, settings, options, ray_options)
+    if storage is not None:  # the driver's own (listing, resume, the copies' shards)
+        run.storage = storage
     return ray_scan(run, stop=stop)
 
 
@@ -261,3 +251,25 @@ def test_duplicate_objects_are_billed_once_across_actors_and_windows(
     assert len(records) == len(keys)
     again = run_ray(source, dest, "rekognition", ScanOptions(BIRDS), batch_size=2, window=4)
     assert (again.already_done, again.scanned, again.duplicates, fake_rekognition_s3.billed) == (15, 0, 0, 5)
+
+
+class DriverWritesFail(Storage):
+    """The driver's storage, refusing every write (the actors write with their own)."""
+
+    def write(self, uri: str, data: bytes) -> None:
+        raise StorageError("AccessDenied", uri, f"{uri}: access denied (PutObject).")
+
+
+def test_a_copies_shard_the_driver_cannot_write_stops_the_run_and_the_rerun_pays_nothing_again(
+    fake_rekognition_s3: FakeRekognition, s3_client: S3Client, bucket: str, tmp_path: Path
+) -> None:
+    keys = _bucket_with_copies(s3_client, bucket)
+    source, dest = f"s3://{bucket}/pile/", str(tmp_path / "shards")
+    with pytest.raises(ScanAborted, match=r"access denied") as stopped:
+        run_ray(source, dest, "rekognition", ScanOptions(BIRDS), batch_size=2, storage=DriverWritesFail())
+    assert "not written; a rerun writes them without paying again" in str(stopped.value)
+    paid = fake_rekognition_s3.billed
+    assert paid == len(comparable(shard_records(Storage(), dest)))  # every image paid for is written
+    again = run_ray(source, dest, "rekognition", ScanOptions(BIRDS), batch_size=2)
+    assert len(comparable(shard_records(Storage(), dest))) == len(keys)
+    assert fake_rekognition_s3.billed == 5 and again.duplicates == len(keys) - paid - again.scanned

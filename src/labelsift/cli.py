@@ -456,20 +456,10 @@ def _run_ray_scan(
     gpus: float,
     inventory: str | None,
 ) -> RunSummary:
-    from labelsift.distributed.actor import DetectorSpec
     from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
 
-    detector = build_detector(detector_spec, Storage(), settings)  # its name and price; actors build theirs
-    run = RayRun(
-        source=source,
-        dest=dest,
-        spec=DetectorSpec(detector_spec, settings, gpus),
-        detector_info=detector.info,
-        billable=detector.billable,
-        options=options,
-        ray_options=RayOptions(address=address, actors=actors or 2, gpus_per_actor=gpus),
-        inventory=inventory,
-    )
+    ray_options = RayOptions(address=address, actors=actors or 2, gpus_per_actor=gpus)
+    run = RayRun.for_detector(source, dest, detector_spec, settings, options, ray_options, inventory)
     notes = ListingNotes()
     with graceful_interrupt() as stop, scan_progress(out, None, options.max_images) as show:
         summary = ray_scan(run, stop=stop, on_progress=show, notes=notes)

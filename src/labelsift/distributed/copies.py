@@ -5,19 +5,27 @@ bytes goes to the actors; a copy whose first is labelled (earlier in this run or
 shards) gets its record at once; a copy whose first is in the window the actors are labelling waits
 for the first's record (the outcome rows carry it) and is then written, or labelled itself when the
 first was not labelled. Copies' records are written by the driver in shards of their own, named by
-content like every shard, so a rerun overwrites instead of duplicating.
+content like every shard, so a rerun overwrites instead of duplicating. A shard the driver cannot
+write stops the run (FAILED, through the coordinator) instead of raising in the middle of a window,
+which would abandon the actors' batches in flight: those are still written, and the unwritten
+copies cost nothing on the rerun (their first's record is in the shards).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from labelsift.distributed.shards import write_shard
 from labelsift.models import ImageRecord
-from labelsift.scan import Copies, _is_hit
+from labelsift.scan import Copies, ScanProgress, _is_hit
 from labelsift.select import Selection
-from labelsift.storage import ObjectInfo, Storage
+from labelsift.storage import ObjectInfo, Storage, StorageError
+
+
+class RunControl(Protocol):
+    def add_hits(self, hits: int) -> None: ...
+    def fail(self, message: str) -> None: ...
 
 
 @dataclass
@@ -29,9 +37,9 @@ class DriverCopies:
     dest: str
     selection: Selection | None
     batch_size: int
-    on_hits: Callable[[int], None]  # copies that are hits (they count towards --target)
-    written: int = 0
-    hits: int = 0
+    progress: ScanProgress  # duplicates and hits written are counted into it
+    run: RunControl
+    failed: bool = False  # a copies' shard could not be written: the run is stopping
     _ready: list[ImageRecord] = field(default_factory=list)
 
     def needs_labelling(self, info: ObjectInfo) -> bool:
@@ -57,18 +65,23 @@ class DriverCopies:
 
     def flush(self) -> None:
         """Write the copies' records kept so far as one shard."""
-        if not self._ready:
+        if not self._ready or self.failed:
             return
-        write_shard(self.storage, self.dest, self._ready)
+        try:
+            write_shard(self.storage, self.dest, self._ready)
+        except StorageError as exc:
+            self.failed = True
+            self.run.fail(
+                f"{exc} ({len(self._ready)} records of duplicate images not written; a rerun writes them "
+                "without paying again)"
+            )
+            return
         hits = sum(bool(_is_hit(self.selection, record)) for record in self._ready)
-        self.written += len(self._ready)
-        self.hits += hits
+        self.progress.duplicates += len(self._ready)
+        self.progress.hits += hits
         self._ready = []
         if hits:
-            self.on_hits(hits)
-
-    def close(self) -> None:
-        self.copies.duplicates.close()
+            self.run.add_hits(hits)
 
     def _keep(self, record: ImageRecord) -> None:
         self._ready.append(record)

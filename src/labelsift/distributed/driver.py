@@ -28,6 +28,7 @@ from typing import Any
 import pyarrow as pa
 
 from labelsift.dedupe import Duplicates
+from labelsift.detectors.factory import DetectorSettings, build_detector
 from labelsift.distributed.actor import ITEM_FIELDS, ActorJob, BatchLabeller, DetectorSpec, ShardWriteFailed
 from labelsift.distributed.control import Coordinator, Limits, RateKeeper, Tally
 from labelsift.distributed.copies import DriverCopies
@@ -258,6 +259,26 @@ class RayRun:
     seen: Counter[str] = field(default_factory=Counter)
     feed: _Feed = field(default_factory=_Feed)
 
+    @classmethod
+    def for_detector(
+        cls,
+        source: str,
+        dest: str,
+        detector: str,
+        settings: DetectorSettings,
+        options: ScanOptions,
+        ray_options: RayOptions,
+        inventory: str | None = None,
+    ) -> RayRun:
+        """A run of `detector` (as --detector takes it): built once here for its name and price; the
+        actors build their own from the same spec."""
+        built = build_detector(detector, Storage(), settings)
+        return cls(
+            source=source, dest=dest, spec=DetectorSpec(detector, settings, ray_options.gpus_per_actor),
+            detector_info=built.info, billable=built.billable, options=options, ray_options=ray_options,
+            inventory=inventory,
+        )  # fmt: skip
+
     def limits(self) -> Limits:
         options = self.options
         return Limits(
@@ -342,7 +363,7 @@ def _locked(
         if duplicates is not None:
             copies = DriverCopies(
                 Copies(duplicates), run.storage, run.dest, options.selection,
-                run.ray_options.batch_size, _copy_hits(run.progress, coordinator),
+                run.ray_options.batch_size, run.progress, _CoordinatorLink(coordinator),
             )  # fmt: skip
         _watch(stop, finished, coordinator)
         tally = _drive(run, prior, job, resources, on_progress, notes, copies)
@@ -389,14 +410,10 @@ def _drive(
             _count(table, run.progress, run.seen, copies, listed)
             if on_progress is not None:
                 on_progress(run.progress)
-        if copies is not None:
-            copies.flush()
-            run.progress.duplicates = copies.written
         if ray.get(coordinator.state.remote()).stopped is not None:
             break
     if copies is not None:
         copies.flush()
-        run.progress.duplicates = copies.written
     tally: Tally = ray.get(coordinator.state.remote())
     for handle in (coordinator, job.rate_keeper):
         if handle is not None:
@@ -404,15 +421,19 @@ def _drive(
     return tally
 
 
-def _copy_hits(progress: ScanProgress, coordinator: Any) -> Callable[[int], None]:
-    """Count the hits among copies' records, here and at the coordinator (they count for --target)."""
-    import ray
+@dataclass(frozen=True)
+class _CoordinatorLink:
+    """What the driver's copies tell the run's coordinator."""
 
-    def on_hits(hits: int) -> None:
-        progress.hits += hits
-        ray.get(coordinator.add_prior_hits.remote(hits))
+    coordinator: Any
 
-    return on_hits
+    def add_hits(self, hits: int) -> None:  # copies that are hits count towards --target
+        import ray
+
+        ray.get(self.coordinator.add_prior_hits.remote(hits))
+
+    def fail(self, message: str) -> None:  # the run stops; batches in flight are still written
+        self.coordinator.stop.remote(StopReason.FAILED.value, message)
 
 
 def _finish(run: RayRun, tally: Tally, started_at: datetime) -> RunSummary:

@@ -249,6 +249,11 @@ class DetectionImage:
         return file_name_parts(self.record["source"], self.record["format"], self.digest)
 
 
+def instance_box(instance: Mapping[str, Any], width: int, height: int) -> PixelBox | DropReason:
+    """An instance's ratio box in pixels of a `width` x `height` image, or why it is unusable."""
+    return to_pixels(instance["left"], instance["top"], instance["width"], instance["height"], width, height)
+
+
 def labels_without_boxes(decision: Decision) -> list[LabelDecision]:
     """The selected labels of an image that have no usable box in it: what detection exports hold
     out as `label_without_boxes` (or `no_boxes`), for people to box. None for a record without a
@@ -259,10 +264,7 @@ def labels_without_boxes(decision: Decision) -> list[LabelDecision]:
     return [
         label
         for label in decision.selected
-        if not any(
-            not isinstance(to_pixels(i["left"], i["top"], i["width"], i["height"], width, height), DropReason)
-            for i in label.instances
-        )
+        if all(isinstance(instance_box(i, width, height), DropReason) for i in label.instances)
     ]
 
 
@@ -308,7 +310,7 @@ def detection_images(
             human = label.human
             usable = 0
             for inst in instances:
-                box = to_pixels(inst["left"], inst["top"], inst["width"], inst["height"], width, height)
+                box = instance_box(inst, width, height)
                 if isinstance(box, DropReason):
                     drops[box.value] = drops.get(box.value, 0) + 1
                     continue
