@@ -21,7 +21,7 @@ from labelsift.distributed.control import Gate, SharedRate
 from labelsift.distributed.shards import shard_name, write_shard
 from labelsift.errors import CannotProceed
 from labelsift.models import ImageRecord, StopReason
-from labelsift.scan import _is_hit, label_image
+from labelsift.scanning.labelling import is_hit, label_image
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError
 
@@ -126,7 +126,7 @@ class BatchLabeller:
             self.gate.settle(reserved, False, "error", None, None)
             self.gate.stop(StopReason.FAILED.value, str(exc))
             return None
-        hit = _is_hit(self.job.selection, record)
+        hit = is_hit(self.job.selection, record)
         error = f"{record.error.code}: {record.error.message}" if record.error is not None else None
         self.gate.settle(reserved, billed, record.status.value, hit, error)
         return record, billed, hit

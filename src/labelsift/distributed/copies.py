@@ -18,7 +18,9 @@ from typing import Protocol
 
 from labelsift.distributed.shards import write_shard
 from labelsift.models import ImageRecord
-from labelsift.scan import Copies, ScanProgress, _is_hit
+from labelsift.scanning.copies import Copies
+from labelsift.scanning.labelling import is_hit
+from labelsift.scanning.options import ScanProgress
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage, StorageError
 
@@ -46,7 +48,7 @@ class DriverCopies:
         """True when the actors must label `info`; False for a copy (recorded now or once its first is)."""
         placed = self.copies.place(0, info)
         if placed is False:
-            self.copies.flying.add(info.uri)
+            self.copies.in_flight.add(info.uri)
             return True
         if placed is not True:
             self._keep(placed)
@@ -59,8 +61,8 @@ class DriverCopies:
 
     def again(self) -> list[ObjectInfo]:
         """Copies whose first was not labelled: sorted again (one of them becomes the first)."""
-        waiting = [info for _, info in self.copies.again]
-        self.copies.again.clear()
+        waiting = [info for _, info in self.copies.to_label]
+        self.copies.to_label.clear()
         return [info for info in waiting if self.needs_labelling(info)]
 
     def flush(self) -> None:
@@ -76,7 +78,7 @@ class DriverCopies:
                 "without paying again)"
             )
             return
-        hits = sum(bool(_is_hit(self.selection, record)) for record in self._ready)
+        hits = sum(bool(is_hit(self.selection, record)) for record in self._ready)
         self.progress.duplicates += len(self._ready)
         self.progress.hits += hits
         self._ready = []

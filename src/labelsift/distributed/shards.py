@@ -22,7 +22,8 @@ from pathlib import Path
 from labelsift.errors import UsageError
 from labelsift.manifest import SourceIndex, iter_records, to_line
 from labelsift.models import ImageRecord
-from labelsift.scan import MixedDetectorsError, _is_hit
+from labelsift.scan import MixedDetectorsError
+from labelsift.scanning.labelling import is_hit
 from labelsift.select import Selection
 from labelsift.storage import Storage, is_s3
 
@@ -109,7 +110,7 @@ def load_prior(
                     record.status.value,
                     scanned_at=record.scanned_at.isoformat(),
                     newest_by_time=True,
-                    hit=_is_hit(selection, record),
+                    hit=is_hit(selection, record),
                 )
                 seen.update(label.name for label in record.labels)
                 if remember is not None:
