@@ -264,68 +264,77 @@ def s3_etag_of_file(path: str, part_size: int | None = None) -> str:
     return f"{whole}-{len(digests)}"
 
 
+@dataclass(frozen=True)
+class _S3Fault:
+    """How one family of S3 error codes is reported: our code, whether no further object can
+    succeed, and what to do (a template over `action`, `uri`, `bucket` and S3's `code`)."""
+
+    codes: frozenset[str]
+    code: str
+    advice: str
+    fatal: bool = False
+
+
+_S3_FAULTS = (
+    _S3Fault(
+        frozenset({"NoSuchBucket"}),
+        "NoSuchBucket",
+        "bucket {bucket} does not exist at the configured S3 endpoint. Check the bucket name, the AWS "
+        "account or profile in use, and AWS_ENDPOINT_URL_S3 if set.",
+        fatal=True,
+    ),
+    _S3Fault(
+        _MISSING_KEY_CODES,
+        "NoSuchKey",
+        "no such object. It may have been deleted or renamed since it was listed; list the source again.",
+    ),
+    _S3Fault(
+        _CREDENTIAL_CODES,
+        "InvalidCredentials",
+        "S3 rejected the credentials ({code}). Check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE "
+        "or the shared credentials file, and refresh expired session tokens.",
+        fatal=True,
+    ),
+    _S3Fault(
+        _ACCESS_CODES,
+        "AccessDenied",
+        "access denied. Grant the identity in use the needed S3 permission on bucket {bucket} "
+        "(s3:ListBucket, s3:GetObject, s3:PutObject), or use another profile.",
+        fatal=True,
+    ),
+    _S3Fault(
+        frozenset({"InvalidObjectState"}),
+        "InvalidObjectState",
+        "the object is archived (e.g. Glacier or Deep Archive). Restore it first (aws s3api "
+        "restore-object) or exclude it from the source.",
+    ),
+    _S3Fault(
+        _THROTTLE_CODES,
+        "SlowDown",
+        "S3 kept throttling requests after retries. Lower the number of workers and run again; finished "
+        "work is kept.",
+    ),
+    _S3Fault(
+        _UNAVAILABLE_CODES,
+        "Unavailable",
+        "S3 answered with a server error ({code}) after retries. Try again later; finished work is kept.",
+    ),
+)
+
+
 def _client_error(error: ClientError, uri: str, action: str) -> StorageError:
     info = error.response.get("Error", {})
     code = str(
         info.get("Code") or error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "Unknown")
     )
-    detail = info.get("Message") or ""
-    bucket = repr(str(info.get("BucketName") or (split_s3(uri)[0] if is_s3(uri) else "")))
-    if code == "NoSuchBucket":
-        return StorageError(
-            "NoSuchBucket",
-            uri,
-            f"Could not {action} {uri}: bucket {bucket} does not exist at the configured S3 endpoint. "
-            "Check the bucket name, the AWS account or profile in use, and AWS_ENDPOINT_URL_S3 if set.",
-            fatal=True,
-        )
-    if code in _MISSING_KEY_CODES:
-        return StorageError(
-            "NoSuchKey",
-            uri,
-            f"Could not {action} {uri}: no such object. It may have been deleted or renamed since it was "
-            "listed; list the source again.",
-        )
-    if code in _CREDENTIAL_CODES:
-        return StorageError(
-            "InvalidCredentials",
-            uri,
-            f"Could not {action} {uri}: S3 rejected the credentials ({code}). Check AWS_ACCESS_KEY_ID / "
-            "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the shared credentials file, and refresh expired "
-            "session tokens.",
-            fatal=True,
-        )
-    if code in _ACCESS_CODES:
-        return StorageError(
-            "AccessDenied",
-            uri,
-            f"Could not {action} {uri}: access denied. Grant the identity in use the needed S3 permission "
-            f"on bucket {bucket} (s3:ListBucket, s3:GetObject, s3:PutObject), or use another profile.",
-            fatal=True,
-        )
     if code in ("PreconditionFailed", "412"):
         return _changed(uri, action)
-    if code == "InvalidObjectState":
-        return StorageError(
-            "InvalidObjectState",
-            uri,
-            f"Could not {action} {uri}: the object is archived (e.g. Glacier or Deep Archive). Restore it "
-            "first (aws s3api restore-object) or exclude it from the source.",
-        )
-    if code in _THROTTLE_CODES:
-        return StorageError(
-            "SlowDown",
-            uri,
-            f"Could not {action} {uri}: S3 kept throttling requests after retries. Lower the number of "
-            "workers and run again; finished work is kept.",
-        )
-    if code in _UNAVAILABLE_CODES:
-        return StorageError(
-            "Unavailable",
-            uri,
-            f"Could not {action} {uri}: S3 answered with a server error ({code}) after retries. Try again "
-            "later; finished work is kept.",
-        )
+    bucket = repr(str(info.get("BucketName") or (split_s3(uri)[0] if is_s3(uri) else "")))
+    for fault in _S3_FAULTS:
+        if code in fault.codes:
+            advice = fault.advice.format(bucket=bucket, code=code)
+            return StorageError(fault.code, uri, f"Could not {action} {uri}: {advice}", fatal=fault.fatal)
+    detail = info.get("Message") or ""
     return StorageError(
         code,
         uri,
