@@ -26,6 +26,7 @@ from typing import Any, Literal, NamedTuple
 
 from labelsift.errors import UsageError
 from labelsift.geometry import gt_box
+from labelsift.groundtruth_types import CLASSIFICATION, DETECTION, MULTILABEL
 from labelsift.select import Decision, LabelDecision, Selection, latest_verdict
 from labelsift.storage import Storage, is_s3
 from labelsift.views import RecordView
@@ -44,15 +45,7 @@ from .common import (
 from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
 from .pipeline import PER_CORE, Parallel, staged
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
-from .validation import (
-    CLASSIFICATION,
-    DETECTION,
-    MULTILABEL,
-    CustomLabelsChecker,
-    LineCheck,
-    attribute_problem,
-    inspect_line,
-)
+from .validation import CustomLabelsChecker, LineCheck, attribute_problem, inspect_line
 
 Task = Literal["classification", "multilabel", "per-label", "boxes"]
 DEFAULT_ATTRIBUTE: dict[str, str] = {

@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from labelsift.groundtruth_types import CLASSIFICATION, DETECTION
+
 from .summary import Violation
 
-CLASSIFICATION = "groundtruth/image-classification"
-DETECTION = "groundtruth/object-detection"
-MULTILABEL = "groundtruth/image-classification-multilabel"
 MAX_LINES = 250_000
 MAX_BYTES = 1_000_000_000
 MAX_LABELS_PER_IMAGE = 50
