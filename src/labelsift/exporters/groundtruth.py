@@ -31,19 +31,12 @@ from labelsift.select import Decision, LabelDecision, Selection, latest_verdict
 from labelsift.storage import Storage, is_s3
 from labelsift.views import RecordView
 
-from .common import (
-    DetectionImage,
-    StorageLike,
-    Tally,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    dump_json,
-    require_manifest,
-)
+from .common import StorageLike, dump_json
+from .detections import DetectionImage, Tally, count_detection, detection_images
+from .naming import class_names
 from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
 from .pipeline import PER_CORE, Parallel, staged
+from .records import decisions, require_manifest
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 from .validation import CustomLabelsChecker, LineCheck, attribute_problem, inspect_line
 

@@ -33,23 +33,12 @@ from labelsift.geometry import coco_bbox
 from labelsift.select import SELECTED, Selection
 from labelsift.views import RecordView
 
-from .common import (
-    TRAIN,
-    VAL,
-    StorageLike,
-    Tally,
-    check_fraction,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    file_name_parts,
-    require_manifest,
-    source_digest,
-    split_for,
-)
+from .common import StorageLike
+from .detections import Tally, count_detection, detection_images
+from .naming import TRAIN, VAL, check_fraction, class_names, file_name_parts, source_digest, split_for
 from .owned import OwnedOutput, copy_image
 from .pipeline import PER_CORE, Parallel, staged
+from .records import decisions, require_manifest
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 Task = Literal["classification", "multilabel", "detection"]
