@@ -17,8 +17,8 @@ from consumer_envs import load
 from test_export_common import box, label, make_jpeg, record, write_manifest
 
 from labelsift.exporters.coco import export_coco
-from labelsift.exporters.common import split_for
 from labelsift.exporters.huggingface import export_hf
+from labelsift.exporters.naming import split_for
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.select import Selection

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from labelsift.exporters.common import check_relative, class_names, safe_stem, split_for
+from labelsift.exporters.common import check_relative
+from labelsift.exporters.naming import class_names, file_name_parts, split_for
 from labelsift.exporters.summary import ExportSummary
 from labelsift.manifest import write_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus, Verdict
@@ -91,6 +92,11 @@ def detector_modules() -> list[str]:
 
 
 # -- tests of the shared pieces ------------------------------------------------------------------
+
+
+def safe_stem(source: str) -> str:
+    """The stem of the file an image of `source` is exported as."""
+    return file_name_parts(source, None)[0]
 
 
 def test_split_is_a_function_of_the_source_alone() -> None:

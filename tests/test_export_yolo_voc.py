@@ -12,7 +12,7 @@ import pytest
 import yaml
 from test_export_common import box, label, make_jpeg, record, write_manifest
 
-from labelsift.exporters.common import safe_stem
+from labelsift.exporters.naming import file_name_parts
 from labelsift.exporters.voc import export_voc
 from labelsift.exporters.yolo import export_yolo
 from labelsift.select import Selection
@@ -53,6 +53,11 @@ def _boxes(ds: Any, classes: list[str]) -> dict[str, list[tuple[str, list[float]
             for xyxy, c in zip(detections.xyxy, detections.class_id, strict=True)
         )
     return out
+
+
+def safe_stem(source: str) -> str:
+    """The stem of the file an image of `source` is exported as."""
+    return file_name_parts(source, None)[0]
 
 
 def _stems(src: dict[str, str]) -> dict[str, str]:

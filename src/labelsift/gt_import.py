@@ -39,6 +39,7 @@ from pydantic import ValidationError
 
 from labelsift import uri as uri_module
 from labelsift.errors import UsageError
+from labelsift.groundtruth_types import CLASSIFICATION, DETECTION, MULTILABEL
 from labelsift.manifest import (
     ManifestUnreadable,
     ManifestWriter,
@@ -51,9 +52,6 @@ from labelsift.manifest import (
 )
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
 
-CLASSIFICATION = "groundtruth/image-classification"
-MULTILABEL = "groundtruth/image-classification-multilabel"
-DETECTION = "groundtruth/object-detection"
 SUPPORTED_TYPES = (CLASSIFICATION, MULTILABEL, DETECTION)
 YES = frozenset({"yes", "y", "true", "1", "positive", "present", "accept", "accepted"})
 NO = frozenset({"no", "n", "false", "0", "negative", "absent", "reject", "rejected"})

@@ -48,6 +48,7 @@ from labelsift.manifest import (
     require_existing,
 )
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
+from labelsift.select import label_key
 
 MAX_LISTED = 1000
 _CHUNK = 1 << 16
@@ -382,11 +383,11 @@ def decide_task(task: Any, labels: list[str] | None) -> _Decided | None:
         for name in names:
             boxes.setdefault(name, []).append(box)
     if labels is not None:
-        wanted = {label.strip().lower(): label for label in labels}
+        wanted = {label_key(label): label for label in labels}
         mine: dict[str, list[Instance]] = {}
         for name, found in boxes.items():
-            if name.strip().lower() in wanted:
-                mine.setdefault(wanted[name.strip().lower()], []).extend(found)
+            if label_key(name) in wanted:
+                mine.setdefault(wanted[label_key(name)], []).extend(found)
         classes = list(labels)
         boxes = mine
     else:

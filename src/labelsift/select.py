@@ -86,11 +86,17 @@ class Decision(NamedTuple):
         return any(d.outcome is SELECTED for d in self.labels)
 
 
+def label_key(name: str) -> str:
+    """What two label names are compared by (a query, a verdict's label): case-insensitive,
+    surrounding spaces stripped."""
+    return name.strip().lower()
+
+
 def latest_verdict(review: Sequence[Verdict], label: str) -> Verdict | None:
-    """A person's newest verdict on `label` (names compared case-insensitively, spaces stripped)."""
-    key = label.strip().lower()
+    """A person's newest verdict on `label` (names compared by `label_key`)."""
+    key = label_key(label)
     for verdict in reversed(review):
-        if verdict.label.strip().lower() == key:
+        if label_key(verdict.label) == key:
             return verdict
     return None
 
@@ -137,7 +143,7 @@ class Selection:
             raise UsageError("labels: give at least one label (--label NAME).")
         index: dict[str, int] = {}
         for i, name in enumerate(self.labels):
-            key = name.strip().lower()
+            key = label_key(name)
             if not key:
                 raise UsageError(
                     f"--label {name!r}: a label name is empty; give a name such as --label Bird."
@@ -157,10 +163,10 @@ class Selection:
         _check_confidence("threshold", self.threshold)
         per_label: dict[int, float] = {}
         for name, value in self.thresholds.items():
-            if name.strip().lower() not in index:
+            if label_key(name) not in index:
                 raise UsageError(f"thresholds: {name!r} is not one of the labels {list(self.labels)}.")
             _check_confidence(f"thresholds[{name!r}]", value)
-            per_label[index[name.strip().lower()]] = value
+            per_label[index[label_key(name)]] = value
         if self.band is not None:
             low, high = self.band
             _check_confidence("band low", low)
@@ -181,7 +187,7 @@ class Selection:
         )
 
     def threshold_for(self, query: str) -> float:
-        return self._limits[self._index[query.strip().lower()]]
+        return self._limits[self._index[label_key(query)]]
 
     def _matches(self, labels: Sequence[LabelView]) -> list[list[LabelView]]:
         """For each query, the detected labels that match it (name, alias or parent), each once."""
@@ -343,13 +349,14 @@ def unmatched_labels(
     closest label the records have. Streams: keeps only a count per label name."""
     seen: Counter[str] = Counter()
     matched = [False] * len(selection.labels)
-    queries = [query.strip().lower() for query in selection.labels]
+    queries = [label_key(query) for query in selection.labels]
     for record in records:
         if record is None:
             continue
         for verdict in record["review"]:
-            if verdict.label.strip().lower() in queries:
-                matched[queries.index(verdict.label.strip().lower())] = True
+            key = label_key(verdict.label)
+            if key in queries:
+                matched[queries.index(key)] = True
         if record["status"] is not _LABELED:
             continue
         labels = record["labels"]

@@ -18,31 +18,28 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from functools import partial
-from typing import IO, NamedTuple
+from typing import IO
 
 from labelsift.geometry import coco_bbox
 from labelsift.select import Selection
-from labelsift.views import RecordView
 
-from .common import (
-    TRAIN,
-    VAL,
-    StorageLike,
-    Tally,
-    check_fraction,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    require_manifest,
-)
+from .common import StorageLike
 from .common import dump_json as dumps
-from .owned import OwnedOutput, TextSink, copy_image
-from .pipeline import PER_CORE, Parallel, staged
+from .detection_export import (
+    DetectionFormat,
+    DetectionOptions,
+    DetectionWriter,
+    ExportItem,
+    export_detections,
+    export_item,
+)
+from .detections import DetectionImage
+from .naming import TRAIN, VAL
+from .owned import OwnedOutput, TextSink
+from .pipeline import PER_CORE, Parallel
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 SPLITS = (TRAIN, VAL)
@@ -66,144 +63,118 @@ def export_coco(
 ) -> ExportSummary:
     """Write COCO detection JSON of `selection` from the manifest at `manifest_uri` to `dest`.
 
-    The parameters are `export_yolo`'s (names, val_fraction, copy_images, upright, keep_partial,
-    overwrite, parallel) and `supercategory` for every category; returns the counts and reasons
-    of what was written or left out.
+    Args:
+        manifest_uri: the manifest to read (a file, or a folder or `s3://` prefix of shards).
+        dest: the destination folder, local or `s3://bucket/prefix`.
+        selection: the labels to export and how records are selected.
+        storage: reads the sources and writes an `s3://` destination (needed to copy images).
+        names: renames classes, query label -> class name.
+        val_fraction: the share of images in the val split (by a hash of the source), 0-1.
+        copy_images: copy each image to `images/<split>/`; False makes `file_name` the source URI.
+        upright: write an EXIF-rotated image in its displayed frame (else a byte copy).
+        keep_partial: export images where a selected label has no usable box (held out by default).
+        overwrite: replace an earlier export in `dest` (only the files its receipt lists).
+        supercategory: the `supercategory` of every category.
+        detail_limit: how many skipped images, warnings and such the summary lists.
+        parallel: how the per-record work is spread over processes.
+
+    Returns:
+        The counts and reasons of what was written or left out.
+
+    Raises:
+        UsageError: a bad `names` mapping or `val_fraction` (before anything is written).
+        FileNotFoundError: no manifest at `manifest_uri`.
+        CannotProceed: the destination cannot be written, or holds files labelsift did not write
+            (`NameClash`), or an earlier export without `overwrite`.
     """
-    classes = class_names(selection, names)
-    check_fraction(val_fraction)  # before anything is made at the destination
-    summary = ExportSummary.start("coco", manifest_uri, dest, classes, detail_limit=detail_limit)
-    require_manifest(manifest_uri)
-    with OwnedOutput(dest, storage, fmt="coco", manifest=manifest_uri, overwrite=overwrite) as out:
-        options = _Options(val_fraction, copy_images, upright, keep_partial, supercategory)
-        _write(out, manifest_uri, selection, summary, classes, options, parallel)
-        out.commit(summary)
-    return summary
+    options = DetectionOptions(
+        storage=storage,
+        names=names,
+        val_fraction=val_fraction,
+        copy_images=copy_images,
+        upright=upright,
+        keep_partial=keep_partial,
+        overwrite=overwrite,
+        detail_limit=detail_limit,
+        parallel=parallel,
+    )
+    coco = DetectionFormat("coco", coco_item, partial(CocoWriter, supercategory=supercategory))
+    return export_detections(coco, manifest_uri, dest, selection, options)
 
 
-class _Options(NamedTuple):
-    val_fraction: float
-    copy_images: bool
-    upright: bool
-    keep_partial: bool
-    supercategory: str
+def coco_item(image: DetectionImage, classes: list[str], copy_images: bool) -> ExportItem:
+    """The image's COCO entry (its JSON after `{"id":N,`) and one annotation per box (its JSON
+    after `{"id":N,"image_id":M,`); the writer adds the ids."""
+    name = "".join(image.file_name()) if copy_images else ""
+    file_name = name if copy_images else image.record["source"]
+    annotations = []
+    for obj in image.objects:
+        x, y, w, h = coco_bbox(obj.box)
+        # hand-formatted JSON (the hot path): pixels to 3 decimals, scores to 4
+        annotations.append(
+            f'"category_id":{obj.class_id + 1},"bbox":[{x:.3f},{y:.3f},{w:.3f},{h:.3f}],'
+            '"segmentation":[],'
+            f'"area":{w * h:.3f},"iscrowd":0,"score":{obj.confidence / 100.0:.4f}}}'
+        )
+    entry = f'"file_name":{dumps(file_name)},"width":{image.width},"height":{image.height}}}'
+    return export_item(image, "", name, entry, tuple(annotations))
 
 
-def _write(
-    out: OwnedOutput,
-    manifest_uri: str,
-    selection: Selection,
-    summary: ExportSummary,
-    classes: list[str],
-    options: _Options,
-    parallel: Parallel,
-) -> None:
-    val_fraction, copy_images, upright, keep_partial, supercategory = options
-    next_image = dict.fromkeys(SPLITS, 1)
-    next_annotation = 1
-    annotations_in = dict.fromkeys(SPLITS, 0)
-    with tempfile.TemporaryDirectory(prefix="labelsift-coco-") as tmp, ExitStack() as closing:
-        parts: dict[str, tuple[IO[str], IO[str]]] = {
-            split: (
-                closing.enter_context(open(f"{tmp}/{split}.images", "w+", encoding="utf-8")),
-                closing.enter_context(open(f"{tmp}/{split}.annotations", "w+", encoding="utf-8")),
-            )
+class CocoWriter(DetectionWriter):
+    """Appends image and annotation entries to temporary files per split while the manifest
+    streams, then stitches them into `annotations/instances_<split>.json`."""
+
+    def __init__(
+        self, out: OwnedOutput, summary: ExportSummary, options: DetectionOptions, *, supercategory: str
+    ) -> None:
+        super().__init__(out, summary, options)
+        self.supercategory = supercategory
+        tmp = self.streams.enter_context(tempfile.TemporaryDirectory(prefix="labelsift-coco-"))
+        self.parts: dict[str, tuple[IO[str], IO[str]]] = {
+            split: (self._part(f"{tmp}/{split}.images"), self._part(f"{tmp}/{split}.annotations"))
             for split in SPLITS
         }
-        stage = partial(
-            coco_images,
-            selection=selection,
-            val_fraction=val_fraction,
-            copy_images=copy_images,
-            keep_partial=keep_partial,
-        )
-        for image in staged(manifest_uri, selection, summary, stage, parallel):
-            if copy_images:
-                rel = f"images/{image.split}/{image.name}"
-                turn = image.orientation if upright else None
-                if not copy_image(out, image.source, image.etag, image.size, rel, summary, orientation=turn):
-                    continue
-            images_part, annotations_part = parts[image.split]
-            image_id = next_image[image.split]
-            next_image[image.split] += 1
-            images_part.write(f'{"," if image_id > 1 else ""}{{"id":{image_id},{image.image}')
-            for tail in image.annotations:
-                annotations_part.write(
-                    f"{',' if annotations_in[image.split] else ''}"
-                    f'{{"id":{next_annotation},"image_id":{image_id},{tail}'
-                )
-                annotations_in[image.split] += 1
-                next_annotation += 1
-            if not copy_images:
-                out.note_source(image.source)
-            count_detection(summary, image.tally)
+        self.next_image = dict.fromkeys(SPLITS, 1)
+        self.next_annotation = 1
+        self.annotations_in = dict.fromkeys(SPLITS, 0)
+
+    def _part(self, path: str) -> IO[str]:
+        return self.streams.enter_context(open(path, "w+", encoding="utf-8"))
+
+    def add(self, item: ExportItem) -> None:
+        images_part, annotations_part = self.parts[item.split]
+        image_id = self.next_image[item.split]
+        self.next_image[item.split] += 1
+        images_part.write(f'{"," if image_id > 1 else ""}{{"id":{image_id},{item.text}')
+        for tail in item.parts:
+            annotations_part.write(
+                f"{',' if self.annotations_in[item.split] else ''}"
+                f'{{"id":{self.next_annotation},"image_id":{image_id},{tail}'
+            )
+            self.annotations_in[item.split] += 1
+            self.next_annotation += 1
+
+    def finish(self) -> None:
+        classes = self.summary.classes
         categories = [
-            {"id": i + 1, "name": name, "supercategory": supercategory} for i, name in enumerate(classes)
+            {"id": i + 1, "name": name, "supercategory": self.supercategory} for i, name in enumerate(classes)
         ]
         info = {
-            "description": f"labelsift export of {manifest_uri}",
+            "description": f"labelsift export of {self.summary.manifest}",
             "date_created": datetime.now(UTC).isoformat(),
         }
+        head = f'{{"info":{dumps(info)},"licenses":[],"categories":{dumps(categories)},'
         for split in SPLITS:
-            images_part, annotations_part = parts[split]
-            with out.open_text(f"annotations/instances_{split}.json") as stream:
-                stream.write(f'{{"info":{dumps(info)},"licenses":[],"categories":{dumps(categories)},')
+            images_part, annotations_part = self.parts[split]
+            with self.out.open_text(f"annotations/instances_{split}.json") as stream:
+                stream.write(head)
                 stream.write('"images":[')
                 _append(images_part, stream)
                 stream.write('],"annotations":[')
                 _append(annotations_part, stream)
                 stream.write("]}\n")
-            summary.files_written += 1
-
-
-class CocoImage(NamedTuple):
-    """One image ready to write; the writer adds the ids (`{"id":N,` and `{"id":N,"image_id":M,`)."""
-
-    source: str
-    etag: str | None
-    size: int | None
-    split: str
-    name: str  # the file name of a copy (empty when images are not copied)
-    image: str  # the image entry's JSON after its id
-    annotations: tuple[str, ...]  # each annotation's JSON after its image id
-    tally: Tally
-    orientation: int | None = None
-
-
-def coco_images(
-    records: Iterator[RecordView | None],
-    summary: ExportSummary,
-    *,
-    selection: Selection,
-    val_fraction: float,
-    copy_images: bool,
-    keep_partial: bool = False,
-) -> Iterator[CocoImage]:
-    """The export's stage (see `pipeline`): records -> COCO entries."""
-    decided = decisions(records, selection, summary)
-    for image in detection_images(decided, summary, val_fraction=val_fraction, keep_partial=keep_partial):
-        name = "".join(image.file_name()) if copy_images else ""
-        file_name = name if copy_images else image.record["source"]
-        annotations = []
-        for obj in image.objects:
-            x, y, w, h = coco_bbox(obj.box)
-            # hand-formatted JSON (the hot path): pixels to 3 decimals, scores to 4
-            annotations.append(
-                f'"category_id":{obj.class_id + 1},"bbox":[{x:.3f},{y:.3f},{w:.3f},{h:.3f}],'
-                '"segmentation":[],'
-                f'"area":{w * h:.3f},"iscrowd":0,"score":{obj.confidence / 100.0:.4f}}}'
-            )
-        yield CocoImage(
-            image.record["source"],
-            image.record["etag"],
-            image.record["size"],
-            image.split,
-            name,
-            f'"file_name":{dumps(file_name)},"width":{image.width},"height":{image.height}}}',
-            tuple(annotations),
-            image.tally,
-            image.record["orientation"],
-        )
+            self.summary.files_written += 1
+        super().finish()
 
 
 def _append(part: IO[str], stream: TextSink) -> None:

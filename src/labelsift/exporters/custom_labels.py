@@ -28,8 +28,10 @@ from labelsift.select import Selection
 from labelsift.storage import is_s3, split_s3
 from labelsift.views import RecordView
 
-from .common import StorageLike, check_relative, class_names, iter_decisions, require_manifest, unsafe_source
+from .common import StorageLike, check_relative
+from .naming import class_names
 from .owned import OwnedOutput, copy_image
+from .records import iter_decisions, require_manifest, unsafe_source
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 FORMATS = {"JPEG", "JPG", "PNG"}

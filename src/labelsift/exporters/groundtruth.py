@@ -26,33 +26,19 @@ from typing import Any, Literal, NamedTuple
 
 from labelsift.errors import UsageError
 from labelsift.geometry import gt_box
+from labelsift.groundtruth_types import CLASSIFICATION, DETECTION, MULTILABEL
 from labelsift.select import Decision, LabelDecision, Selection, latest_verdict
 from labelsift.storage import Storage, is_s3
 from labelsift.views import RecordView
 
-from .common import (
-    DetectionImage,
-    StorageLike,
-    Tally,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    dump_json,
-    require_manifest,
-)
-from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
+from .common import StorageLike, dump_json
+from .detections import DetectionImage, Tally, count_detection, detection_images
+from .naming import class_names
+from .owned import OwnedOutput, TextSink, output_parts, refuse_if_nothing_in_s3
 from .pipeline import PER_CORE, Parallel, staged
+from .records import decisions, require_manifest
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
-from .validation import (
-    CLASSIFICATION,
-    DETECTION,
-    MULTILABEL,
-    CustomLabelsChecker,
-    LineCheck,
-    attribute_problem,
-    inspect_line,
-)
+from .validation import CustomLabelsChecker, LineCheck, attribute_problem, inspect_line
 
 Task = Literal["classification", "multilabel", "per-label", "boxes"]
 DEFAULT_ATTRIBUTE: dict[str, str] = {
@@ -79,7 +65,7 @@ def _confidence(decision: LabelDecision) -> float:
     return 1.0 if decision.human else round(decision.confidence / 100.0, 4)
 
 
-def _yes(human: bool) -> str:
+def _yes_no(human: bool) -> str:
     return "yes" if human else "no"
 
 
@@ -98,12 +84,56 @@ def export_groundtruth(
     parallel: Parallel = PER_CORE,
     storage: StorageLike | None = None,
 ) -> ExportSummary:
-    """Write the manifest to `dest` (a file: local path or `s3://`); returns what was written.
+    """Write a Ground Truth output manifest of `selection` to `dest`; records whose source is not
+    `s3://` are skipped (`not_s3`): Ground Truth and Custom Labels read images from S3.
 
-    An earlier export's `dest` is replaced only with `overwrite`; a file labelsift did not write
-    never. Records whose source is not `s3://` are skipped (`not_s3`): Ground Truth and Custom
-    Labels read images from S3; when no record is, nothing is written (`CannotProceed`).
+    Args:
+        manifest_uri: the manifest to read (a file, or a folder or `s3://` prefix of shards).
+        dest: the output file, a local path or `s3://bucket/key`.
+        selection: the labels to export and how records are selected.
+        task: `classification`, `multilabel`, `per-label` or `boxes` (see the module).
+        attribute: the label attribute's name (default: the task's, e.g. `bounding-box`).
+        names: renames classes, query label -> class name.
+        check: check every line against the Custom Labels rules (not for `multilabel`).
+        test_dataset: check the rules of a test dataset too (images per label).
+        overwrite: replace an earlier export's `dest`; a file labelsift did not write never.
+        detail_limit: how many skipped images, warnings and violations the summary lists.
+        parallel: how the per-record work is spread over processes.
+        storage: reads and writes `s3://` (default: a new `Storage`).
+
+    Returns:
+        The counts and reasons of what was written or left out, and the rules lines break.
+
+    Raises:
+        UsageError: an unknown `task`, an attribute name Ground Truth refuses, a bad `names`.
+        FileNotFoundError: no manifest at `manifest_uri`.
+        CannotProceed: no selected record is in S3 (nothing is written), or `dest` cannot be
+            written or holds a file labelsift did not write.
     """
+    attr, classes = _attribute_and_classes(task, attribute, selection, names)
+    fmt = f"groundtruth-{task}"
+    summary = ExportSummary.start(fmt, manifest_uri, dest, classes, detail_limit=detail_limit)
+    require_manifest(manifest_uri)
+    checker = CustomLabelsChecker(test_dataset=test_dataset) if check and task != "multilabel" else None
+    checking = checker is not None
+    stage = partial(
+        groundtruth_lines, selection=selection, task=task, attr=attr, classes=classes, check=checking
+    )
+    folder, name = output_parts(dest)
+    with OwnedOutput(
+        folder, storage or Storage(), fmt=fmt, manifest=manifest_uri, overwrite=overwrite, single=name
+    ) as out:
+        lines = staged(manifest_uri, selection, summary, stage, parallel)
+        _write_manifest(out, name, lines, summary, checker)
+        out.commit(summary)
+    return summary
+
+
+def _attribute_and_classes(
+    task: Task, attribute: str | None, selection: Selection, names: Mapping[str, str] | None
+) -> tuple[str, list[str]]:
+    """The label attribute's name (the task's default unless given) and the class names, once
+    the task, the names and every attribute name the export makes are valid."""
     if task not in DEFAULT_ATTRIBUTE:
         raise UsageError(f"--task {task!r}: choose one of {', '.join(DEFAULT_ATTRIBUTE)}.")
     attr = attribute if attribute is not None else DEFAULT_ATTRIBUTE[task]
@@ -112,45 +142,43 @@ def export_groundtruth(
         why = attribute_problem(name)
         if why is not None:
             raise UsageError(f"--attribute {name!r}: {why}")
-    summary = ExportSummary.start(
-        f"groundtruth-{task}", manifest_uri, dest, classes, detail_limit=detail_limit
-    )
-    require_manifest(manifest_uri)
-    checker = CustomLabelsChecker(test_dataset=test_dataset) if check and task != "multilabel" else None
-    stage = partial(
-        groundtruth_lines,
-        selection=selection,
-        task=task,
-        attr=attr,
-        classes=classes,
-        check=checker is not None,
-    )
-    folder, name = output_parts(dest)
-    with OwnedOutput(
-        folder,
-        storage or Storage(),
-        fmt=f"groundtruth-{task}",
-        manifest=manifest_uri,
-        overwrite=overwrite,
-        single=name,
-    ) as out:
-        with out.open_text(name) as stream:
-            for line in staged(manifest_uri, selection, summary, stage, parallel):
-                stream.write(line.text)
-                summary.lines_written += 1
-                if checker is not None and line.check is not None:
-                    for violation in checker.add(summary.lines_written, line.check, line.size, line.source):
-                        summary.violate(violation.line, violation.rule, violation.message, violation.source)
-                out.note_source(line.source)
-                count_detection(summary, line.tally)
-            refuse_if_nothing_in_s3(summary, "Ground Truth")
-        summary.files_written = 1
-        if checker is not None:
-            for violation in checker.finish():
-                summary.violate(violation.line, violation.rule, violation.message)
-            summary.invalid_lines = checker.invalid_lines
-        out.commit(summary)
-    return summary
+    return attr, classes
+
+
+def _write_manifest(
+    out: OwnedOutput,
+    name: str,
+    lines: Iterator[GroundTruthLine],
+    summary: ExportSummary,
+    checker: CustomLabelsChecker | None,
+) -> None:
+    """Write every line to the output file `name`, checking each and then the whole file."""
+    with out.open_text(name) as stream:
+        for line in lines:
+            _write_line(out, stream, line, summary, checker)
+        refuse_if_nothing_in_s3(summary, "Ground Truth")
+    summary.files_written = 1
+    if checker is not None:
+        for violation in checker.finish():
+            summary.violate(violation.line, violation.rule, violation.message)
+        summary.invalid_lines = checker.invalid_lines
+
+
+def _write_line(
+    out: OwnedOutput,
+    stream: TextSink,
+    line: GroundTruthLine,
+    summary: ExportSummary,
+    checker: CustomLabelsChecker | None,
+) -> None:
+    """Write one line, report the rules it breaks, and count it."""
+    stream.write(line.text)
+    summary.lines_written += 1
+    if checker is not None and line.check is not None:
+        for violation in checker.add(summary.lines_written, line.check, line.size, line.source):
+            summary.violate(violation.line, violation.rule, violation.message, violation.source)
+    out.note_source(line.source)
+    count_detection(summary, line.tally)
 
 
 class GroundTruthLine(NamedTuple):
@@ -229,7 +257,7 @@ def _boxes_line(
             "objects": objects,
             "class-map": class_map,
             "type": DETECTION,
-            "human-annotated": _yes(human),
+            "human-annotated": _yes_no(human),
             "creation-date": gt_date(decided_at),
             "job-name": job,
         },
@@ -270,7 +298,7 @@ def _classification_lines(
                 "confidence-map": {str(i): _confidence(d) for i, d in chosen},
                 "type": MULTILABEL,
                 "job-name": f"labeling-job/{attr}",
-                "human-annotated": _yes(any(d.human for _, d in chosen)),
+                "human-annotated": _yes_no(any(d.human for _, d in chosen)),
                 "creation-date": gt_date(max(_decided_at(record, d) for _, d in chosen)),
             }
         yield source, line, Tally(ALL, tuple((i, 0, d.human) for i, d in chosen))
@@ -282,6 +310,6 @@ def _class_metadata(name: str, decision: LabelDecision, record: RecordView, attr
         "confidence": _confidence(decision),
         "type": CLASSIFICATION,
         "job-name": f"labeling-job/{attr}",
-        "human-annotated": _yes(decision.human),
+        "human-annotated": _yes_no(decision.human),
         "creation-date": gt_date(_decided_at(record, decision)),
     }

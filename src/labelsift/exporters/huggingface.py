@@ -33,23 +33,12 @@ from labelsift.geometry import coco_bbox
 from labelsift.select import SELECTED, Selection
 from labelsift.views import RecordView
 
-from .common import (
-    TRAIN,
-    VAL,
-    StorageLike,
-    Tally,
-    check_fraction,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    file_name_parts,
-    require_manifest,
-    source_digest,
-    split_for,
-)
+from .common import StorageLike
+from .detections import Tally, count_detection, detection_images
+from .naming import TRAIN, VAL, check_fraction, class_names, file_name_parts, source_digest, split_for
 from .owned import OwnedOutput, copy_image
 from .pipeline import PER_CORE, Parallel, staged
+from .records import decisions, require_manifest
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
 
 Task = Literal["classification", "multilabel", "detection"]
@@ -279,8 +268,29 @@ def export_hf(
 ) -> ExportSummary:
     """Write a Hugging Face imagefolder dataset of `selection` for `task` to `dest` (see the module).
 
-    The other parameters are `export_yolo`'s; returns the counts and reasons of what was written
-    or left out.
+    Args:
+        manifest_uri: the manifest to read (a file, or a folder or `s3://` prefix of shards).
+        dest: the destination folder, local or `s3://bucket/prefix`.
+        selection: the labels to export and how records are selected.
+        task: `classification`, `multilabel` or `detection`.
+        storage: reads the sources and writes an `s3://` destination (the images are copied).
+        names: renames classes, query label -> class name.
+        val_fraction: the share of images in the `validation` split (by a hash of the source), 0-1.
+        upright: write an EXIF-rotated image in its displayed frame (else a byte copy).
+        keep_partial: `detection`: export images where a selected label has no usable box.
+        overwrite: replace an earlier export in `dest` (only the files its receipt lists).
+        detail_limit: how many skipped images, warnings and such the summary lists.
+        parallel: how the per-record work is spread over processes.
+
+    Returns:
+        The counts and reasons of what was written or left out.
+
+    Raises:
+        UsageError: an unknown `task`, pyarrow missing, a bad `names` or `val_fraction` (before
+            anything is written).
+        FileNotFoundError: no manifest at `manifest_uri`.
+        CannotProceed: the destination cannot be written, or holds files labelsift did not write
+            (`NameClash`), or an earlier export without `overwrite`.
     """
     if task not in TASKS:
         raise UsageError(f"--task {task!r}: choose one of {', '.join(TASKS)}.")
@@ -292,32 +302,50 @@ def export_hf(
     stage = partial(
         hf_rows, selection=selection, task=task, val_fraction=val_fraction, keep_partial=keep_partial
     )
-    with (
-        OwnedOutput(dest, storage, fmt="hf", manifest=manifest_uri, overwrite=overwrite) as out,
-        tempfile.TemporaryDirectory(prefix="labelsift-hf-") as tmp,
-    ):
-        metadata = _Metadata(tmp, schema)
-        try:
-            for item in staged(manifest_uri, selection, summary, stage, parallel):
-                folder = SPLIT_FOLDERS[item.split]
-                turn = item.orientation if upright else None
-                if not copy_image(
-                    out, item.source, item.etag, item.size, f"{folder}/{item.name}", summary, orientation=turn
-                ):
-                    continue
-                metadata.add(item.split, item.row)
-                count_detection(summary, item.tally)
-        finally:
-            metadata.close()
-        for split, folder in SPLIT_FOLDERS.items():
-            if metadata.counts[split]:
-                with (
-                    open(metadata.paths[split], "rb") as local,
-                    out.open_binary(f"{folder}/metadata.parquet") as sink,
-                ):
-                    shutil.copyfileobj(local, sink, 1 << 20)
-                summary.files_written += 1
+    with OwnedOutput(dest, storage, fmt="hf", manifest=manifest_uri, overwrite=overwrite) as out:
+        rows = staged(manifest_uri, selection, summary, stage, parallel)
+        _write_splits(out, rows, schema, summary, upright=upright)
         out.write_bytes("README.md", dataset_card(task, classes, manifest_uri).encode("utf-8"))
         summary.files_written += 1
         out.commit(summary)
     return summary
+
+
+def _write_splits(
+    out: OwnedOutput, rows: Iterator[HfRow], schema: Any, summary: ExportSummary, *, upright: bool
+) -> None:
+    """Each row's image in its split's folder, and the split's `metadata.parquet` beside them."""
+    with tempfile.TemporaryDirectory(prefix="labelsift-hf-") as tmp:
+        metadata = _Metadata(tmp, schema)
+        try:
+            _copy_images(out, rows, metadata, summary, upright=upright)
+        finally:
+            metadata.close()
+        _write_metadata(out, metadata, summary)
+
+
+def _copy_images(
+    out: OwnedOutput, rows: Iterator[HfRow], metadata: _Metadata, summary: ExportSummary, *, upright: bool
+) -> None:
+    """Copy each row's image beside its split's metadata; a row whose image cannot be copied is left out."""
+    for item in rows:
+        folder = SPLIT_FOLDERS[item.split]
+        turn = item.orientation if upright else None
+        if not copy_image(
+            out, item.source, item.etag, item.size, f"{folder}/{item.name}", summary, orientation=turn
+        ):
+            continue
+        metadata.add(item.split, item.row)
+        count_detection(summary, item.tally)
+
+
+def _write_metadata(out: OwnedOutput, metadata: _Metadata, summary: ExportSummary) -> None:
+    """Each split's `metadata.parquet` (a split with no row has none)."""
+    for split, folder in SPLIT_FOLDERS.items():
+        if metadata.counts[split]:
+            with (
+                open(metadata.paths[split], "rb") as local,
+                out.open_binary(f"{folder}/metadata.parquet") as sink,
+            ):
+                shutil.copyfileobj(local, sink, 1 << 20)
+            summary.files_written += 1

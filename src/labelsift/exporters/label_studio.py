@@ -43,19 +43,12 @@ from labelsift.select import REVIEW, SELECTED, Decision, LabelDecision, Selectio
 from labelsift.storage import Storage, is_s3
 from labelsift.views import InstanceView, RecordView
 
-from .common import (
-    UNSAFE_SOURCE,
-    StorageLike,
-    Tally,
-    class_names,
-    count_detection,
-    dump_json,
-    require_manifest,
-    source_digest,
-    unsafe_source,
-)
+from .common import StorageLike, dump_json
+from .detections import Tally, count_detection
+from .naming import class_names, source_digest
 from .owned import OwnedOutput, output_parts
 from .pipeline import PER_CORE, Parallel, staged
+from .records import UNSAFE_SOURCE, require_manifest, unsafe_source
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 FROM_NAME = "label"

@@ -41,8 +41,9 @@ from labelsift.upright import upright_bytes
 from labelsift.uri import parse as parse_uri
 from labelsift.uri import same_target
 
-from .common import StorageLike, check_relative, dump_json, error_code, unsafe_source
+from .common import StorageLike, check_relative, dump_json, error_code
 from .receipt import FOLDER_RECEIPT, RECEIPT_SUFFIX, Entry, ReceiptHeader, parse, render
+from .records import unsafe_source
 from .summary import ExportSummary
 
 STAGING_PREFIX = ".labelsift-staging-"

@@ -38,7 +38,7 @@ from labelsift.manifest_inputs import one_manifest
 from labelsift.select import Selection
 from labelsift.views import RecordView
 
-from .common import require_manifest
+from .records import require_manifest
 from .summary import ExportSummary
 
 T = TypeVar("T")

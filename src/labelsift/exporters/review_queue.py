@@ -19,15 +19,11 @@ from labelsift.errors import UsageError
 from labelsift.select import Selection
 from labelsift.storage import Storage, is_s3
 
-from .common import (
-    StorageLike,
-    class_names,
-    dump_json,
-    iter_decisions,
-    labels_without_boxes,
-    require_manifest,
-)
+from .common import StorageLike, dump_json
+from .detections import labels_without_boxes
+from .naming import class_names
 from .owned import OwnedOutput, output_parts, refuse_if_nothing_in_s3
+from .records import iter_decisions, require_manifest
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
 
 

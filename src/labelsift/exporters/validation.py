@@ -31,11 +31,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from labelsift.groundtruth_types import CLASSIFICATION, DETECTION
+
 from .summary import Violation
 
-CLASSIFICATION = "groundtruth/image-classification"
-DETECTION = "groundtruth/object-detection"
-MULTILABEL = "groundtruth/image-classification-multilabel"
 MAX_LINES = 250_000
 MAX_BYTES = 1_000_000_000
 MAX_LABELS_PER_IMAGE = 50
@@ -161,8 +160,22 @@ def _detection(value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
     if not isinstance(value, dict):
         problems.append((rule, "the attribute must hold 'image_size' and 'annotations'"))
         return set(), 0
-    size = value.get("image_size")
-    width = height = None
+    size = _image_size(value.get("image_size"), problems)
+    annotations = value.get("annotations")
+    if not isinstance(annotations, list):
+        problems.append((rule, "'annotations' must be a list"))
+        return set(), 0
+    _check_objects(meta.get("objects"), len(annotations), problems)
+    class_map = meta.get("class-map")
+    if not isinstance(class_map, dict):
+        problems.append((rule, "'class-map' is missing"))
+        class_map = {}
+    _common_metadata(meta, problems, rule)
+    return _check_boxes(annotations, class_map, size, problems), len(annotations)
+
+
+def _image_size(size: Any, problems: list[tuple[str, str]]) -> tuple[float, float] | None:
+    """(width, height) of a one-element `image_size` list with positive sides, or None (a problem)."""
     if (
         isinstance(size, list)
         and len(size) == 1
@@ -172,27 +185,33 @@ def _detection(value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
         and size[0]["width"] > 0
         and size[0]["height"] > 0
     ):
-        width, height = float(size[0]["width"]), float(size[0]["height"])
-    else:
-        problems.append((rule, "'image_size' must be a one-element list with width and height"))
-    annotations = value.get("annotations")
-    if not isinstance(annotations, list):
-        problems.append((rule, "'annotations' must be a list"))
-        return set(), 0
-    objects = meta.get("objects")
-    if not isinstance(objects, list) or len(objects) != len(annotations):
+        return float(size[0]["width"]), float(size[0]["height"])
+    problems.append(("detection-format", "'image_size' must be a one-element list with width and height"))
+    return None
+
+
+def _check_objects(objects: Any, annotations: int, problems: list[tuple[str, str]]) -> None:
+    """One `objects` entry per annotation, each with a confidence within 0-1."""
+    rule = "detection-format"
+    if not isinstance(objects, list) or len(objects) != annotations:
         problems.append((rule, "'objects' must have one entry per annotation"))
-    else:
-        for obj in objects:
-            confidence = obj.get("confidence") if isinstance(obj, dict) else None
-            if not _in_unit(confidence):
-                problems.append((rule, f"object confidence must be within 0-1, got {confidence!r}"))
-                break
-    class_map = meta.get("class-map")
-    if not isinstance(class_map, dict):
-        problems.append((rule, "'class-map' is missing"))
-        class_map = {}
-    _common_metadata(meta, problems, rule)
+        return
+    for obj in objects:
+        confidence = obj.get("confidence") if isinstance(obj, dict) else None
+        if not _in_unit(confidence):
+            problems.append((rule, f"object confidence must be within 0-1, got {confidence!r}"))
+            break
+
+
+def _check_boxes(
+    annotations: list[Any],
+    class_map: dict[str, Any],
+    size: tuple[float, float] | None,
+    problems: list[tuple[str, str]],
+) -> set[str]:
+    """Each annotation's integer box, inside the image and not too small; the class names used."""
+    rule = "detection-format"
+    width, height = size if size is not None else (None, None)
     scale = 1.0
     if width is not None and height is not None:
         scale = min(1.0, SCALED_LONGEST_SIDE / max(width, height))
@@ -225,7 +244,7 @@ def _detection(value: Any, meta: dict[str, Any], problems: list[tuple[str, str]]
                     f"scaled by {scale:.4f} to a longest side of {SCALED_LONGEST_SIDE}",
                 )
             )
-    return labels, len(annotations)
+    return labels
 
 
 @dataclass

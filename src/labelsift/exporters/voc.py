@@ -13,31 +13,116 @@ Pixels are in the DISPLAYED frame (after EXIF orientation); copies are upright (
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
-from functools import partial
+from collections.abc import Mapping
 from xml.sax.saxutils import escape
 
 from labelsift.geometry import voc_box
 from labelsift.select import Selection
-from labelsift.views import RecordView
 
-from .common import (
-    TRAIN,
-    VAL,
-    AnnotationFile,
-    DetectionImage,
-    StorageLike,
-    check_fraction,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    require_manifest,
+from .common import StorageLike
+from .detection_export import (
+    DetectionFormat,
+    DetectionOptions,
+    DetectionWriter,
+    ExportItem,
+    export_detections,
+    export_item,
 )
-from .owned import OwnedOutput, copy_image
-from .pipeline import PER_CORE, Parallel, staged
+from .detections import DetectionImage
+from .naming import TRAIN, VAL
+from .owned import OwnedOutput
+from .pipeline import PER_CORE, Parallel
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
+
+
+def export_voc(
+    manifest_uri: str,
+    dest: str,
+    selection: Selection,
+    *,
+    storage: StorageLike | None = None,
+    names: Mapping[str, str] | None = None,
+    val_fraction: float = 0.2,
+    copy_images: bool = True,
+    upright: bool = True,
+    keep_partial: bool = False,
+    overwrite: bool = False,
+    detail_limit: int = DEFAULT_DETAIL_LIMIT,
+    parallel: Parallel = PER_CORE,
+) -> ExportSummary:
+    """Write a Pascal VOC dataset of `selection` from the manifest at `manifest_uri` to `dest`.
+
+    Args:
+        manifest_uri: the manifest to read (a file, or a folder or `s3://` prefix of shards).
+        dest: the destination folder, local or `s3://bucket/prefix`.
+        selection: the labels to export and how records are selected.
+        storage: reads the sources and writes an `s3://` destination (needed to copy images).
+        names: renames classes, query label -> class name.
+        val_fraction: the share of images in the val split (by a hash of the source), 0-1.
+        copy_images: copy each image to `JPEGImages/`; False writes the annotations only.
+        upright: write an EXIF-rotated image in its displayed frame (else a byte copy).
+        keep_partial: export images where a selected label has no usable box (held out by default).
+        overwrite: replace an earlier export in `dest` (only the files its receipt lists).
+        detail_limit: how many skipped images, warnings and such the summary lists.
+        parallel: how the per-record work is spread over processes.
+
+    Returns:
+        The counts and reasons of what was written or left out.
+
+    Raises:
+        UsageError: a bad `names` mapping or `val_fraction` (before anything is written).
+        FileNotFoundError: no manifest at `manifest_uri`.
+        CannotProceed: the destination cannot be written, or holds files labelsift did not write
+            (`NameClash`), or an earlier export without `overwrite`.
+    """
+    options = DetectionOptions(
+        storage=storage,
+        names=names,
+        val_fraction=val_fraction,
+        copy_images=copy_images,
+        upright=upright,
+        keep_partial=keep_partial,
+        overwrite=overwrite,
+        detail_limit=detail_limit,
+        parallel=parallel,
+    )
+    return export_detections(VOC, manifest_uri, dest, selection, options)
+
+
+def voc_item(image: DetectionImage, classes: list[str], copy_images: bool) -> ExportItem:
+    """The image's XML annotation, naming the file a copy of it has (copied or not)."""
+    stem, suffix = image.file_name()
+    name = stem + suffix
+    return export_item(image, stem, name, voc_xml(image, name, classes))
+
+
+class VocWriter(DetectionWriter):
+    """One XML per item, its stem in its split's image set; the class lists at the end."""
+
+    def __init__(self, out: OwnedOutput, summary: ExportSummary, options: DetectionOptions) -> None:
+        super().__init__(out, summary, options)
+        self.lists = {
+            s: self.streams.enter_context(out.open_text(f"ImageSets/Main/{s}.txt")) for s in (TRAIN, VAL)
+        }
+
+    def image_path(self, item: ExportItem) -> str:
+        return f"JPEGImages/{item.name}"
+
+    def add(self, item: ExportItem) -> None:
+        self.out.write_bytes(f"Annotations/{item.stem}.xml", item.text.encode("utf-8"))
+        self.lists[item.split].write(item.stem + "\n")
+        self.summary.files_written += 1
+
+    def finish(self) -> None:
+        super().finish()
+        self.summary.files_written += 2
+        classes = self.summary.classes
+        self.out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
+        self.out.write_bytes("labelmap.txt", labelmap(classes).encode("utf-8"))
+        self.summary.files_written += 2
+
+
+VOC = DetectionFormat("voc", voc_item, VocWriter)
 
 
 def labelmap(classes: list[str]) -> str:
@@ -69,85 +154,3 @@ def voc_xml(image: DetectionImage, filename: str, classes: list[str], depth: int
         )
     parts.append("</annotation>\n")
     return "".join(parts)
-
-
-def voc_files(
-    records: Iterator[RecordView | None],
-    summary: ExportSummary,
-    *,
-    selection: Selection,
-    classes: list[str],
-    val_fraction: float,
-    keep_partial: bool = False,
-) -> Iterator[AnnotationFile]:
-    """The export's stage (see `pipeline`): records -> XML files."""
-    decided = decisions(records, selection, summary)
-    for image in detection_images(decided, summary, val_fraction=val_fraction, keep_partial=keep_partial):
-        stem, suffix = image.file_name()
-        name = stem + suffix
-        record = image.record
-        yield AnnotationFile(
-            record["source"],
-            record["etag"],
-            record["size"],
-            image.split,
-            stem,
-            name,
-            voc_xml(image, name, classes),
-            image.tally,
-            record["orientation"],
-        )
-
-
-def export_voc(
-    manifest_uri: str,
-    dest: str,
-    selection: Selection,
-    *,
-    storage: StorageLike | None = None,
-    names: Mapping[str, str] | None = None,
-    val_fraction: float = 0.2,
-    copy_images: bool = True,
-    upright: bool = True,
-    keep_partial: bool = False,
-    overwrite: bool = False,
-    detail_limit: int = DEFAULT_DETAIL_LIMIT,
-    parallel: Parallel = PER_CORE,
-) -> ExportSummary:
-    """Write a Pascal VOC dataset of `selection` from the manifest at `manifest_uri` to `dest`.
-
-    The parameters are `export_yolo`'s (names, val_fraction, copy_images, upright, keep_partial,
-    overwrite, parallel); returns the counts and reasons of what was written or left out.
-    """
-    classes = class_names(selection, names)
-    check_fraction(val_fraction)  # before anything is made at the destination
-    summary = ExportSummary.start("voc", manifest_uri, dest, classes, detail_limit=detail_limit)
-    require_manifest(manifest_uri)
-    stage = partial(
-        voc_files, selection=selection, classes=classes, val_fraction=val_fraction, keep_partial=keep_partial
-    )
-    with OwnedOutput(dest, storage, fmt="voc", manifest=manifest_uri, overwrite=overwrite) as out:
-        with ExitStack() as lists_open:
-            lists = {
-                s: lists_open.enter_context(out.open_text(f"ImageSets/Main/{s}.txt")) for s in (TRAIN, VAL)
-            }
-            for image in staged(manifest_uri, selection, summary, stage, parallel):
-                if copy_images:
-                    rel = f"JPEGImages/{image.name}"
-                    turn = image.orientation if upright else None
-                    if not copy_image(
-                        out, image.source, image.etag, image.size, rel, summary, orientation=turn
-                    ):
-                        continue
-                out.write_bytes(f"Annotations/{image.stem}.xml", image.text.encode("utf-8"))
-                lists[image.split].write(image.stem + "\n")
-                summary.files_written += 1
-                if not copy_images:
-                    out.note_source(image.source)
-                count_detection(summary, image.tally)
-        summary.files_written += 2
-        out.write_bytes("labels.txt", "".join(name + "\n" for name in classes).encode("utf-8"))
-        out.write_bytes("labelmap.txt", labelmap(classes).encode("utf-8"))
-        summary.files_written += 2
-        out.commit(summary)
-    return summary

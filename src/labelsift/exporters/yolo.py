@@ -14,119 +14,25 @@ file to the source image it describes (one JSON object a line: label, image, sou
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import nullcontext
-from functools import partial
+from collections.abc import Mapping
 
 from labelsift.geometry import yolo_box
 from labelsift.select import Selection
-from labelsift.views import RecordView
 
-from .common import (
-    TRAIN,
-    VAL,
-    AnnotationFile,
-    StorageLike,
-    check_fraction,
-    class_names,
-    count_detection,
-    decisions,
-    detection_images,
-    require_manifest,
+from .common import StorageLike
+from .detection_export import (
+    DetectionFormat,
+    DetectionOptions,
+    DetectionWriter,
+    ExportItem,
+    export_detections,
+    export_item,
 )
-from .owned import OwnedOutput, TextSink, copy_image
-from .pipeline import PER_CORE, Parallel, staged
+from .detections import DetectionImage
+from .naming import TRAIN, VAL
+from .owned import OwnedOutput, TextSink
+from .pipeline import PER_CORE, Parallel
 from .summary import DEFAULT_DETAIL_LIMIT, ExportSummary
-
-
-def data_yaml(classes: list[str], *, train: str = "images/train", val: str = "images/val") -> str:
-    """The dataset file; strings are JSON-quoted, which YAML reads as double-quoted scalars."""
-    lines = [f"train: {train}", f"val: {val}", "names:"]
-    lines += [f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(classes)]
-    return "\n".join(lines) + "\n"
-
-
-def _write_images(
-    out: OwnedOutput,
-    images: Iterable[AnnotationFile],
-    summary: ExportSummary,
-    *,
-    copy_images: bool,
-    upright: bool,
-    sources: TextSink | None,
-) -> set[str]:
-    """Each image's label file (and copy, or line in `sources`); the splits that got an image."""
-    splits: set[str] = set()
-    for image in images:
-        rel = f"images/{image.split}/{image.name}"
-        turn = image.orientation if upright else None
-        if copy_images and not copy_image(
-            out, image.source, image.etag, image.size, rel, summary, orientation=turn
-        ):
-            continue
-        label_file = _label_file(image.split, image.stem)
-        out.write_bytes(label_file, image.text.encode("utf-8"))
-        summary.files_written += 1
-        splits.add(image.split)
-        if sources is not None:
-            out.note_source(image.source)
-            sources.write(json.dumps({"label": label_file, "image": rel, "source": image.source}) + "\n")
-        count_detection(summary, image.tally)
-    return splits
-
-
-def _write_data_yaml(out: OwnedOutput, summary: ExportSummary, classes: list[str], splits: set[str]) -> None:
-    train, val = "images/train", "images/val"
-    if VAL not in splits:
-        val = train
-        summary.warn(
-            summary.destination,
-            "no_val_images",
-            "no image fell in the val split; data.yaml's val names the train images",
-        )
-    elif TRAIN not in splits:
-        train = val
-        summary.warn(
-            summary.destination,
-            "no_train_images",
-            "no image fell in the train split; data.yaml's train names the val images (lower --val)",
-        )
-    out.write_bytes("data.yaml", data_yaml(classes, train=train, val=val).encode("utf-8"))
-    summary.files_written += 1
-
-
-def _label_file(split: str, stem: str) -> str:
-    return f"labels/{split}/{stem}.txt"
-
-
-def yolo_files(
-    records: Iterator[RecordView | None],
-    summary: ExportSummary,
-    *,
-    selection: Selection,
-    val_fraction: float,
-    keep_partial: bool = False,
-) -> Iterator[AnnotationFile]:
-    """The export's stage (see `pipeline`): records -> label files."""
-    decided = decisions(records, selection, summary)
-    for image in detection_images(decided, summary, val_fraction=val_fraction, keep_partial=keep_partial):
-        lines = []
-        for obj in image.objects:
-            xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
-            lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
-        stem, suffix = image.file_name()
-        record = image.record
-        yield AnnotationFile(
-            record["source"],
-            record["etag"],
-            record["size"],
-            image.split,
-            stem,
-            stem + suffix,
-            "".join(lines),
-            image.tally,
-            record["orientation"],
-        )
 
 
 def export_yolo(
@@ -146,25 +52,107 @@ def export_yolo(
 ) -> ExportSummary:
     """Write an Ultralytics YOLO dataset of `selection` from the manifest at `manifest_uri` to `dest`.
 
-    `names` renames classes (query label -> class name); `val_fraction` is the share of images in
-    the val split (by a hash of the source); `copy_images` copies each image beside its labels,
-    `upright` writes an EXIF-rotated image in its displayed frame; `keep_partial` exports images
-    where a selected label has no usable box (held out by default); `overwrite` replaces an
-    earlier export in `dest` (only the files its receipt lists); `parallel` spreads the
-    per-record work over processes. Returns the counts and reasons of what was written or left out.
+    Args:
+        manifest_uri: the manifest to read (a file, or a folder or `s3://` prefix of shards).
+        dest: the destination folder, local or `s3://bucket/prefix`.
+        selection: the labels to export and how records are selected.
+        storage: reads the sources and writes an `s3://` destination (needed to copy images).
+        names: renames classes, query label -> class name.
+        val_fraction: the share of images in the val split (by a hash of the source), 0-1.
+        copy_images: copy each image beside its labels; False writes `sources.jsonl` instead.
+        upright: write an EXIF-rotated image in its displayed frame (else a byte copy).
+        keep_partial: export images where a selected label has no usable box (held out by default).
+        overwrite: replace an earlier export in `dest` (only the files its receipt lists).
+        detail_limit: how many skipped images, warnings and such the summary lists.
+        parallel: how the per-record work is spread over processes.
+
+    Returns:
+        The counts and reasons of what was written or left out.
+
+    Raises:
+        UsageError: a bad `names` mapping or `val_fraction` (before anything is written).
+        FileNotFoundError: no manifest at `manifest_uri`.
+        CannotProceed: the destination cannot be written, or holds files labelsift did not write
+            (`NameClash`), or an earlier export without `overwrite`.
     """
-    classes = class_names(selection, names)
-    check_fraction(val_fraction)  # before anything is made at the destination
-    summary = ExportSummary.start("yolo", manifest_uri, dest, classes, detail_limit=detail_limit)
-    require_manifest(manifest_uri)
-    stage = partial(yolo_files, selection=selection, val_fraction=val_fraction, keep_partial=keep_partial)
-    with OwnedOutput(dest, storage, fmt="yolo", manifest=manifest_uri, overwrite=overwrite) as out:
-        images = staged(manifest_uri, selection, summary, stage, parallel)
-        with out.open_text("sources.jsonl") if not copy_images else nullcontext() as sources:
-            splits = _write_images(
-                out, images, summary, copy_images=copy_images, upright=upright, sources=sources
-            )
-        summary.files_written += not copy_images
-        _write_data_yaml(out, summary, classes, splits)
-        out.commit(summary)
-    return summary
+    options = DetectionOptions(
+        storage=storage,
+        names=names,
+        val_fraction=val_fraction,
+        copy_images=copy_images,
+        upright=upright,
+        keep_partial=keep_partial,
+        overwrite=overwrite,
+        detail_limit=detail_limit,
+        parallel=parallel,
+    )
+    return export_detections(YOLO, manifest_uri, dest, selection, options)
+
+
+def yolo_item(image: DetectionImage, classes: list[str], copy_images: bool) -> ExportItem:
+    """The image's label file: one line per box, `class_id x_centre y_centre width height`."""
+    lines = []
+    for obj in image.objects:
+        xc, yc, w, h = yolo_box(obj.box, image.width, image.height)
+        lines.append(f"{obj.class_id} {xc:.6f} {yc:.6f} {w:.6f} {h:.6f}\n")
+    stem, suffix = image.file_name()
+    return export_item(image, stem, stem + suffix, "".join(lines))
+
+
+class YoloWriter(DetectionWriter):
+    """Label files as the items come (and `sources.jsonl` without copies); `data.yaml` at the end."""
+
+    def __init__(self, out: OwnedOutput, summary: ExportSummary, options: DetectionOptions) -> None:
+        super().__init__(out, summary, options)
+        self.splits: set[str] = set()  # the splits that got an image
+        self.sources: TextSink | None = None
+        if not options.copy_images:
+            self.sources = self.streams.enter_context(out.open_text("sources.jsonl"))
+
+    def add(self, item: ExportItem) -> None:
+        label_file = f"labels/{item.split}/{item.stem}.txt"
+        self.out.write_bytes(label_file, item.text.encode("utf-8"))
+        self.summary.files_written += 1
+        self.splits.add(item.split)
+        if self.sources is not None:
+            line = {"label": label_file, "image": self.image_path(item), "source": item.source}
+            self.sources.write(json.dumps(line) + "\n")
+
+    def finish(self) -> None:
+        super().finish()
+        self.summary.files_written += self.sources is not None
+        train, val = _split_folders(self.summary, self.splits)
+        self.out.write_bytes(
+            "data.yaml", data_yaml(self.summary.classes, train=train, val=val).encode("utf-8")
+        )
+        self.summary.files_written += 1
+
+
+YOLO = DetectionFormat("yolo", yolo_item, YoloWriter)
+
+
+def data_yaml(classes: list[str], *, train: str = "images/train", val: str = "images/val") -> str:
+    """The dataset file; strings are JSON-quoted, which YAML reads as double-quoted scalars."""
+    lines = [f"train: {train}", f"val: {val}", "names:"]
+    lines += [f"  {i}: {json.dumps(name, ensure_ascii=False)}" for i, name in enumerate(classes)]
+    return "\n".join(lines) + "\n"
+
+
+def _split_folders(summary: ExportSummary, splits: set[str]) -> tuple[str, str]:
+    """data.yaml's train and val folders: a split with no image names the other's (and warns)."""
+    train, val = "images/train", "images/val"
+    if VAL not in splits:
+        val = train
+        summary.warn(
+            summary.destination,
+            "no_val_images",
+            "no image fell in the val split; data.yaml's val names the train images",
+        )
+    elif TRAIN not in splits:
+        train = val
+        summary.warn(
+            summary.destination,
+            "no_train_images",
+            "no image fell in the train split; data.yaml's train names the val images (lower --val)",
+        )
+    return train, val
