@@ -56,15 +56,9 @@ def export_yolo(
         manifest_uri: the manifest to read (a file, or a folder or `s3://` prefix of shards).
         dest: the destination folder, local or `s3://bucket/prefix`.
         selection: the labels to export and how records are selected.
-        storage: reads the sources and writes an `s3://` destination (needed to copy images).
-        names: renames classes, query label -> class name.
-        val_fraction: the share of images in the val split (by a hash of the source), 0-1.
+        storage, names, val_fraction, upright, keep_partial, overwrite, detail_limit, parallel:
+            the fields of `DetectionOptions`, documented there (shared by every detection export).
         copy_images: copy each image beside its labels; False writes `sources.jsonl` instead.
-        upright: write an EXIF-rotated image in its displayed frame (else a byte copy).
-        keep_partial: export images where a selected label has no usable box (held out by default).
-        overwrite: replace an earlier export in `dest` (only the files its receipt lists).
-        detail_limit: how many skipped images, warnings and such the summary lists.
-        parallel: how the per-record work is spread over processes.
 
     Returns:
         The counts and reasons of what was written or left out.
