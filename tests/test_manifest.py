@@ -9,10 +9,6 @@ import pytest
 from labelsift.manifest import (
     ManifestError,
     ManifestWriter,
-    _line_starts,
-    _RepeatFinder,
-    _SeenFilter,
-    _written_once,
     append_verdict,
     build_index,
     effective_lines,
@@ -24,6 +20,8 @@ from labelsift.manifest import (
     span_lines,
     write_records,
 )
+from labelsift.manifest.first_pass import _line_starts, _written_once
+from labelsift.manifest.repeats import RepeatFinder, SeenFilter
 from labelsift.models import DetectorInfo, ImageRecord, Label, Reason, ScanStatus, Verdict
 
 DETECTOR = DetectorInfo(name="local", model_version="1")
@@ -211,8 +209,8 @@ def test_verdicts_or_a_repeated_source_make_a_manifest_not_plain(tmp_path: Path)
 
 def test_the_seen_filter_never_misses_a_source_written_before() -> None:
     keys = [f"s3://b/{i}.jpg".encode() for i in range(3000)]
-    assert _SeenFilter().add_many(keys) == []  # full size: no false alarm among a few thousand
-    seen = _SeenFilter(words=1 << 10)  # tiny: many false alarms, but never a miss
+    assert SeenFilter().add_many(keys) == []  # full size: no false alarm among a few thousand
+    seen = SeenFilter(words=1 << 10)  # tiny: many false alarms, but never a miss
     seen.add_many(keys[:1000])
     again = seen.add_many([keys[5], b"new", keys[999], b"new"])  # earlier batch, and twice in this one
     assert {0, 2, 3} <= set(again)
@@ -221,12 +219,12 @@ def test_the_seen_filter_never_misses_a_source_written_before() -> None:
 def test_a_flagged_source_is_confirmed_by_searching_the_bytes(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     write_records(str(path), [labeled("s3://b/1.jpg"), labeled("s3://b/2.jpg"), labeled("s3://b/1.jpg")])
-    finder = _RepeatFinder()
-    finder.maybe = {"s3://b/2.jpg"}  # a false alarm: written once
+    finder = RepeatFinder()
+    finder.flagged = {"s3://b/2.jpg"}  # a false alarm: written once
     assert _written_once(str(path), finder)
-    finder.maybe = {"s3://b/2.jpg", "s3://b/1.jpg"}  # written twice (once at the very start)
+    finder.flagged = {"s3://b/2.jpg", "s3://b/1.jpg"}  # written twice (once at the very start)
     assert not _written_once(str(path), finder)
-    finder.maybe, finder.odd_lines = {"s3://b/2.jpg"}, 1  # a line in another form: cannot tell
+    finder.flagged, finder.decoded_lines = {"s3://b/2.jpg"}, 1  # a line in another form: cannot tell
     assert not _written_once(str(path), finder)
 
 

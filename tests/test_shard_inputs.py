@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from labelsift.cli import app
 from labelsift.manifest import iter_records, merge, to_line, write_records
-from labelsift.manifest_inputs import NoShards, expand_manifest_inputs, one_manifest
+from labelsift.manifest.inputs import NoShards, expand_manifest_inputs, one_manifest
 from labelsift.models import ImageRecord
 from labelsift.report import build_report
 from labelsift.storage import Storage

@@ -46,11 +46,11 @@ from labelsift.manifest import (
     build_index,
     is_local,
     local_manifest,
-    refuse_output_among_inputs,
     refuse_special_file,
     require_existing,
 )
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
+from labelsift.whole_output import refuse_output_among_inputs
 
 SUPPORTED_TYPES = (CLASSIFICATION, MULTILABEL, DETECTION)
 YES = frozenset({"yes", "y", "true", "1", "positive", "present", "accept", "accepted"})

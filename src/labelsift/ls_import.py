@@ -43,12 +43,12 @@ from labelsift.manifest import (
     build_index,
     is_local,
     local_manifest,
-    refuse_output_among_inputs,
     refuse_special_file,
     require_existing,
 )
 from labelsift.models import Instance, Verdict, VerdictEntry, utc_now
 from labelsift.select import label_key
+from labelsift.whole_output import refuse_output_among_inputs
 
 MAX_LISTED = 1000
 _CHUNK = 1 << 16

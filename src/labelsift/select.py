@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from labelsift.errors import UsageError
 from labelsift.manifest import iter_records_mentioning
-from labelsift.manifest_inputs import one_manifest
+from labelsift.manifest.inputs import one_manifest
 from labelsift.models import ScanStatus, Verdict
 from labelsift.views import InstanceView, LabelView, RecordView, instance_view
 

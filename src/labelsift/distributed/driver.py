@@ -37,7 +37,7 @@ from labelsift.errors import CannotProceed, UsageError
 from labelsift.inventory import list_source
 from labelsift.listing import ListingNotes
 from labelsift.manifest import SourceIndex
-from labelsift.manifest_lock import ManifestLock
+from labelsift.manifest.lock import ManifestLock
 from labelsift.models import DetectorInfo, ImageRecord, RunSummary, ScanStatus, StopReason
 from labelsift.scan import Copies, ScanAborted, ScanOptions, ScanProgress, check_source
 from labelsift.select import closest_label

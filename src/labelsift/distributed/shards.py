@@ -7,7 +7,7 @@ rename; S3: one PUT) and hold the pydantic JSON lines `labelsift scan` writes, u
 
 Resume reads back only the shards this engine writes (`shard_uris`: `shard-*.jsonl` at the top of
 the folder or prefix), while `merge` and the exporters read every `*.jsonl`/`*.jsonl.gz` below it
-(`labelsift.manifest_inputs`): a file of the user's own in the output folder is exported but never
+(`labelsift.manifest.inputs`): a file of the user's own in the output folder is exported but never
 taken for work already done.
 """
 

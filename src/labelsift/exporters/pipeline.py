@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from labelsift.errors import UsageError
 from labelsift.manifest import Line, Span, effective_lines, first_pass, records_from, span_lines
-from labelsift.manifest_inputs import one_manifest
+from labelsift.manifest.inputs import one_manifest
 from labelsift.select import Selection
 from labelsift.views import RecordView
 
@@ -108,7 +108,7 @@ def staged(
     parallel: Parallel = PER_CORE,
 ) -> Iterator[T]:
     """The stage's items for every effective record of the manifest, in manifest order; a folder
-    or prefix of shards is read as one manifest (`manifest_inputs.one_manifest`)."""
+    or prefix of shards is read as one manifest (`manifest.inputs.one_manifest`)."""
     require_manifest(manifest_uri)
     with one_manifest(manifest_uri) as readable:
         yield from _staged(readable, selection, summary, stage, parallel)

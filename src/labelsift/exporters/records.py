@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from labelsift.errors import UsageError
 from labelsift.manifest import exists as manifest_exists
 from labelsift.manifest import iter_records_mentioning
-from labelsift.manifest_inputs import expand_manifest_inputs, one_manifest
+from labelsift.manifest.inputs import expand_manifest_inputs, one_manifest
 from labelsift.select import REVIEW, Decision, Selection
 from labelsift.uri import parse_recorded
 from labelsift.views import RecordView
@@ -59,7 +59,7 @@ def decisions(
 
 def require_manifest(uri: str) -> None:
     """Refuse a manifest that is not there: read as empty, a mistyped path would export nothing.
-    A folder or `s3://` prefix must hold shards (`manifest_inputs`)."""
+    A folder or `s3://` prefix must hold shards (`manifest.inputs`)."""
     for shard in expand_manifest_inputs(uri):
         if not manifest_exists(shard):
             raise FileNotFoundError(errno.ENOENT, "no such manifest", shard)
@@ -67,7 +67,7 @@ def require_manifest(uri: str) -> None:
 
 def iter_decisions(manifest_uri: str, selection: Selection, summary: ExportSummary) -> Iterator[Decision]:
     """`decisions` over the whole manifest, in this process (for exports bound by copying); a
-    folder or prefix of shards is read as one manifest (`manifest_inputs.one_manifest`)."""
+    folder or prefix of shards is read as one manifest (`manifest.inputs.one_manifest`)."""
     require_manifest(manifest_uri)
     words = (query.strip() for query in selection.labels)
     with one_manifest(manifest_uri) as readable:

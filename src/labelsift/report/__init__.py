@@ -17,7 +17,7 @@ from labelsift import uri
 from labelsift.cost import PriceTable, load_prices
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import iter_records, require_existing
-from labelsift.manifest_inputs import one_manifest
+from labelsift.manifest.inputs import one_manifest
 from labelsift.select import Selection, closest_label
 from labelsift.storage import Storage
 from labelsift.whole_output import refuse_output_among_inputs, write_whole
