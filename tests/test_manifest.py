@@ -249,3 +249,35 @@ def test_old_mac_line_ends_are_read_as_text_with_repeats_found(tmp_path: Path) -
     found = first_pass(str(path), 10)
     assert found.spans is None and found.last == {"s3://b/a.jpg": 3}
     assert [(n, text[:30]) for n, text, _ in effective_lines(str(path), found)] == [(2, b[:30]), (3, a[:30])]
+
+
+def test_a_line_the_disk_could_not_take_whole_is_taken_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk takes all of a line but its newline, then refuses the rest: the writer counts that
+    # record as not written, so none of it may stay (the next run would keep it as a whole record).
+    import errno
+    import os
+
+    from labelsift.manifest import writer as writer_module
+    from labelsift.storage import StorageError
+
+    path = tmp_path / "m.jsonl"
+    write_records(str(path), [labeled("s3://b/1.jpg")])
+    before = path.read_bytes()
+    real_write = os.write
+    calls = iter([lambda fd, data: real_write(fd, bytes(data[:-1]))])
+
+    def full_disk(fd: int, data: memoryview) -> int:
+        step = next(calls, None)
+        if step is None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return step(fd, data)
+
+    with ManifestWriter(path) as writer:
+        monkeypatch.setattr(writer_module.os, "write", full_disk)
+        with pytest.raises(StorageError, match="No space left"):
+            writer.append(labeled("s3://b/2.jpg"))
+        monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [r.source for r in iter_records(str(path))] == ["s3://b/1.jpg"]

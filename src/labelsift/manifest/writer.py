@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -66,14 +67,26 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
         data = member(line) if self._compressed else line.encode("utf-8")
         with self._lock:
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view) :]
+                self._write_whole(data)
                 self._written += 1
                 if self._fsync_every and self._written % self._fsync_every == 0:
                     os.fsync(self._fd)
             except OSError as exc:
                 raise storage_error(exc, str(self.path), "append to the manifest") from exc
+
+    def _write_whole(self, data: bytes) -> None:
+        """Write one line (or gzip member) whole, or take back what of it was written: a full disk
+        may take all of a line but its newline, and a record counted as not written must not stay."""
+        start = os.lseek(self._fd, 0, os.SEEK_END)  # O_APPEND: where this line begins
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except OSError:
+            if len(view) < len(data):
+                with contextlib.suppress(OSError):  # then the next writer's repair cuts it
+                    os.ftruncate(self._fd, start)
+            raise
 
     def close(self) -> None:
         with self._lock:
