@@ -37,8 +37,8 @@ import numpy as np
 from PIL import Image
 
 from labelsift.manifest import iter_records
-from labelsift.testing.fake_rekognition import FakeRekognition
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition
+from labelsift_testing.s3_server import SeaweedS3Server
 
 _MEASURED = """
 import resource, subprocess, sys

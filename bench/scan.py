@@ -29,8 +29,8 @@ from labelsift.detectors.rekognition import RekognitionDetector
 from labelsift.scan import ScanOptions, scan
 from labelsift.select import Selection
 from labelsift.storage import Storage
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.s3_server import SeaweedS3Server
 
 SCENES = ["bird", "dog", "campfire", "archery", "car"]
 

@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test,inventory,ray]'
+.venv/bin/python -m pip install --quiet -e '.[test,inventory,ray]' -e tests/support  # the test servers
 
 # The review page is tested in Debian's Chromium (no browser download); install it when we can.
 if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -20,7 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from labelsift.demo import photos
-from labelsift.testing.fake_rekognition import make_image, scene_comment
+from labelsift_testing.fake_rekognition import make_image, scene_comment
 
 LABELED = ("labeled", None)
 

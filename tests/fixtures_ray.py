@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from labelsift.testing.fake_rekognition import FakeRekognition
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition
+from labelsift_testing.s3_server import SeaweedS3Server
 
 TESTS = Path(__file__).resolve().parent
 

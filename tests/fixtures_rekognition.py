@@ -17,8 +17,8 @@ import pytest
 from botocore.retries import standard
 from fixtures_s3 import AWS_ENV_TO_CLEAR
 
-from labelsift.testing.fake_rekognition import FakeRekognition
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition
+from labelsift_testing.s3_server import SeaweedS3Server
 
 RETRY_SPEEDUP = 0.01
 

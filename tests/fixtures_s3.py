@@ -13,7 +13,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from labelsift.storage import Storage
-from labelsift.testing.s3_server import S3Identity, SeaweedS3Server
+from labelsift_testing.s3_server import S3Identity, SeaweedS3Server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

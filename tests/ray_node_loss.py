@@ -21,7 +21,7 @@ SCENES = ["bird", "dog", "car", "campfire", "archery"]
 
 
 def make_folder(folder: Path, count: int) -> None:
-    from labelsift.testing.fake_rekognition import make_image
+    from labelsift_testing.fake_rekognition import make_image
 
     folder.mkdir(parents=True)
     for i in range(count):

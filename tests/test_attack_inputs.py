@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from labelsift.cli import app
 from labelsift.manifest import ManifestWriter, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

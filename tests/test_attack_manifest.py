@@ -22,7 +22,7 @@ from typer.testing import Result
 
 from labelsift.cli import ExitCode
 from labelsift.manifest import iter_records
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 
 def check(result: Result | subprocess.CompletedProcess[str], code: int, *names: str) -> str:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from labelsift.cli import app
 from labelsift.cost import PriceTable
 from labelsift.manifest import iter_records
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 runner = CliRunner()
 SCENES = ["robin", "dog", "robin", "dog", "robin", "dog", "bird", "dog", "robin", "dog", "campfire"]

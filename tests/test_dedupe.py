@@ -19,7 +19,7 @@ from labelsift.models import ImageRecord, RunSummary, ScanStatus
 from labelsift.scan import ScanOptions, scan
 from labelsift.select import Selection
 from labelsift.storage import ObjectInfo, Storage
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

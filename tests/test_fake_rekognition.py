@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 from PIL import Image
 
-from labelsift.testing.fake_rekognition import (
+from labelsift_testing.fake_rekognition import (
     HASHED_SCENES,
     SCENES,
     TAXONOMY,
@@ -383,7 +383,7 @@ def test_s3_object_reads_the_local_s3_server(
 
 def test_runs_as_a_module() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "labelsift.testing.fake_rekognition", "--port", "0"],
+        [sys.executable, "-m", "labelsift_testing.fake_rekognition", "--port", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )

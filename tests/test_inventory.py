@@ -26,7 +26,7 @@ from labelsift.inventory import (
 from labelsift.listing import ListingNotes
 from labelsift.manifest import iter_records
 from labelsift.storage import Storage
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 from labelsift.cli import app
 from labelsift.manifest import ManifestWriter
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.s3_server import SeaweedS3Server
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "labelsift-test-token-0123456789"

@@ -28,8 +28,8 @@ from labelsift.manifest import iter_records
 from labelsift.models import ImageRecord, RunSummary, StopReason
 from labelsift.scan import ScanAborted, ScanOptions, scan
 from labelsift.storage import Storage, StorageError
-from labelsift.testing.fake_rekognition import FakeRekognition
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition
+from labelsift_testing.s3_server import SeaweedS3Server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

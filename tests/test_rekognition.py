@@ -16,7 +16,7 @@ from PIL import Image
 from labelsift.detectors.base import Detection, Detector, DetectorError, ImageInput
 from labelsift.detectors.rekognition import RateLimiter, RekognitionDetector
 from labelsift.storage import Storage
-from labelsift.testing.fake_rekognition import (
+from labelsift_testing.fake_rekognition import (
     FakeRekognition,
     expected_labels,
     image_key_for_bytes,

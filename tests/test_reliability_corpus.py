@@ -27,8 +27,8 @@ from typer.testing import CliRunner
 from labelsift.cli import app
 from labelsift.manifest import iter_lines, iter_records
 from labelsift.models import ImageRecord, ScanStatus
-from labelsift.testing.fake_rekognition import FakeRekognition
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition
+from labelsift_testing.s3_server import SeaweedS3Server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

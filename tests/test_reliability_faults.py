@@ -28,8 +28,8 @@ from labelsift.manifest import ManifestError, iter_records, write_records
 from labelsift.models import DetectorInfo, ImageRecord, Instance, Label, ScanStatus
 from labelsift.scan import ScanOptions, scan
 from labelsift.storage import Storage
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
-from labelsift.testing.s3_server import SeaweedS3Server
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.s3_server import SeaweedS3Server
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

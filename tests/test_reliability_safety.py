@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from labelsift.cli import ExitCode, app
 from labelsift.scan import UnsafeSource, check_source
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

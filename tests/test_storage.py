@@ -24,7 +24,7 @@ from labelsift.storage import (
     relative_key,
     split_s3,
 )
-from labelsift.testing.s3_server import SeaweedS3Server, find_weed
+from labelsift_testing.s3_server import SeaweedS3Server, find_weed
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

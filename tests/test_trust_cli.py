@@ -26,7 +26,7 @@ from typer.testing import CliRunner, Result
 from labelsift.cli import ExitCode, app
 from labelsift.demo import photos
 from labelsift.manifest import iter_records
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 runner = CliRunner()
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

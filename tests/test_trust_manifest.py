@@ -28,7 +28,7 @@ from typer.testing import CliRunner, Result
 from labelsift.cli import ExitCode, app
 from labelsift.manifest import iter_raw, iter_records, write_records
 from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus, VerdictEntry
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

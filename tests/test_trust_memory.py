@@ -27,7 +27,7 @@ from labelsift.imageprep import prepare_for_rekognition
 from labelsift.manifest import ManifestWriter, iter_records
 from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus
 from labelsift.storage import Storage, StorageError
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

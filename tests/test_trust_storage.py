@@ -24,8 +24,8 @@ from labelsift.cli import ExitCode, app
 from labelsift.manifest import iter_records
 from labelsift.redact import REDACTED, redact
 from labelsift.storage import Storage, StorageError
-from labelsift.testing.fake_rekognition import FakeRekognition, make_image
 from labelsift.uri import NotCanonical, parse, parse_recorded
+from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -21,7 +21,7 @@ credentials (`add_credentials`, `expire_credentials`), counters (`calls_total`,
 `calls_by_target`, `calls_by_image`, `billed`, `throttled`, `quota_rejections`, `records`) and
 `reset()`.
 
-Run by hand: ``python -m labelsift.testing.fake_rekognition --s3-endpoint http://127.0.0.1:8333``.
+Run by hand: ``python -m labelsift_testing.fake_rekognition --s3-endpoint http://127.0.0.1:8333``.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 from PIL import Image, ImageStat, PngImagePlugin
 
-from labelsift.testing.fake_custom_labels import OPERATIONS as CUSTOM_LABELS_OPERATIONS
-from labelsift.testing.fake_custom_labels import CustomLabelsError, CustomLabelsService
+from labelsift_testing.fake_custom_labels import OPERATIONS as CUSTOM_LABELS_OPERATIONS
+from labelsift_testing.fake_custom_labels import CustomLabelsError, CustomLabelsService
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
