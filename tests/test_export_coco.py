@@ -128,7 +128,7 @@ def test_human_boxes_replace_the_model_and_copy_images(tmp_path: Path) -> None:
         overwrite=True,
     )  # fmt: skip
     # the records carry no etag, so the earlier copies cannot be proven current: copied again
-    assert again.copied == 2 and again.already_present == 0
+    assert again.copied == 2 and again.already_there == 0
     assert again.replaced == 0  # every file of the first export is written again
     assert len(COCO(str(out / "annotations" / "instances_train.json")).getImgIds()) == 2
 

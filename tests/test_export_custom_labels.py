@@ -61,12 +61,12 @@ def test_copies_to_label_folders_server_side_once(
         f"dataset/Dog/{bucket}/raw/2.jpg",  # an image matching two labels goes in both
     }
     assert _keys(s3_client, dest_bucket) == expected
-    assert summary.copied == 3 and summary.already_present == 0
+    assert summary.copied == 3 and summary.already_there == 0
     assert summary.skipped == {"dimensions": 1, "format": 1}
     assert summary.per_label["Bird"].images == {"all": 2} and summary.per_label["Dog"].images == {"all": 1}
 
     again = export_custom_labels(manifest, dest, selection, storage=storage)
-    assert again.copied == 0 and again.already_present == 3
+    assert again.copied == 0 and again.already_there == 3
     assert _keys(s3_client, dest_bucket) == expected
 
     # an object labelsift did not write (changed since) where a copy would go stops the export,

@@ -140,43 +140,44 @@ def test_a_bad_line_in_a_worker_names_its_line(tmp_path: Path, manifest: str) ->
     assert caught.value.line_no == 301 and "status" in str(caught.value)
 
 
-def test_absorbing_a_part_adds_every_count() -> None:
-    identity = {"format", "manifest", "destination", "classes", "workers", "dry_run", "detail_limit", "rooms"}
+def test_adding_a_part_adds_every_count() -> None:
+    identity = {"format", "manifest", "destination", "classes", "workers", "dry_run", "detail_limit"}
+    identity.add("detail_room")
     identity.add("sources")  # set by the writer (this process copies), never by a worker's part
     merged = {*_COUNTS, *_TALLIES, *_DETAILS, "per_label", "details_truncated"}
     assert set(ExportSummary.model_fields) == identity | merged  # a new field must say how it merges
     total = ExportSummary.start("coco", "m", "d", ["Bird"], detail_limit=2)
     for _ in range(2):
-        part = total.blank()
+        part = total.empty_part()
         for name in _COUNTS:
             setattr(part, name, 1)
         part.skip("s3://b/k", "no_boxes", "why", "Bird")
         part.drop_boxes({"degenerate": 2})
         part.per_label["Bird"].held_out = 1
         part.count_image("Bird", "train", 3, human=True)
-        total.absorb(part)
+        total.add_part(part)
     assert all(getattr(total, name) == 2 for name in _COUNTS)
     assert total.skipped == {"no_boxes": 2} and total.dropped_boxes == {"degenerate": 4}
     assert len(total.skipped_images) == 2 and not total.details_truncated
     bird = total.per_label["Bird"]
     assert (bird.held_out, bird.human, bird.images, bird.boxes) == (2, 2, {"train": 2}, {"train": 6})
-    total.absorb(part)
+    total.add_part(part)
     assert len(total.skipped_images) == 2 and total.details_truncated
 
 
 def test_a_part_keeps_only_the_details_the_export_has_room_for() -> None:
     total = ExportSummary.start("coco", "m", "d", ["Bird"], detail_limit=2)
     total.skip("s3://b/1", "no_boxes", "why")
-    part = total.blank()
+    part = total.empty_part()
     for i in range(3):
         part.skip(f"s3://b/p{i}", "no_boxes", "why")
         part.warn(f"s3://b/p{i}", "label_without_boxes", "why")
     assert len(part.skipped_images) == 1 and len(part.warnings) == 2 and part.details_truncated
     assert part.skipped == {"no_boxes": 3}  # counts stay complete
-    total.absorb(part)
+    total.add_part(part)
     assert [i.source for i in total.skipped_images] == ["s3://b/1", "s3://b/p0"]
     assert [i.source for i in total.warnings] == ["s3://b/p0", "s3://b/p1"]
-    full = total.blank()
+    full = total.empty_part()
     full.skip("s3://b/late", "no_boxes", "why")
     assert not full.skipped_images and full.skipped == {"no_boxes": 1} and full.details_truncated
 

@@ -188,7 +188,7 @@ def test_a_rerun_replaces_an_earlier_export_only_when_told(tmp_path: Path, fmt: 
         overwrite=True,
     )  # fmt: skip
     # the records carry no etag, so the earlier copy of a cannot be proven current: copied again
-    assert sum(again.images.values()) == 1 and again.already_present == 0 and again.copied == 1
+    assert sum(again.images.values()) == 1 and again.already_there == 0 and again.copied == 1
     if fmt == "yolo":
         ds = sv.DetectionDataset.from_yolo(
             images_directory_path=str(out / "images" / "train"),

@@ -73,21 +73,19 @@ app = typer.Typer(
 )
 out = Console()
 err = Console(stderr=True)
-_debug = {"on": False}
 
 
 @app.callback()
 def main(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug logs.")] = False,
 ) -> None:
-    _debug["on"] = debug
     handler = RichHandler(console=err, show_path=False, show_time=False)
     handler.addFilter(RedactSecrets())  # no token, signature or secret in any log line
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", handlers=[handler]
     )
-    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open"):
-        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
+    for name in ("labelsift", "botocore", "boto3", "urllib3", "s3transfer", "smart_open"):  # on every run:
+        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)  # basicConfig acts once
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
@@ -138,7 +136,7 @@ def friendly_errors(interrupted: str = _STOPPED) -> Iterator[None]:
 
 def _traceback_if_debug() -> None:
     """With --debug, the traceback of the error being handled; the exit code stays the same."""
-    if _debug["on"]:
+    if logging.getLogger("labelsift").isEnabledFor(logging.DEBUG):  # set by `main` on each run
         err.print_exception()
 
 

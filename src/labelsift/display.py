@@ -181,8 +181,8 @@ def export_table(summary: ExportSummary, *, details: int = 10) -> Table:
         for part in (
             f"{summary.records} records read"
             + (f" by {summary.workers} worker processes" if summary.workers > 1 else ""),
-            f"{summary.copied} copied, {summary.already_present} already there"
-            if summary.copied or summary.already_present
+            f"{summary.copied} copied, {summary.already_there} already there"
+            if summary.copied or summary.already_there
             else "",
             f"{summary.replaced} files of the earlier export deleted" if summary.replaced else "",
             "dropped boxes: " + ", ".join(f"{k} {v}" for k, v in summary.dropped_boxes.items())

@@ -103,19 +103,19 @@ def write_whole(output: str, fill: Callable[[IO[str]], T]) -> T:
                 os.close(handle)
         return result
     with tempfile.TemporaryDirectory(prefix="labelsift-upload-") as scratch:
-        staged = Path(scratch) / "whole"
+        local_copy = Path(scratch) / "whole"
         try:
-            result = _fill_local(staged, compression, fill, location.key.rsplit("/", 1)[-1])
+            result = _fill_local(local_copy, compression, fill, location.key.rsplit("/", 1)[-1])
         except OSError as exc:
-            raise storage_error(exc, str(staged), f"stage {location} (before its upload) in") from exc
-        _upload(staged, location)
+            raise storage_error(exc, str(local_copy), f"stage {location} (before its upload) in") from exc
+        _upload(local_copy, location)
     return result
 
 
-def _upload(staged: Path, location: uri_module.S3Location) -> None:
+def _upload(local_copy: Path, location: uri_module.S3Location) -> None:
     storage = Storage()
     try:
         client = storage.s3_client(storage.bucket_region(location.bucket))
-        client.upload_file(str(staged), location.bucket, location.key, Config=TransferConfig())
+        client.upload_file(str(local_copy), location.bucket, location.key, Config=TransferConfig())
     except (ClientError, BotoCoreError, RetriesExceededError, OSError) as error:
         raise storage_error(error, location.uri, "upload") from error

@@ -724,7 +724,7 @@ def copy_image(
         elif out.copy_in(source, etag, rel, size):
             summary.copied += 1
         else:
-            summary.already_present += 1
+            summary.already_there += 1
     except Exception as error:
         ours = isinstance(error, LabelsiftError) and not isinstance(error, StorageError)
         if ours or getattr(error, "fatal", False):

@@ -12,7 +12,7 @@ manifest (no record superseded, no verdict: `FirstPass.plain`, the usual case) a
 span of the file that the worker reads itself; otherwise this process reads the lines and sends
 them. Results come back in manifest order, so the output is byte for byte what one process
 writes, and the worker's part of the summary (skips, drops, held-out images) is added to the
-export's (`ExportSummary.absorb`). A bad line raises the same `ManifestError` at the same place
+export's (`ExportSummary.add_part`). A bad line raises the same `ManifestError` at the same place
 as in one process.
 """
 
@@ -168,9 +168,9 @@ def _in_workers(
     pending: deque[Future[tuple[list[T], ExportSummary]]] = deque()
     try:
         with _sigint_held():  # the first submit forks the workers
-            pending.append(pool.submit(run_batch, manifest_uri, words, first, summary.blank(), stage))
+            pending.append(pool.submit(run_batch, manifest_uri, words, first, summary.empty_part(), stage))
         for batch in batches:
-            pending.append(pool.submit(run_batch, manifest_uri, words, batch, summary.blank(), stage))
+            pending.append(pool.submit(run_batch, manifest_uri, words, batch, summary.empty_part(), stage))
             if len(pending) >= 2 * workers:
                 yield from _collect(pending.popleft(), summary)
         while pending:
@@ -204,7 +204,7 @@ def run_batch(
 
 def _collect(future: Future[tuple[list[T], ExportSummary]], summary: ExportSummary) -> list[T]:
     items, part = future.result()
-    summary.absorb(part)
+    summary.add_part(part)
     return items
 
 

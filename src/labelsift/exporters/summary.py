@@ -68,7 +68,7 @@ class ExportSummary(BaseModel):
     invalid_lines: int = Field(default=0, description="Written lines that break at least one rule.")
     files_written: int = 0
     copied: int = 0
-    already_present: int = Field(default=0, description="Copies skipped: the same object was there.")
+    already_there: int = Field(default=0, description="Copies skipped: the same object was there.")
     replaced: int = Field(
         default=0,
         description="Files of an earlier export (its receipt) deleted: this one no longer writes them.",
@@ -82,11 +82,11 @@ class ExportSummary(BaseModel):
     plan: list[PlannedCopy] = Field(default_factory=list)
     details_truncated: bool = False
     detail_limit: int = DEFAULT_DETAIL_LIMIT
-    rooms: dict[str, int] = Field(
+    detail_room: dict[str, int] = Field(
         default_factory=dict,
         exclude=True,
         repr=False,
-        description="A part's room per detail list (`blank`): what the export it is part of has left.",
+        description="A part's room per detail list (`empty_part`): what the export it is part of has left.",
     )
 
     @classmethod
@@ -103,7 +103,7 @@ class ExportSummary(BaseModel):
         )
 
     def _keep(self, name: str, items: list[ImageIssue] | list[Violation] | list[PlannedCopy]) -> bool:
-        if len(items) < self.rooms.get(name, self.detail_limit):
+        if len(items) < self.detail_room.get(name, self.detail_limit):
             return True
         self.details_truncated = True
         return False
@@ -140,18 +140,18 @@ class ExportSummary(BaseModel):
         if self._keep("plan", self.plan):
             self.plan.append(PlannedCopy(source=source, destination=destination, label=label))
 
-    def blank(self) -> ExportSummary:
-        """An empty summary of the same export, for a part of it counted elsewhere (`absorb`). Each
+    def empty_part(self) -> ExportSummary:
+        """An empty summary of the same export, for a part of it counted elsewhere (`add_part`). Each
         of its detail lists has the room this one's has left: once a list is full here, parts keep
-        none of its details (which `absorb` would drop), only the counts and `details_truncated`."""
+        none of its details (which `add_part` would drop), only the counts and `details_truncated`."""
         part = ExportSummary.start(
             self.format, self.manifest, self.destination, self.classes, detail_limit=self.detail_limit
         )
-        part.rooms = {name: max(0, self.detail_limit - len(getattr(self, name))) for name in _DETAILS}
+        part.detail_room = {name: max(0, self.detail_limit - len(getattr(self, name))) for name in _DETAILS}
         return part
 
-    def absorb(self, part: ExportSummary) -> None:
-        """Add the counts and details of `part` (a `blank()` filled by a worker) to this one."""
+    def add_part(self, part: ExportSummary) -> None:
+        """Add the counts and details of `part` (a `empty_part()` filled by a worker) to this one."""
         for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(part, name))
         for name in _TALLIES:
@@ -182,7 +182,7 @@ _COUNTS = (
     "invalid_lines",
     "files_written",
     "copied",
-    "already_present",
+    "already_there",
     "replaced",
 )
 _TALLIES = ("images", "dropped_boxes", "skipped", "violations")
