@@ -343,19 +343,7 @@ def _locked(
     try:
         started_ray = connect(run.ray_options.address)
         resources = _pool_resources(run.ray_options)
-        tag = uuid.uuid4().hex[:12]
-        here = _on_this_node()
-        coordinator = (
-            ray.remote(Coordinator)
-            .options(name=f"labelsift-coordinator-{tag}", num_cpus=0, scheduling_strategy=here)
-            .remote(run.limits())
-        )
-        keeper: Any = None
-        if run.spec.settings.rate_limit is not None:
-            keeper_class: Any = ray.remote(RateKeeper).options(
-                name=f"labelsift-rate-{tag}", num_cpus=0, scheduling_strategy=here
-            )
-            keeper = keeper_class.remote(run.spec.settings.rate_limit)
+        coordinator, keeper = _control_actors(run)
         job = ActorJob(
             run.dest, run.spec, options.selection, options.workers, coordinator, keeper,
             run.ray_options.write_attempts,
@@ -377,6 +365,26 @@ def _locked(
         if started_ray:
             ray.shutdown()
     return _finish(run, tally, started_at)
+
+
+def _control_actors(run: RayRun) -> tuple[Any, Any]:
+    """The run's coordinator (its limits, stopping rules and counts) and, with a rate limit, the
+    keeper of the shared rate; both on this node, named for this run."""
+    import ray
+
+    tag = uuid.uuid4().hex[:12]
+    here = _on_this_node()
+    coordinator = (
+        ray.remote(Coordinator)
+        .options(name=f"labelsift-coordinator-{tag}", num_cpus=0, scheduling_strategy=here)
+        .remote(run.limits())
+    )
+    if run.spec.settings.rate_limit is None:
+        return coordinator, None
+    keeper_class: Any = ray.remote(RateKeeper).options(
+        name=f"labelsift-rate-{tag}", num_cpus=0, scheduling_strategy=here
+    )
+    return coordinator, keeper_class.remote(run.spec.settings.rate_limit)
 
 
 def _drive(
