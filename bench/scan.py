@@ -1,10 +1,10 @@
-"""Scan throughput against the local Rekognition endpoint, with the seed's sequential loop as baseline.
+"""Scan throughput against the local Rekognition endpoint, with a sequential loop as baseline.
 
     python bench/scan.py [--images 2000] [--latency 0.1] [--quota 50] [--baseline-images 200]
 
 One run starts a real S3 server (SeaweedFS) and the local Rekognition endpoint on 127.0.0.1, puts
 the images in a bucket, then measures, all in the same run:
-  1. baseline: the seed's loop, one DetectLabels call after another (by S3Object), no concurrency;
+  1. baseline: a sequential loop, one DetectLabels call after another (by S3Object), no concurrency;
   2. labelsift scan under the endpoint's quota (requests/s), with a client-side rate just under it;
   3. labelsift scan with no quota: the ceiling, to show the client is not the bottleneck.
 It prints images/s, the fraction of the quota sustained, the throttled share, and the ratio to the
@@ -91,8 +91,8 @@ def put_images(bucket: str, count: int) -> None:
         list(pool.map(put, range(count)))
 
 
-def seed_loop(bucket: str, count: int) -> float:
-    """The seed's way: list, then for each key one DetectLabels call and a decision, in turn."""
+def sequential_loop(bucket: str, count: int) -> float:
+    """The plain way: list, then for each key one DetectLabels call and a decision, in turn."""
     rekognition = boto3.client("rekognition")
     s3 = boto3.client("s3")
     keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix="raw/")
@@ -140,7 +140,7 @@ def main() -> None:
         )
         put_images("bench", args.images)
         fake.configure(latency=args.latency, quota=args.quota)
-        baseline = seed_loop("bench", args.baseline_images)
+        baseline = sequential_loop("bench", args.baseline_images)
         fake.configure(latency=args.latency, quota=args.quota)
         quota_rate, quota_errors = labelsift_scan(
             "bench", Path(folder), "quota", workers=args.workers, rate=args.quota * 0.98
@@ -155,7 +155,7 @@ def main() -> None:
         fake.close()
 
     print(f"images: {args.images}, endpoint latency {args.latency * 1000:.0f} ms, quota {args.quota:g}/s")
-    print(f"baseline, the seed's sequential loop ({args.baseline_images} images): {baseline:7.1f} images/s")
+    print(f"baseline, a sequential loop ({args.baseline_images} images): {baseline:7.1f} images/s")
     print(
         f"labelsift under the quota ({args.workers} workers, client rate {args.quota * 0.98:g}/s): "
         f"{quota_rate:7.1f} images/s = {quota_rate / args.quota:.2f} of the quota, "
