@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from labelsift.imageprep import MAX_BYTES, ImagePrepError, PreparedImage, prepare_for_rekognition
+from labelsift.imageprep import ImagePrepError, PreparedImage, prepare_for_rekognition
+from labelsift.service_limits import DETECT_LABELS_MAX_BYTES as MAX_BYTES
 
 
 def encode(image: Image.Image, fmt: str, **options: Any) -> bytes:

@@ -41,10 +41,10 @@ from labelsift.imagelimits import (
     open_image,
 )
 from labelsift.probe import orientation_of
+from labelsift.service_limits import DETECT_LABELS_MAX_BYTES as MAX_BYTES
+from labelsift.service_limits import DETECT_LABELS_MAX_SIDE as MAX_SIDE
+from labelsift.service_limits import DETECT_LABELS_MIN_SIDE as MIN_SIDE
 
-MAX_BYTES = 5 * 1024 * 1024
-MIN_SIDE = 80
-MAX_SIDE = 10000
 JPEG_QUALITY = 90
 ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "MPO"})  # MPO is a JPEG with extra frames appended
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

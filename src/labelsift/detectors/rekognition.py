@@ -57,16 +57,16 @@ from labelsift.models import (
     Label,
     RegionProperties,
 )
+from labelsift.service_limits import DETECT_LABELS_MAX_S3_OBJECT as MAX_S3_OBJECT
+from labelsift.service_limits import DETECT_LABELS_MAX_SIDE as MAX_SIDE
+from labelsift.service_limits import DETECT_LABELS_MIN_SIDE as MIN_SIDE
+from labelsift.service_limits import DETECT_LABELS_S3_FORMATS as S3_OBJECT_FORMATS
 from labelsift.storage import Storage, StorageError, is_s3, split_s3
 
 if TYPE_CHECKING:
     from mypy_boto3_rekognition import RekognitionClient
     from mypy_boto3_rekognition.type_defs import DetectLabelsResponseTypeDef, ImageTypeDef, S3ObjectTypeDef
 
-MAX_S3_OBJECT = 15 * 1024 * 1024
-MIN_SIDE = 80
-MAX_SIDE = 10000
-S3_OBJECT_FORMATS = frozenset({"JPEG", "PNG"})
 _EXTENSION_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".jpe": "JPEG", ".png": "PNG"}
 
 # The service's answer about the image itself: worth one retry as prepared bytes.

@@ -25,6 +25,11 @@ from functools import partial
 
 from labelsift.errors import UsageError
 from labelsift.select import Selection
+from labelsift.service_limits import CUSTOM_LABELS_IMAGE_FORMATS as FORMATS
+from labelsift.service_limits import CUSTOM_LABELS_MAX_ASPECT as MAX_ASPECT
+from labelsift.service_limits import CUSTOM_LABELS_MAX_IMAGE_BYTES as MAX_BYTES
+from labelsift.service_limits import CUSTOM_LABELS_MAX_SIDE as MAX_SIDE
+from labelsift.service_limits import CUSTOM_LABELS_MIN_SIDE as MIN_SIDE
 from labelsift.storage import is_s3, split_s3
 from labelsift.views import RecordView
 
@@ -33,12 +38,6 @@ from .naming import class_names
 from .owned import OwnedOutput, copy_image
 from .records import iter_decisions, require_manifest, unsafe_source
 from .summary import ALL, DEFAULT_DETAIL_LIMIT, ExportSummary
-
-FORMATS = {"JPEG", "JPG", "PNG"}
-MIN_SIDE = 64
-MAX_SIDE = 4096
-MAX_BYTES = 15 * 1024 * 1024
-MAX_ASPECT = 20.0
 
 
 def image_problems(record: RecordView) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

@@ -32,18 +32,18 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from labelsift.groundtruth_types import CLASSIFICATION, DETECTION
+from labelsift.service_limits import MANIFEST_MAX_BOXES_PER_IMAGE as MAX_BOXES_PER_IMAGE
+from labelsift.service_limits import MANIFEST_MAX_BYTES as MAX_BYTES
+from labelsift.service_limits import MANIFEST_MAX_CLASSIFICATION_LABELS as MAX_CLASSIFICATION_LABELS
+from labelsift.service_limits import MANIFEST_MAX_INVALID_SHARE as MAX_INVALID_SHARE
+from labelsift.service_limits import MANIFEST_MAX_LABELS_PER_IMAGE as MAX_LABELS_PER_IMAGE
+from labelsift.service_limits import MANIFEST_MAX_LINES as MAX_LINES
+from labelsift.service_limits import MANIFEST_MAX_TEST_IMAGES_PER_LABEL as MAX_TEST_IMAGES_PER_LABEL
+from labelsift.service_limits import MANIFEST_MIN_CLASSIFICATION_LABELS as MIN_CLASSIFICATION_LABELS
+from labelsift.service_limits import MANIFEST_SCALED_LONGEST_SIDE as SCALED_LONGEST_SIDE
 
 from .summary import Violation
 
-MAX_LINES = 250_000
-MAX_BYTES = 1_000_000_000
-MAX_LABELS_PER_IMAGE = 50
-MAX_BOXES_PER_IMAGE = 50
-MIN_CLASSIFICATION_LABELS = 2
-MAX_CLASSIFICATION_LABELS = 250
-MAX_TEST_IMAGES_PER_LABEL = 1000
-SCALED_LONGEST_SIDE = 1280
-MAX_INVALID_SHARE = 0.20
 _BOX_KEYS = ("class_id", "left", "top", "width", "height")
 
 
