@@ -27,8 +27,9 @@ from typing import IO, Any, Literal, cast
 from urllib.parse import unquote_plus
 
 from labelsift.errors import CannotProceed, UsageError
+from labelsift.image_types import IMAGE_EXTENSIONS
 from labelsift.listing import FOLDER_MARKER, ListingNotes
-from labelsift.storage import IMAGE_EXTENSIONS, ObjectInfo, Storage, StorageError, split_s3
+from labelsift.storage import ObjectInfo, Storage, StorageError, split_s3
 
 FileFormat = Literal["CSV", "Parquet", "ORC"]
 FORMATS: dict[str, FileFormat] = {"csv": "CSV", "parquet": "Parquet", "orc": "ORC"}
