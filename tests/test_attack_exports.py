@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from export_cli import RECEIPT, bird, cli, said
+from export_cli import manifest as manifest  # fixture: a manifest of the three photos
+from export_cli import photos as photos  # fixture: three small JPEGs
+from export_cli import wide_console as wide_console  # autouse: long paths on one line
+from manifest_builders import box, label, make_jpeg, record, write_manifest
 from PIL import Image
 from pycocotools.coco import COCO
 from sandbox import tiny_disk
-from test_export_common import box, label, make_jpeg, record, write_manifest
-from test_trust_exports import RECEIPT, bird, cli, said
-from test_trust_exports import manifest as manifest  # fixture: a manifest of the three photos
-from test_trust_exports import photos as photos  # fixture: three small JPEGs
-from test_trust_exports import wide_console as wide_console  # autouse: long paths on one line
 
 from labelsift.cli import ExitCode
 from labelsift.storage import Storage

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from manifest_cli import cli, said, scan_args, scan_holding, subprocess_cli
 from sandbox import can_bind_read_only, can_mount_tmpfs
-from test_trust_manifest import cli, said, scan_args, scan_holding, subprocess_cli
 from typer.testing import Result
 
 from labelsift.cli import ExitCode

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from consumer_envs import load
-from test_export_common import box, label, make_jpeg, record, write_manifest
+from manifest_builders import box, label, make_jpeg, record, write_manifest
 
 from labelsift.exporters.coco import export_coco
 from labelsift.exporters.huggingface import export_hf

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bucket_images import SCENES, bucket_with_copies
 from typer.testing import CliRunner
 
 from labelsift.cli import app
@@ -24,21 +25,6 @@ from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-SCENES = ["bird", "dog", "car", "campfire", "archery"]
-
-
-def _bucket_with_copies(client: S3Client, bucket: str, copies: int = 3) -> dict[str, str]:
-    """One image per scene, each also under `copies - 1` other keys (server-side copies keep the
-    ETag); returns key -> the scene it shows. Keys sort so that copies are spread among others."""
-    keys: dict[str, str] = {}
-    for i, scene in enumerate(SCENES):
-        body = make_image(scene, confidence=90.0, seed=i)
-        for c in range(copies):
-            key = f"pile/{c}-{i:02d}-{scene}.jpg"
-            client.put_object(Bucket=bucket, Key=key, Body=body)
-            keys[key] = scene
-    return keys
-
 
 def _run(source: str, manifest: Path, **options: object) -> RunSummary:
     storage = Storage()
@@ -53,7 +39,7 @@ def _records(manifest: Path) -> dict[str, ImageRecord]:
 def test_copies_in_s3_are_billed_once_and_reuse_the_labels(
     fake_rekognition_s3: FakeRekognition, s3_client: S3Client, bucket: str, tmp_path: Path
 ) -> None:
-    keys = _bucket_with_copies(s3_client, bucket)
+    keys = bucket_with_copies(s3_client, bucket)
     manifest = tmp_path / "m.jsonl"
     summary = _run(f"s3://{bucket}/pile/", manifest, selection=Selection(("bird",)), workers=8)
     assert fake_rekognition_s3.billed == len(SCENES)
@@ -81,7 +67,7 @@ def test_copies_in_s3_are_billed_once_and_reuse_the_labels(
 def test_a_run_stopped_halfway_then_rerun_pays_each_image_once(
     fake_rekognition_s3: FakeRekognition, s3_client: S3Client, bucket: str, tmp_path: Path
 ) -> None:
-    keys = _bucket_with_copies(s3_client, bucket)
+    keys = bucket_with_copies(s3_client, bucket)
     manifest = tmp_path / "m.jsonl"
     first = _run(f"s3://{bucket}/pile/", manifest, max_images=6, workers=4)
     assert first.scanned == 6 and fake_rekognition_s3.calls_total == 5  # keys 0-00…0-04, then 1-00 reused
@@ -191,7 +177,7 @@ def test_estimate_counts_duplicates_and_the_money_saved(
     aws_env: dict[str, str], s3_client: S3Client, make_bucket: Callable[[], str]
 ) -> None:
     bucket = make_bucket()
-    keys = _bucket_with_copies(s3_client, bucket, copies=4)
+    keys = bucket_with_copies(s3_client, bucket, copies=4)
     result = CliRunner().invoke(app, ["estimate", f"s3://{bucket}/"])
     assert result.exit_code == 0, result.output
     duplicates = len(keys) - len(SCENES)

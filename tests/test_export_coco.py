@@ -4,8 +4,8 @@ import json
 from pathlib import Path
 
 import pytest
+from manifest_builders import box, label, make_jpeg, record, write_manifest
 from pycocotools.coco import COCO
-from test_export_common import box, label, make_jpeg, record, write_manifest
 
 from labelsift.exporters.coco import export_coco
 from labelsift.geometry import DropReason

@@ -4,8 +4,8 @@ import io
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from manifest_builders import box, label, make_jpeg, record, write_manifest
 from PIL import Image
-from test_export_common import box, label, make_jpeg, record, write_manifest
 
 from labelsift.exporters.custom_labels import export_custom_labels
 from labelsift.select import Selection

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_export_common import box, label, record, write_manifest
+from manifest_builders import box, label, record, write_manifest
 
 from labelsift.exporters.groundtruth import export_groundtruth
 from labelsift.exporters.validation import CustomLabelsChecker, validate_lines

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from test_export_common import box, failed, label, record, write_manifest
+from manifest_builders import box, failed, label, record, write_manifest
 
 from labelsift.cli import ExitCode
 from labelsift.exporters.coco import export_coco

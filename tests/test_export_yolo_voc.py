@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from test_export_common import box, label, make_jpeg, record, write_manifest
+from manifest_builders import box, label, make_jpeg, record, write_manifest
 
 from labelsift.exporters.naming import file_name_parts
 from labelsift.exporters.voc import export_voc

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_ray_scan import comparable, plain, shard_records
+from ray_records import comparable, plain, shard_records
 
 from labelsift.manifest import iter_records
 from labelsift.scan import ScanOptions

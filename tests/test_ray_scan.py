@@ -10,23 +10,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
+from bucket_images import BIRDS, bucket_with_copies, every_fifth_is_a_bird, upload
 from fault_proxy import FaultProxy
-from test_dedupe import _bucket_with_copies
-from test_scan import BIRDS, every_fifth_is_a_bird, upload
+from ray_records import comparable, plain, shard_records
 
 from labelsift.cost import PriceTable
-from labelsift.detectors.factory import DetectorSettings, build_detector
+from labelsift.detectors.factory import DetectorSettings
 from labelsift.distributed.driver import RayOptions, RayRun, ray_scan
-from labelsift.distributed.shards import SHARD_PREFIX, shard_name
 from labelsift.errors import CannotProceed, UsageError
 from labelsift.manifest import iter_records
-from labelsift.models import ImageRecord, RunSummary, StopReason
-from labelsift.scan import ScanAborted, ScanOptions, scan
+from labelsift.models import RunSummary, StopReason
+from labelsift.scan import ScanAborted, ScanOptions
 from labelsift.storage import Storage, StorageError
 from labelsift_testing.fake_rekognition import FakeRekognition
 from labelsift_testing.s3_server import SeaweedS3Server
@@ -35,24 +33,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-
-def shard_records(storage: Storage, dest: str) -> list[ImageRecord]:
-    """Every record of every shard under `dest` (read here until merge reads a shard folder)."""
-    found = [info.uri for info in storage.list(dest, images_only=False) if info.key.startswith(SHARD_PREFIX)]
-    records: list[ImageRecord] = []
-    for shard in found:
-        lines = list(iter_records(shard))
-        assert shard.rsplit("/", 1)[-1] == shard_name((r.source, r.etag) for r in lines)  # named by content
-        records += lines
-    return records
-
-
-def comparable(records: list[ImageRecord]) -> dict[str, dict[str, Any]]:
-    """source -> record without the time it was made; asserts one record per source."""
-    counts = Counter(record.source for record in records)
-    assert [source for source, n in counts.items() if n > 1] == []
-    return {record.source: record.model_dump(mode="json", exclude={"scanned_at"}) for record in records}
 
 
 def run_ray(
@@ -78,12 +58,6 @@ def run_ray(
     if storage is not None:  # the driver's own (listing, resume, the copies' shards)
         run.storage = storage
     return ray_scan(run, stop=stop)
-
-
-def plain(source: str, manifest: Path, detector: str, options: ScanOptions) -> RunSummary:
-    storage = Storage()
-    built = build_detector(detector, storage, DetectorSettings(max_attempts=2))  # type: ignore[arg-type]
-    return scan(source, str(manifest), built, storage, options)
 
 
 def test_ray_records_equal_the_plain_scan_and_a_rerun_writes_nothing_new(
@@ -235,7 +209,7 @@ def test_duplicate_objects_are_billed_once_across_actors_and_windows(
     """Five distinct images, each under three keys spread through the listing: Rekognition is
     asked five times, the other ten records name their first (`same_as`), as the plain scan's do;
     a window of 4 puts firsts and their copies in different pool runs."""
-    keys = _bucket_with_copies(s3_client, bucket)
+    keys = bucket_with_copies(s3_client, bucket)
     source = f"s3://{bucket}/pile/"
     expected = plain(source, tmp_path / "plain.jsonl", "rekognition", ScanOptions(BIRDS))
     assert (expected.billed, expected.duplicates) == (5, 10)
@@ -263,7 +237,7 @@ class DriverWritesFail(Storage):
 def test_a_copies_shard_the_driver_cannot_write_stops_the_run_and_the_rerun_pays_nothing_again(
     fake_rekognition_s3: FakeRekognition, s3_client: S3Client, bucket: str, tmp_path: Path
 ) -> None:
-    keys = _bucket_with_copies(s3_client, bucket)
+    keys = bucket_with_copies(s3_client, bucket)
     source, dest = f"s3://{bucket}/pile/", str(tmp_path / "shards")
     with pytest.raises(ScanAborted, match=r"access denied") as stopped:
         run_ray(source, dest, "rekognition", ScanOptions(BIRDS), batch_size=2, storage=DriverWritesFail())

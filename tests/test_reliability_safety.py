@@ -87,7 +87,7 @@ def test_filter_and_exports_never_replace_a_different_object_without_overwrite(
      ("groundtruth", ""), ("review", "")],
 )  # fmt: skip
 def test_an_earlier_export_is_replaced_only_with_overwrite(tmp_path: Path, fmt: str, marker: str) -> None:
-    from test_export_common import box, label, make_jpeg, record, write_manifest
+    from manifest_builders import box, label, make_jpeg, record, write_manifest
 
     image = str(make_jpeg(tmp_path / "src" / "a.jpg", 200, 100))
     if fmt == "groundtruth":  # Ground Truth reads images from S3 only

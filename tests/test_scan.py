@@ -7,12 +7,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from bucket_images import BIRDS, every_fifth_is_a_bird, upload
 from typer.testing import CliRunner
 
 from labelsift.cli import app
@@ -21,31 +21,11 @@ from labelsift.detectors.rekognition import RekognitionDetector
 from labelsift.manifest import iter_lines, iter_records
 from labelsift.models import RunSummary, ScanStatus, StopReason
 from labelsift.scan import ScanOptions, scan
-from labelsift.select import Selection
 from labelsift.storage import Storage
 from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-
-OTHER_SCENES = ["dog", "campfire", "archery", "car"]
-
-
-def upload(client: S3Client, bucket: str, scenes: Sequence[str], prefix: str = "raw/") -> list[str]:
-    """Put one image per scene at raw/0000.jpg, raw/0001.jpg, ...; returns their URIs in order."""
-
-    def put(item: tuple[int, str]) -> str:
-        i, scene = item
-        key = f"{prefix}{i:04d}.jpg"
-        client.put_object(Bucket=bucket, Key=key, Body=make_image(scene, confidence=90.0, seed=i))
-        return f"s3://{bucket}/{key}"
-
-    with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(put, enumerate(scenes)))
-
-
-def every_fifth_is_a_bird(count: int) -> list[str]:
-    return ["bird" if i % 5 == 0 else OTHER_SCENES[i % 4] for i in range(count)]
 
 
 def run_scan(
@@ -58,9 +38,6 @@ def run_scan(
         source, str(manifest), detector, storage, options, on_hit=lambda info: hits.append(info.uri)
     )
     return summary, hits
-
-
-BIRDS = Selection(labels=("Bird",), threshold=60.0)
 
 
 def test_target_stops_after_the_hits_asked_for_spending_only_the_requests_in_flight(

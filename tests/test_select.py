@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from test_export_common import box, failed, label, record
+from manifest_builders import box, failed, label, record
 
 from labelsift.models import Verdict
 from labelsift.select import Outcome, Selection

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from test_export_common import box, label, make_jpeg, record
+from manifest_builders import box, label, make_jpeg, record
 from typer.testing import CliRunner
 
 from labelsift.cli import app

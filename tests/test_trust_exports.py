@@ -21,12 +21,15 @@ from typing import TYPE_CHECKING
 
 import pytest
 import sandbox
+from export_cli import RECEIPT, bird, cli, said, scanned
+from export_cli import manifest as manifest  # fixture: a manifest of the three photos
+from export_cli import photos as photos  # fixture: three small JPEGs
+from export_cli import wide_console as wide_console  # autouse: long paths on one line
+from manifest_builders import box, label, record, write_manifest
 from PIL import Image
 from pycocotools.coco import COCO
-from test_export_common import box, label, make_jpeg, record, write_manifest
-from typer.testing import CliRunner, Result
 
-from labelsift.cli import ExitCode, app
+from labelsift.cli import ExitCode
 from labelsift.models import ImageRecord
 from labelsift.storage import Storage
 
@@ -34,36 +37,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mypy_boto3_s3 import S3Client
-
-runner = CliRunner()
-RECEIPT = ".labelsift-receipt.jsonl"
-
-
-@pytest.fixture(autouse=True)
-def wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Long paths on one line, so that the tests can look for them."""
-    import labelsift.cli
-
-    for console in (labelsift.cli.out, labelsift.cli.err):
-        monkeypatch.setattr(console, "_width", 10_000)
-
-
-def cli(*args: str) -> Result:
-    return runner.invoke(app, list(args))
-
-
-def said(result: Result) -> str:
-    return " ".join(result.output.split())
-
-
-def scanned(path: Path, *labels: object, **fields: object) -> ImageRecord:
-    """A record as a scan of the local file `path` writes it (with its etag)."""
-    made = record(str(path), *labels, **fields)  # type: ignore[arg-type]
-    return made.model_copy(update={"etag": Storage().stat(str(path)).etag, "size": path.stat().st_size})
-
-
-def bird(path: Path) -> ImageRecord:
-    return scanned(path, label("Bird", 90, box(0.1, 0.1, 0.5, 0.5)))
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -78,16 +51,6 @@ def jpeg_bytes(color: tuple[int, int, int], size: int | None = None) -> bytes:
         assert len(data) <= size
         data += b"\0" * (size - len(data))
     return data
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> list[Path]:
-    return [make_jpeg(tmp_path / "photos" / f"{i}.jpg", 200, 100) for i in range(3)]
-
-
-@pytest.fixture
-def manifest(tmp_path: Path, photos: list[Path]) -> str:
-    return write_manifest(tmp_path / "m.jsonl", [bird(p) for p in photos])
 
 
 # -- finding 3: --overwrite deletes only what a receipt lists ----------------------------------------

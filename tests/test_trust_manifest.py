@@ -15,7 +15,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -23,9 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from typer.testing import CliRunner, Result
+from manifest_cli import cli, said, scan_args, scan_holding, subprocess_cli
+from typer.testing import Result
 
-from labelsift.cli import ExitCode, app
+from labelsift.cli import ExitCode
 from labelsift.manifest import iter_raw, iter_records, write_records
 from labelsift.models import DetectorInfo, ImageRecord, Label, ScanStatus, VerdictEntry
 from labelsift_testing.fake_rekognition import FakeRekognition, make_image
@@ -33,17 +33,7 @@ from labelsift_testing.fake_rekognition import FakeRekognition, make_image
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-runner = CliRunner()
 DETECTOR = DetectorInfo(name="rekognition", model_version="3.0")
-
-
-def cli(*args: str) -> Result:
-    return runner.invoke(app, list(args))
-
-
-def said(result: Result | subprocess.CompletedProcess[str]) -> str:
-    text = result.output if isinstance(result, Result) else result.stdout + result.stderr
-    return " ".join(text.split())
 
 
 def check(result: Result, code: ExitCode, *names: str) -> str:
@@ -64,10 +54,6 @@ def images(folder: Path, count: int, scene: str = "bird", first: int = 0) -> Pat
     return folder
 
 
-def scan_args(source: Path | str, manifest: Path | str, *extra: str) -> list[str]:
-    return ["scan", str(source), "-o", str(manifest), "-d", "rekognition", "-l", "Bird", *extra]
-
-
 def record(i: int, *, label: str = "Bird") -> ImageRecord:
     return ImageRecord(
         source=f"s3://raw/birds/{i:06d}.jpg",
@@ -84,10 +70,6 @@ def record(i: int, *, label: str = "Bird") -> ImageRecord:
 
 def gzip_ok(path: Path) -> bool:
     return subprocess.run(["gzip", "-t", str(path)], capture_output=True).returncode == 0
-
-
-def subprocess_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "labelsift.cli", *args]
 
 
 # ---- finding 1: compressed manifests are first class ---------------------------------------
@@ -314,31 +296,6 @@ def test_merge_to_s3_uploads_whole_and_a_failed_one_uploads_nothing(
 
 
 # ---- finding 5: one writer per manifest -----------------------------------------------------
-
-
-def wait_for_lines(path: Path, count: int, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and process.poll() is None:
-        if path.exists() and path.read_bytes().count(b"\n") >= count:
-            return
-        time.sleep(0.01)
-    raise AssertionError(f"{path} never reached {count} lines")
-
-
-def scan_holding(
-    folder: Path, manifest: Path, lines: int = 1, *, quiet: bool = False
-) -> subprocess.Popen[str]:
-    """A one-worker scan of `folder` in a subprocess, returned once it has written `lines` records
-    (so it holds the manifest's lock): the first of two commands at once on one manifest."""
-    output = subprocess.DEVNULL if quiet else subprocess.PIPE
-    process = subprocess.Popen(
-        subprocess_cli(*scan_args(folder, manifest, "--workers", "1")),
-        stdout=output,
-        stderr=output,
-        text=True,
-    )
-    wait_for_lines(manifest, lines, process)
-    return process
 
 
 def test_a_second_scan_on_a_manifest_in_use_stops_at_once_naming_the_holder(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from test_export_common import label, record, write_manifest
+from manifest_builders import label, record, write_manifest
 from typer.testing import CliRunner, Result
 
 from labelsift.cli import ExitCode, app

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from manifest_builders import box, failed, label, record
 from pydantic import ValidationError
-from test_export_common import box, failed, label, record
 
 from labelsift.exporters.coco import export_coco
 from labelsift.manifest import ManifestError, to_line, write_records
