@@ -85,7 +85,10 @@ def put_images(bucket: str, count: int) -> None:
     bodies = [make_image(scene, confidence=90.0, seed=i) for i, scene in enumerate(SCENES * 4)]
 
     def put(i: int) -> None:
-        client.put_object(Bucket=bucket, Key=f"raw/{i:05d}.jpg", Body=bodies[i % len(bodies)] + bytes(i % 7))
+        # distinct bytes per object: a copy would be labelled once (dedupe), which is not throughput
+        client.put_object(
+            Bucket=bucket, Key=f"raw/{i:05d}.jpg", Body=bodies[i % len(bodies)] + i.to_bytes(4, "big")
+        )
 
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(put, range(count)))
