@@ -71,11 +71,22 @@ def _expanded(inputs: list[str], output: str) -> list[str]:
 def merge(shards: list[str], output: str, *, overwrite: bool = False) -> MergeResult:
     """Merge manifests into one: the newest record per source (by `scanned_at`) wins; verdicts kept.
 
-    A folder or `s3://` prefix among `shards` stands for the `*.jsonl`/`*.jsonl.gz` shards in it
-    (`inputs.expand_manifest_inputs`). Two streaming passes over the shards, the
-    bookkeeping in an on-disk index. The output is written whole (`write_records`); it may not be
-    one of the shards, and replaces an existing file only with `overwrite`. A local output is
-    locked like a scan's manifest meanwhile.
+    Two streaming passes over the shards, the bookkeeping in an on-disk index, so memory stays
+    flat however long they are.
+
+    Args:
+        shards: the manifests to merge (local, `.gz`, `s3://`); a folder or `s3://` prefix among
+            them stands for the `*.jsonl`/`*.jsonl.gz` shards in it (`inputs.expand_manifest_inputs`).
+            A shard that does not exist is refused (ManifestUnreadable, exit 3) before anything is
+            written.
+        output: where the merged manifest goes (local, `.gz`, `.bz2`…, `s3://`). It is written whole
+            (`write_records`): an earlier file stays until the new one is complete. It may not be
+            one of the shards nor inside a folder read as shards (UsageError, exit 2). A local output
+            is locked like a scan's manifest meanwhile (ManifestInUse, exit 3, if another writer has it).
+        overwrite: replace an existing `output`; without it an existing one is refused (exit 3).
+
+    Returns:
+        How many records and verdicts were written, and how many records a newer one superseded.
     """
     shards = _expanded(shards, output)
     claim_output(shards, output, overwrite=overwrite)
