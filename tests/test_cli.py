@@ -1,9 +1,11 @@
 """The command line on local folders with the offline model: what a newcomer runs first."""
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from labelsift.cli import app
@@ -63,3 +65,13 @@ def test_demo_scans_and_exports_into_a_folder(tmp_path: Path) -> None:
     coco = json.loads((tmp_path / "out" / "coco" / "annotations" / "instances_train.json").read_text())
     assert [c["name"] for c in coco["categories"]][:3] == ["Person", "Dog", "Cat"]
     assert len(list(iter_records(str(tmp_path / "out" / "manifest.jsonl")))) == 9
+
+
+def test_a_run_leaves_labelsift_s_log_levels_to_the_caller(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a program (or test) that runs the app in-process still gets labelsift's info and debug records
+    CliRunner().invoke(app, ["merge", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "out.jsonl")])
+    with caplog.at_level(logging.DEBUG):
+        logging.getLogger("labelsift.manifest.lines").debug("seen after a run")
+    assert "seen after a run" in caplog.text

@@ -20,8 +20,8 @@ from labelsift.manifest import (
     span_lines,
     write_records,
 )
-from labelsift.manifest.first_pass import _line_starts, _written_once
 from labelsift.manifest.repeats import RepeatFinder, SeenFilter
+from labelsift.manifest.survey import _line_starts, _written_once
 from labelsift.models import DetectorInfo, ImageRecord, Label, Reason, ScanStatus, Verdict
 
 DETECTOR = DetectorInfo(name="local", model_version="1")

@@ -24,3 +24,17 @@ def test_the_suite_imports_the_test_servers_from_tests_support() -> None:
     here = Path(labelsift_testing.__file__).resolve()
     assert here.is_relative_to(ROOT / "tests" / "support")
     assert {path.stem for path in here.parent.glob("*.py")} >= TEST_SERVERS
+
+
+def test_every_submodule_of_a_package_is_reachable_as_a_module() -> None:
+    # a package that exports a function named like one of its modules hides the module:
+    # `import labelsift.manifest.merge as m` would give the function, and patching it fails
+    import importlib
+    import pkgutil
+    from types import ModuleType
+
+    for name in ("labelsift.manifest", "labelsift.storage", "labelsift.scanning", "labelsift.exporters"):
+        package = importlib.import_module(name)
+        for info in pkgutil.iter_modules(package.__path__):
+            importlib.import_module(f"{name}.{info.name}")
+            assert isinstance(getattr(package, info.name), ModuleType), f"{name}.{info.name}"

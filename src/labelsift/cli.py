@@ -84,8 +84,9 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", handlers=[handler]
     )
-    for name in ("labelsift", "botocore", "boto3", "urllib3", "s3transfer", "smart_open"):  # on every run:
-        logging.getLogger(name).setLevel(logging.DEBUG if debug else logging.WARNING)  # basicConfig acts once
+    logging.getLogger().setLevel(logging.DEBUG if debug else logging.WARNING)  # basicConfig acts once only
+    for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def fail(message: str, code: ExitCode) -> NoReturn:
@@ -136,7 +137,7 @@ def friendly_errors(interrupted: str = _STOPPED) -> Iterator[None]:
 
 def _traceback_if_debug() -> None:
     """With --debug, the traceback of the error being handled; the exit code stays the same."""
-    if logging.getLogger("labelsift").isEnabledFor(logging.DEBUG):  # set by `main` on each run
+    if logging.getLogger("labelsift").isEnabledFor(logging.DEBUG):  # the root's level, set by `main`
         err.print_exception()
 
 

@@ -105,7 +105,7 @@ def one_manifest(text: str, storage: Storage | None = None) -> Iterator[str]:
     if len(shards) == 1:
         yield shards[0]
         return
-    from labelsift.manifest.merge import merge  # the merge reads manifests, which name their inputs here
+    from labelsift.manifest.merging import merge  # the merge reads manifests, which name their inputs here
 
     with tempfile.TemporaryDirectory(prefix="labelsift-shards-") as folder:
         merged = os.path.join(folder, "merged.jsonl")

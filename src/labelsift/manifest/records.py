@@ -8,9 +8,9 @@ from collections.abc import Iterable, Iterator
 
 from pydantic import ValidationError
 
-from labelsift.manifest.first_pass import FirstPass, Line, first_pass
 from labelsift.manifest.lines import iter_lines
 from labelsift.manifest.parsing import invalid_record, is_verdict, parse_line, source_of
+from labelsift.manifest.survey import FirstPass, Line, first_pass
 from labelsift.models import ImageRecord, Verdict
 from labelsift.views import RECORD_VIEW, RecordView
 

@@ -15,7 +15,7 @@ from labelsift.gzip_members import member
 from labelsift.manifest.files import compression, local_file, local_manifest, require_appendable
 from labelsift.manifest.lock import ManifestLock
 from labelsift.manifest.parsing import to_line
-from labelsift.manifest.repair import repair
+from labelsift.manifest.repairing import repair
 from labelsift.models import ImageRecord, Verdict, VerdictEntry
 from labelsift.storage import storage_error
 from labelsift.whole_output import write_whole
