@@ -75,7 +75,7 @@ def lock_path(manifest: Path) -> Path:
 def _command_line() -> str:
     """This process's command line as people typed it, URL queries cut off (they may be signed)."""
     words = [os.path.basename(sys.argv[0]) or "labelsift", *sys.argv[1:]] if sys.argv else ["labelsift"]
-    if words[0] in ("__main__.py", "cli.py", "-m", "-c"):
+    if words[0] in ("__main__.py", "-m", "-c"):  # `python -m labelsift.cli`, or a -c script
         words[0] = "labelsift"
     return " ".join(shown(word) for word in words)
 
