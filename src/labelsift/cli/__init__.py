@@ -4,7 +4,8 @@
 its concern: `scanning` (scan, filter, estimate), `manifests` (merge, report, review,
 import-review, demo), `exporting` (the `export` group), `custom_labels` (the `custom-labels`
 group); `common` holds what they share (exit codes, consoles, friendly errors, shared options).
-Commands are registered here, in the order `labelsift --help` lists them.
+Commands are registered here, in the order `labelsift --help` lists them; `out` and `err` are the
+consoles every command prints to (an embedding program may resize them).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from rich.logging import RichHandler
 
 from labelsift.cli import custom_labels, exporting, manifests, scanning
 from labelsift.cli.common import ExitCode as ExitCode
-from labelsift.cli.common import err
+from labelsift.cli.common import err as err
+from labelsift.cli.common import out as out
 from labelsift.redact import RedactSecrets
 
 app = typer.Typer(
