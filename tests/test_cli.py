@@ -75,3 +75,41 @@ def test_a_run_leaves_labelsift_s_log_levels_to_the_caller(
     with caplog.at_level(logging.DEBUG):
         logging.getLogger("labelsift.manifest.lines").debug("seen after a run")
     assert "seen after a run" in caplog.text
+
+
+def test_a_run_leaves_the_caller_s_log_levels_alone(tmp_path: Path) -> None:
+    root, ours = logging.getLogger(), logging.getLogger("labelsift")
+    before = (root.level, ours.level)
+    root.setLevel(logging.INFO)  # the embedding program's choice
+    try:
+        CliRunner().invoke(app, ["merge", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "out.jsonl")])
+        assert (root.level, ours.level) == (logging.INFO, before[1])
+    finally:
+        root.setLevel(before[0])
+
+
+def test_debug_shows_the_traceback_whatever_level_the_caller_set(tmp_path: Path) -> None:
+    ours = logging.getLogger("labelsift")
+    before = ours.level
+    ours.setLevel(logging.WARNING)
+    try:
+        args = ["merge", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "out.jsonl")]
+        debug = CliRunner().invoke(app, ["--debug", *args])
+        plain = CliRunner().invoke(app, args)
+    finally:
+        ours.setLevel(before)
+    assert debug.exit_code == plain.exit_code == 3
+    assert "Traceback" in debug.output and "Traceback" not in plain.output
+
+
+def test_importing_every_cli_module_runs_nothing() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import importlib, pkgutil, labelsift.cli as cli; "
+        "[importlib.import_module('labelsift.cli.' + m.name) for m in pkgutil.iter_modules(cli.__path__)]; "
+        "print('imported')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "imported\n", done.stdout + done.stderr

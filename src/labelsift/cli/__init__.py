@@ -17,6 +17,7 @@ import typer
 from rich.logging import RichHandler
 
 from labelsift.cli import custom_labels, exporting, manifests, scanning
+from labelsift.cli.common import DEBUG_RUN
 from labelsift.cli.common import ExitCode as ExitCode
 from labelsift.cli.common import err as err
 from labelsift.cli.common import out as out
@@ -40,7 +41,7 @@ def main(
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING, format="%(message)s", handlers=[handler]
     )
-    logging.getLogger().setLevel(logging.DEBUG if debug else logging.WARNING)  # basicConfig acts once only
+    DEBUG_RUN.set(debug)
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "smart_open"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.WARNING)
 

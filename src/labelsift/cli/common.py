@@ -3,11 +3,11 @@ commands take."""
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from enum import IntEnum
 from types import FrameType
 from typing import Annotated, Any, Literal, NoReturn
@@ -59,6 +59,11 @@ RESUME_COPY = (
 )
 
 
+DEBUG_RUN: ContextVar[bool] = ContextVar("labelsift_debug_run", default=False)
+"""Whether this invocation was given --debug: set by the root callback on every run (a program that
+runs the app in-process, or a test, runs it many times), read when an error is reported."""
+
+
 @contextmanager
 def friendly_errors(interrupted: str = _STOPPED) -> Iterator[None]:
     """Turn the library's errors into one paragraph and a documented exit code (Ctrl-C: 130)."""
@@ -85,7 +90,7 @@ def friendly_errors(interrupted: str = _STOPPED) -> Iterator[None]:
 
 def _traceback_if_debug() -> None:
     """With --debug, the traceback of the error being handled; the exit code stays the same."""
-    if logging.getLogger("labelsift").isEnabledFor(logging.DEBUG):  # the root's level, set by `main`
+    if DEBUG_RUN.get():
         err.print_exception()
 
 
