@@ -82,7 +82,7 @@ class ManifestWriter(AbstractContextManager["ManifestWriter"]):
         try:
             while view:
                 view = view[os.write(self._fd, view) :]
-        except OSError:
+        except BaseException:  # a full disk, an I/O error, or a second Ctrl-C between two writes
             if len(view) < len(data):
                 with contextlib.suppress(OSError):  # then the next writer's repair cuts it
                     os.ftruncate(self._fd, start)
