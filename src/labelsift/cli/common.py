@@ -137,6 +137,8 @@ LabelOption = Annotated[
     list[str] | None,
     typer.Option("--label", "-l", help="Label to look for (name, alias or parent); repeatable."),
 ]
+ManifestArgument = Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")]
+ParentsOption = Annotated[bool, typer.Option(help="Let a label's parents match.")]
 ThresholdOption = Annotated[float, typer.Option(help="Minimum confidence (0-100) for a hit.", min=0, max=100)]
 DetectorOption = Annotated[
     str,

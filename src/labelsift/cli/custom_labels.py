@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from labelsift import training
-from labelsift.cli.common import REDO_EXPORT, ExitCode, ThresholdOption, fail, friendly_errors, out
+from labelsift.cli.common import (
+    REDO_EXPORT,
+    ExitCode,
+    ManifestArgument,
+    ParentsOption,
+    ThresholdOption,
+    fail,
+    friendly_errors,
+    out,
+)
 from labelsift.cli.exporting import ExportLabels, export_selection, print_export
 from labelsift.exporters.groundtruth import export_groundtruth
 from labelsift.storage import Storage
@@ -20,7 +29,7 @@ custom_labels_app = typer.Typer(
 
 @custom_labels_app.command("create")
 def custom_labels_create_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     project: Annotated[str, typer.Option(help="Custom Labels project (made if it does not exist).")],
     output: Annotated[
         str, typer.Option("--output", "-o", help="s3:// Ground Truth manifest to write for the training set.")
@@ -36,7 +45,7 @@ def custom_labels_create_command(
             help="s3:// Ground Truth manifest for the test set (default: Rekognition splits off ~20%)."
         ),
     ] = None,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     overwrite: Annotated[bool, typer.Option(help="Replace OUTPUT if an earlier create wrote it.")] = False,
 ) -> None:
     """Write the hits as a Ground Truth manifest in S3 and make the project's datasets from it."""

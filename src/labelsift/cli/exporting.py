@@ -11,6 +11,8 @@ from labelsift.cli.common import (
     REDO_EXPORT,
     RESUME_COPY,
     ExitCode,
+    ManifestArgument,
+    ParentsOption,
     ThresholdOption,
     WorkersOption,
     err,
@@ -145,11 +147,11 @@ def _warn_unmatched(summary: ExportSummary, labels: list[str], parents: bool) ->
 
 @export_app.command("custom-labels")
 def export_custom_labels_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     dest: Annotated[str, typer.Argument(help="s3://bucket/prefix or a local folder: DEST/<label>/<key>.")],
     label: ExportLabels,
     threshold: ThresholdOption = 50.0,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     band: BandOption = None,
     min_sharpness: MinSharpness = None,
     min_brightness: MinBrightness = None,
@@ -171,13 +173,13 @@ def export_custom_labels_command(
 
 @export_app.command("groundtruth")
 def export_groundtruth_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     output: Annotated[str, typer.Argument(help="Output manifest (local or s3://).")],
     label: ExportLabels,
     task: Annotated[str, typer.Option(help="classification | multilabel | per-label | boxes")] = "boxes",
     attribute: Annotated[str | None, typer.Option(help="Label attribute name in the manifest.")] = None,
     threshold: ThresholdOption = 50.0,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     band: BandOption = None,
     min_sharpness: MinSharpness = None,
     min_brightness: MinBrightness = None,
@@ -202,11 +204,11 @@ def _annotation_command(fmt: str) -> Callable[..., None]:
     exporter = {"coco": export_coco, "yolo": export_yolo, "voc": export_voc}[fmt]
 
     def command(
-        manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+        manifest: ManifestArgument,
         dest: Annotated[str, typer.Argument(help="Output folder (local or s3://).")],
         label: ExportLabels,
         threshold: ThresholdOption = 50.0,
-        parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+        parents: ParentsOption = True,
         band: BandOption = None,
         min_sharpness: MinSharpness = None,
         min_brightness: MinBrightness = None,
@@ -259,12 +261,12 @@ for _fmt in ("coco", "yolo", "voc"):
 
 @export_app.command("hf")
 def export_hf_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     dest: Annotated[str, typer.Argument(help="Output folder (local or s3://).")],
     label: ExportLabels,
     task: Annotated[str, typer.Option(help="classification | multilabel | detection")] = "classification",
     threshold: ThresholdOption = 50.0,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     band: BandOption = None,
     min_sharpness: MinSharpness = None,
     min_brightness: MinBrightness = None,
@@ -290,11 +292,11 @@ def export_hf_command(
 
 @export_app.command("label-studio")
 def export_label_studio_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     output: Annotated[str, typer.Argument(help="Tasks file OUT.json (local or s3://); OUT.xml beside it.")],
     label: ExportLabels,
     threshold: ThresholdOption = 50.0,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     band: Annotated[
         str | None, typer.Option(help="LOW:HIGH confidences also sent, for people to decide in Label Studio.")
     ] = None,
@@ -323,13 +325,13 @@ def export_label_studio_command(
 
 @export_app.command("review")
 def export_review_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     output: Annotated[str, typer.Argument(help="Labelling-job input manifest to write.")],
     label: ExportLabels,
     band: Annotated[str, typer.Option(help="LOW:HIGH confidences to send to people.")] = "50:80",
     min_sharpness: MinSharpness = None,
     min_brightness: MinBrightness = None,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     allow_local: Annotated[bool, typer.Option(help="Allow local sources (a GT job needs s3://).")] = False,
     missing_boxes: Annotated[
         bool,

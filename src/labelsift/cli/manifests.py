@@ -7,7 +7,17 @@ from typing import Annotated, Any
 import typer
 
 from labelsift import uri
-from labelsift.cli.common import MERGE_STOPPED, REPORT_STOPPED, ExitCode, err, fail, friendly_errors, out
+from labelsift.cli.common import (
+    MERGE_STOPPED,
+    REPORT_STOPPED,
+    ExitCode,
+    ManifestArgument,
+    ParentsOption,
+    err,
+    fail,
+    friendly_errors,
+    out,
+)
 from labelsift.cli.exporting import review_band
 from labelsift.demo import run_demo
 from labelsift.display import (
@@ -44,7 +54,7 @@ def merge_command(
 
 
 def report_command(
-    manifest: Annotated[str, typer.Argument(help="Manifest to read (local, .gz or s3://).")],
+    manifest: ManifestArgument,
     output: Annotated[str, typer.Option("--output", "-o", help="HTML file to write (opens offline).")],
     label: Annotated[
         list[str] | None,
@@ -53,7 +63,7 @@ def report_command(
     threshold: Annotated[
         float, typer.Option(help="The threshold to mark on each curve (0-100).", min=0, max=100)
     ] = 50.0,
-    parents: Annotated[bool, typer.Option(help="Let a label's parents match.")] = True,
+    parents: ParentsOption = True,
     samples: Annotated[int, typer.Option(help="Thumbnails per label and band.", min=0, max=100)] = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace an earlier report at OUTPUT.")] = False,
 ) -> None:
