@@ -281,3 +281,37 @@ def test_a_line_the_disk_could_not_take_whole_is_taken_back(
         monkeypatch.undo()
     assert path.read_bytes() == before
     assert [r.source for r in iter_records(str(path))] == ["s3://b/1.jpg"]
+
+
+def test_a_gzip_member_the_disk_could_not_take_whole_is_taken_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the same for a .gz manifest: a member cut short would make the whole file unreadable past it
+    import errno
+    import os
+
+    from labelsift.manifest import writer as writer_module
+    from labelsift.storage import StorageError
+
+    path = tmp_path / "m.jsonl.gz"
+    with ManifestWriter(path) as writer:
+        writer.append(labeled("s3://b/1.jpg"))
+    before = path.read_bytes()
+    real_write = os.write
+    calls = iter([lambda fd, data: real_write(fd, bytes(data[: len(data) // 2]))])
+
+    def full_disk(fd: int, data: memoryview) -> int:
+        step = next(calls, None)
+        if step is None:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return step(fd, data)
+
+    with ManifestWriter(path) as writer:
+        monkeypatch.setattr(writer_module.os, "write", full_disk)
+        with pytest.raises(StorageError, match="No space left"):
+            writer.append(labeled("s3://b/2.jpg"))
+        monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [r.source for r in iter_records(str(path))] == ["s3://b/1.jpg"]
+    with gzip.open(path, "rt") as stream:
+        assert stream.read().count("\n") == 1
